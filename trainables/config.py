@@ -1,0 +1,229 @@
+"""TrialConfig: everything one memorization trial needs, frozen and validated at construction.
+
+A trial freezes a causal LM, attaches a LoRA adapter of rank r, and trains it to reproduce ℓ target
+tokens verbatim. The config is read from YAML (`TrialConfig.from_yaml`), with `--set a.b=v`
+overrides; every error names its dotted field and the allowed range. Checks that need the model's
+shape (rank versus hidden size, layer index) run in `trainables.model.check_against_model`, still
+before any weights are loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+from trainables.schema import Config, ConfigError, Problem, apply_overrides, load_yaml_mapping, spec
+
+TINY_PRESETS = ("tiny-xs", "tiny-s", "tiny-m", "tiny-l")
+METHODS = ("sft", "memft", "memft_sw", "memft_curriculum")
+PACKAGE_PREFIX = "package:"
+
+
+@dataclass(frozen=True)
+class ModelConfig(Config):
+    """The frozen base model."""
+
+    name: str = spec("tiny-s", "tiny preset (tiny-xs|tiny-s|tiny-m|tiny-l), local folder, hub id, "
+                     "or package:NAME for a model shipped inside an installed Python package")
+    gguf_file: str | None = spec(None, "GGUF file inside `name` (transformers' gguf_file loading)")
+    init_range: float = spec(0.2, "tiny presets: initializer_range; 0.2 lets a frozen head reach p > 0.5",
+                             lo=0.0, hi=10.0, lo_open=True)
+    seed: int = spec(0, "tiny presets: seed of the random init (fixed across a sweep: one base model)", lo=0)
+
+    @property
+    def is_tiny(self) -> bool:
+        return self.name in TINY_PRESETS
+
+    def cross_checks(self) -> list[Problem]:
+        if not self.name.strip():
+            return [Problem("name", "must name a tiny preset, a folder, a hub id or package:NAME")]
+        if self.name.startswith(PACKAGE_PREFIX) and not self.name[len(PACKAGE_PREFIX):].isidentifier():
+            return [Problem("name", f"package:NAME needs an importable package name, got {self.name!r}")]
+        if self.is_tiny and self.gguf_file:
+            return [Problem("gguf_file", "tiny presets are built from a config; gguf_file must be null")]
+        return []
+
+
+@dataclass(frozen=True)
+class AdapterConfig(Config):
+    """The LoRA adapter: where it sits and how large it is."""
+
+    placement: Literal["paper", "peft"] = spec(
+        "paper", "paper: one adapter parallel to one layer's MLP block; peft: LoRA on named modules")
+    rank: int = spec(8, "LoRA rank r", lo=1, hi=65536)
+    layer: int | None = spec(None, "paper: layer index (0-based); null = about 2/3 depth", lo=0)
+    alpha: float | None = spec(None, "LoRA alpha; null = rank, i.e. scaling 1 (the paper: no alpha/r scaling)",
+                               lo=0.0, lo_open=True)
+    dropout: float | None = spec(None, "adapter dropout; null = 0.1 for paper placement, 0.0 for peft",
+                                 lo=0.0, hi=1.0, hi_open=True)
+    target_modules: tuple[str, ...] = spec(
+        factory=lambda: ("q_proj", "k_proj", "v_proj", "o_proj"), doc="peft: module names to adapt")
+    layers: tuple[int, ...] | None = spec(None, "peft: layer indices to adapt; null = all layers")
+
+    @property
+    def effective_dropout(self) -> float:
+        if self.dropout is not None:
+            return self.dropout
+        return 0.1 if self.placement == "paper" else 0.0
+
+    @property
+    def effective_alpha(self) -> float:
+        return float(self.rank) if self.alpha is None else self.alpha
+
+    def cross_checks(self) -> list[Problem]:
+        problems = []
+        if self.placement == "peft" and not self.target_modules:
+            problems.append(Problem("target_modules", "peft placement needs at least one module name"))
+        if self.placement == "peft" and self.layer is not None:
+            problems.append(Problem("layer", "only for placement: paper (peft uses `layers`)"))
+        if self.placement == "paper" and self.layers is not None:
+            problems.append(Problem("layers", "only for placement: peft (paper uses `layer`)"))
+        if self.layers is not None and any(i < 0 for i in self.layers):
+            problems.append(Problem("layers", f"indices must be >= 0, got {list(self.layers)}"))
+        return problems
+
+
+@dataclass(frozen=True)
+class DataConfig(Config):
+    """What to memorize. Each target follows a prompt that identifies it; only targets are scored."""
+
+    kind: Literal["random", "text", "phonebook"] = spec(
+        "random", "random: uniform vocabulary tokens; text: a text with a random share; phonebook: name -> number")
+    target_tokens: int = spec(64, "random/text: target tokens per sequence", lo=1, hi=10_000_000)
+    num_sequences: int = spec(1, "number of targets (phonebook: entries), each with its own key", lo=1,
+                              hi=10_000_000)
+    prompt_tokens: int = spec(8, "random/text: length of each target's random key prompt", lo=1, hi=4096)
+    text_file: str | None = spec(None, "text: a UTF-8 text file; null = the shipped public-domain sample")
+    random_share: float = spec(0.0, "text: share of target tokens replaced by random tokens", lo=0.0, hi=1.0)
+    seed: int = spec(0, "seed of the data (fixed across a sweep's replicates)", lo=0)
+
+    def cross_checks(self) -> list[Problem]:
+        problems = []
+        if self.kind != "text" and self.text_file is not None:
+            problems.append(Problem("text_file", "only for kind: text"))
+        if self.kind != "text" and self.random_share != 0.0:
+            problems.append(Problem("random_share", "only for kind: text (random is all random tokens)"))
+        if self.text_file is not None and not os.path.isfile(os.path.expanduser(self.text_file)):
+            problems.append(Problem("text_file", f"no such file: {self.text_file}"))
+        return problems
+
+
+BUDGET_PRESETS: dict[str, dict[str, Any]] = {
+    # The paper's budget (SCIENCE.md §5): AdamW, lr 1e-2, no decay, linear to 0, no warm-up, clip 1.0.
+    "paper": {"steps": 2000, "lr": 1e-2, "weight_decay": 0.0, "schedule": "linear", "warmup_steps": 0,
+              "grad_clip": 1.0, "batch_size": 1},
+    # Tiny random-init models on CPU: the paper's lr and clip, full-batch, fewer steps.
+    "cpu": {"steps": 300, "lr": 1e-2, "weight_decay": 0.0, "schedule": "linear", "warmup_steps": 0,
+            "grad_clip": 1.0, "batch_size": None},
+}
+
+
+@dataclass(frozen=True)
+class BudgetConfig(Config):
+    """The optimizer budget (AdamW). `preset: paper|cpu` in YAML fills these; explicit keys win."""
+
+    steps: int = spec(300, "optimizer steps", lo=1, hi=100_000_000)
+    lr: float = spec(1e-2, "peak learning rate", lo=0.0, hi=10.0, lo_open=True)
+    weight_decay: float = spec(0.0, "AdamW weight decay", lo=0.0, hi=1.0)
+    schedule: Literal["linear", "constant", "cosine"] = spec("linear", "decay after warm-up (to 0)")
+    warmup_steps: int = spec(0, "linear warm-up steps", lo=0)
+    grad_clip: float | None = spec(1.0, "max gradient norm; null = no clipping", lo=0.0, lo_open=True)
+    batch_size: int | None = spec(None, "sequences per step; null = all sequences", lo=1)
+
+    def cross_checks(self) -> list[Problem]:
+        if self.warmup_steps >= self.steps:
+            return [Problem("warmup_steps", f"must be < steps ({self.steps}), got {self.warmup_steps}")]
+        return []
+
+
+@dataclass(frozen=True)
+class MethodConfig(Config):
+    """The training loss: plain fine-tuning or one of the MemFT variants (SCIENCE.md §4)."""
+
+    name: Literal["sft", "memft", "memft_sw", "memft_curriculum"] = spec(
+        "sft", "sft | memft (margin/budget) | memft_sw (sliding window) | memft_curriculum")
+    threshold_margin: float = spec(0.0, "memft: a token counts as learned only when p > 0.5 + m",
+                                   lo=0.0, hi=0.5, hi_open=True)
+    budget_ratio: float = spec(1.0, "memft: share of the loss weight given to sub-threshold tokens "
+                                    "(1 = OT)", lo=0.0, hi=1.0)
+    when_all_learned: Literal["mean", "skip"] = spec(
+        "mean", "memft: with no sub-threshold token, use the plain mean, or skip the step's update")
+    sw_kappa: float = spec(10.0, "memft_sw: sharpness of the sigmoid base weight", lo=0.0, lo_open=True)
+    sw_window: int = spec(50, "memft_sw: base window length in tokens", lo=1)
+    sw_decay: float = spec(20.0, "memft_sw: decay length inside the window, tokens", lo=0.0, lo_open=True)
+    sw_beyond: float = spec(0.01, "memft_sw: weight factor beyond the window", lo=0.0, hi=1.0)
+    sw_growth: float = spec(0.5, "memft_sw: window expansion step when the anchor stalls", lo=0.0)
+    sw_max_expansion: float = spec(4.0, "memft_sw: largest window expansion factor", lo=1.0)
+    sw_patience: int = spec(3, "memft_sw: steps the anchor must stall before the window grows", lo=1)
+    curriculum_stages: int = spec(5, "memft_curriculum: stages of the growing data prefix", lo=1, hi=1000)
+
+
+@dataclass(frozen=True)
+class EvalConfig(Config):
+    """When to measure. The certificate runs at every evaluation; greedy decoding is costlier."""
+
+    every: int = spec(10, "steps between evaluations (the last step is always evaluated)", lo=1)
+    greedy_every: int = spec(0, "greedy decoding every k evaluations; 0 = only at the end", lo=0)
+    checkpoint_every: int = spec(0, "checkpoint every k evaluations; 0 = only the final adapter", lo=0)
+    early_stop_certified: bool = spec(False, "end the trial once every target token is certified")
+
+
+@dataclass(frozen=True)
+class TrialConfig(Config):
+    """One memorization trial."""
+
+    model: ModelConfig = spec(factory=ModelConfig, doc="the frozen base model")
+    adapter: AdapterConfig = spec(factory=AdapterConfig, doc="the LoRA adapter")
+    data: DataConfig = spec(factory=DataConfig, doc="what to memorize")
+    budget: BudgetConfig = spec(factory=BudgetConfig, doc="optimizer budget")
+    method: MethodConfig = spec(factory=MethodConfig, doc="training loss")
+    eval: EvalConfig = spec(factory=EvalConfig, doc="evaluation cadence")
+    seed: int = spec(42, "seed of the adapter init, dropout and batch order", lo=0)
+    dtype: Literal["float32", "bfloat16", "float16"] = spec("float32", "base model dtype (adapter trains in fp32)")
+    device: str = spec("auto", "auto | cpu | cuda | cuda:N")
+    threads: int = spec(1, "torch CPU threads for this trial (one per trial beats two on 2 cores)", lo=1, hi=1024)
+
+    def cross_checks(self) -> list[Problem]:
+        problems = []
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+            problems.append(Problem("device", f"must be auto, cpu, cuda or cuda:N, got {self.device!r}"))
+        if self.dtype == "float16" and self.device == "cpu":
+            problems.append(Problem("dtype", "float16 needs a GPU; on cpu use float32 or bfloat16"))
+        return problems
+
+    # -- loading ------------------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: Any, prefix: str = "") -> TrialConfig:
+        return super().from_dict(_expand_presets(data, prefix), prefix)
+
+    @classmethod
+    def from_yaml(cls, path: str, overrides: list[str] | tuple[str, ...] = ()) -> TrialConfig:
+        """Read a trial file, apply `--set` overrides, validate everything at once."""
+        data = load_yaml_mapping(path)
+        return cls.from_dict(apply_overrides(data, list(overrides)))
+
+    def with_updates(self, **sections: Any) -> TrialConfig:
+        return replace(self, **sections)
+
+    def config_hash(self) -> str:
+        """A stable short hash of the resolved config (provenance for records)."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _expand_presets(data: Any, prefix: str) -> Any:
+    """Replace `budget: {preset: NAME, ...}` by the preset's values overlaid with explicit keys."""
+    if not isinstance(data, dict) or not isinstance(data.get("budget"), dict):
+        return data
+    budget = dict(data["budget"])
+    name = budget.pop("preset", None)
+    if name is None:
+        return data
+    if name not in BUDGET_PRESETS:
+        path = f"{prefix}.budget.preset" if prefix else "budget.preset"
+        raise ConfigError([Problem(path, f"unknown preset {name!r} (allowed: {', '.join(BUDGET_PRESETS)})")])
+    return {**data, "budget": {**BUDGET_PRESETS[name], **budget}}

@@ -1,0 +1,393 @@
+"""The single-process memorization trial: one readable training loop, free of Ray.
+
+    cfg -> validate against the model's shape -> tokenizer -> targets -> base model + LoRA
+        -> loss_init -> steps (SFT or MemFT weights) -> evaluations (certificate every time,
+        greedy decoding on a cadence and at the end) -> result, adapter, checkpoints
+
+Each evaluation goes to `report(metrics, checkpoint_dir_or_None)`: the CLI prints it, the Tune
+trainable forwards it to Tune. Checkpoints hold the adapter (PEFT format), optimizer, scheduler,
+RNG state, MemFT state and step, so a resumed trial ends exactly where an uninterrupted one does
+(batches are a pure function of the step; see memft.batch_for_step).
+
+The trial folder holds: config.yaml (resolved), evals.jsonl, result.json (final metrics and a
+per-sequence list), adapter/ (final, PEFT format) and checkpoints/ (latest resumable state).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from trainables import memft, metric_names as K, recall
+from trainables.config import TrialConfig
+from trainables.data import MemorizationSet, build_memorization_set, pack
+from trainables.model import (attach_adapter, check_against_model, load_base, resolve_device, resolve_source,
+                              save_adapter, trainable_params)
+
+ReportFn = Callable[[dict[str, Any], "str | None"], None]
+StepFn = Callable[[int, float], None]
+CHECKPOINT_PREFIX = "checkpoint_"
+TOKENS_PER_EVAL_CHUNK = 65536  # sequences × length per forward pass during evaluation
+
+
+class TrialDiverged(RuntimeError):
+    """The training loss became NaN or infinite: the trial's numbers are meaningless."""
+
+
+# -- setup ---------------------------------------------------------------------------------------
+def quiet_libraries() -> None:
+    """Silence progress bars and known-harmless warnings that would drown the trial's own output."""
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    # peft warns on every custom module; ours (trainables.model.ZeroMap) is registered on purpose.
+    warnings.filterwarnings("ignore", message=r"Unsupported layer type .*ZeroMap")
+    warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated")
+    logging.getLogger("DeepSpeed").setLevel(logging.ERROR)
+
+
+def load_tokenizer(cfg: TrialConfig):
+    from transformers import AutoTokenizer
+
+    kwargs = {"gguf_file": cfg.model.gguf_file} if cfg.model.gguf_file else {}
+    return AutoTokenizer.from_pretrained(resolve_source(cfg.model), **kwargs)
+
+
+@dataclass
+class Batch:
+    """Right-padded prompt+target rows on the model's device."""
+
+    ids: torch.Tensor
+    attn: torch.Tensor
+    prompt_lens: torch.Tensor
+    target_lens: torch.Tensor
+
+
+class Corpus:
+    """A MemorizationSet as tensors, sliced into batches by sequence id."""
+
+    def __init__(self, data: MemorizationSet, pad_id: int, device: torch.device):
+        self.data, self.pad_id, self.device = data, pad_id, device
+        ids, attn = pack([p + t for p, t in zip(data.prompts, data.targets)], pad_id)
+        self.ids, self.attn = torch.from_numpy(ids), torch.from_numpy(attn)
+        self.prompt_lens = torch.tensor([len(p) for p in data.prompts])
+        self.target_lens = torch.tensor([len(t) for t in data.targets])
+
+    def batch(self, rows: np.ndarray | list[int]) -> Batch:
+        rows_t = torch.as_tensor(np.asarray(rows), dtype=torch.long)
+        width = int((self.prompt_lens[rows_t] + self.target_lens[rows_t]).max())
+        return Batch(self.ids[rows_t, :width].to(self.device), self.attn[rows_t, :width].to(self.device),
+                     self.prompt_lens[rows_t].to(self.device), self.target_lens[rows_t].to(self.device))
+
+    def chunks(self) -> list[np.ndarray]:
+        per = max(1, TOKENS_PER_EVAL_CHUNK // self.ids.shape[1])
+        n = self.ids.shape[0]
+        return [np.arange(i, min(n, i + per)) for i in range(0, n, per)]
+
+    def targets_padded(self, rows: np.ndarray) -> torch.Tensor:
+        ids, _ = pack([self.data.targets[i] for i in rows], -1)
+        return torch.from_numpy(ids).to(self.device)
+
+
+# -- evaluation ----------------------------------------------------------------------------------
+def forward_targets(model, batch: Batch) -> recall.TeacherForced:
+    logits = model(input_ids=batch.ids, attention_mask=batch.attn).logits
+    return recall.teacher_forced(logits, batch.ids, batch.prompt_lens, batch.target_lens)
+
+
+def _pad_cat(parts: list[torch.Tensor], value: Any) -> torch.Tensor:
+    width = max(p.shape[1] for p in parts)
+    return torch.cat([torch.nn.functional.pad(p, (0, width - p.shape[1]), value=value) for p in parts])
+
+
+@torch.no_grad()
+def evaluate_teacher_forced(model, corpus: Corpus) -> recall.TeacherForced:
+    model.eval()
+    parts = [forward_targets(model, corpus.batch(rows)) for rows in corpus.chunks()]
+    return recall.TeacherForced(losses=_pad_cat([p.losses for p in parts], 0.0),
+                                correct=_pad_cat([p.correct for p in parts], False),
+                                mask=_pad_cat([p.mask for p in parts], False))
+
+
+@torch.no_grad()
+def greedy_decode(model, corpus: Corpus, rows: np.ndarray) -> torch.Tensor:
+    """Free-running greedy continuations of the prompts (KV cache, batched, left-padded). [n, T]"""
+    prompts = [corpus.data.prompts[i] for i in rows]
+    ids, attn = pack(prompts, corpus.pad_id, left=True)
+    width = int(corpus.target_lens[torch.as_tensor(rows)].max())
+    out = model.generate(input_ids=torch.from_numpy(ids).to(corpus.device),
+                         attention_mask=torch.from_numpy(attn).to(corpus.device),
+                         max_new_tokens=width, do_sample=False, num_beams=1, use_cache=True)
+    return out[:, ids.shape[1]:]
+
+
+@torch.no_grad()
+def evaluate_greedy(model, corpus: Corpus) -> torch.Tensor:
+    """Position-wise greedy match against the targets, [N, T] bool (the certificate's mask layout)."""
+    model.eval()
+    parts = []
+    for rows in corpus.chunks():
+        generated = greedy_decode(model, corpus, rows)
+        targets = corpus.targets_padded(rows)
+        parts.append(recall.greedy_match(generated, targets, targets >= 0))
+    return _pad_cat(parts, False)
+
+
+# -- checkpoints ---------------------------------------------------------------------------------
+def latest_checkpoint(folder: str | os.PathLike) -> Path | None:
+    """The newest complete checkpoint under `folder` (complete ones are renamed into place)."""
+    root = Path(folder)
+    if not root.is_dir():
+        return None
+    found = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith(CHECKPOINT_PREFIX))
+    return found[-1] if found else None
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(obj, fh, indent=1, sort_keys=True)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+# -- the trial -----------------------------------------------------------------------------------
+class MemorizationTrial:
+    """One trial: built from a TrialConfig, run with `run()`. Holds model, data and optimizer."""
+
+    def __init__(self, cfg: TrialConfig, out_dir: str | os.PathLike):
+        self.cfg = cfg
+        self.out = Path(out_dir)
+        torch.set_num_threads(cfg.threads)
+        quiet_libraries()
+        dims = check_against_model(cfg)  # shape rules first: no weights loaded yet
+        self.n_layers = dims.layers
+        tokenizer = load_tokenizer(cfg)
+        self.data = build_memorization_set(cfg.data, tokenizer)  # data errors before weights too
+        self.device = resolve_device(cfg.device)
+        base, tokenizer = load_base(cfg.model, cfg.dtype, self.device)
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.corpus = Corpus(self.data, pad, self.device)
+        self.model = attach_adapter(base, cfg.adapter, cfg.seed)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.n_params = trainable_params(self.model)
+        self.optimizer = torch.optim.AdamW(self.params, lr=cfg.budget.lr, weight_decay=cfg.budget.weight_decay)
+        self.scheduler = self._scheduler()
+        self.window = memft.WindowState()
+        self.order = np.random.default_rng([cfg.seed, 7]).permutation(self.data.num_sequences)
+        self.step = 0
+        self.evals_done = 0
+        self.wall_prior = 0.0
+        self.loss_init: float | None = None
+        self.steps_to_certified: int | None = None
+        self.greedy_last: dict[str, float] | None = None
+
+    def _scheduler(self):
+        from transformers import get_scheduler
+
+        b = self.cfg.budget
+        name = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}[b.schedule]
+        return get_scheduler(name, self.optimizer, num_warmup_steps=b.warmup_steps, num_training_steps=b.steps)
+
+    # -- one step ---------------------------------------------------------------------------------
+    def _pool(self) -> tuple[np.ndarray, int]:
+        """Sequence ids that may be drawn at this step, and the step their pool started at."""
+        if self.cfg.method.name != "memft_curriculum":
+            return np.arange(self.data.num_sequences), 0
+        m, steps = self.cfg.method, self.cfg.budget.steps
+        size = memft.curriculum_size(self.step, steps, m.curriculum_stages, self.data.num_sequences)
+        return self.order[:size], memft.curriculum_stage_start(self.step, steps, m.curriculum_stages)
+
+    def _weights(self, tf: recall.TeacherForced, rows: np.ndarray) -> torch.Tensor | None:
+        m = self.cfg.method
+        losses = tf.losses.detach()
+        if m.name == "sft":
+            return memft.mean_weights(tf.mask)
+        if m.name == "memft_sw":
+            knobs = memft.WindowKnobs(m.sw_kappa, m.sw_window, m.sw_decay, m.sw_beyond, m.sw_growth,
+                                      m.sw_max_expansion, m.sw_patience)
+            return memft.sliding_window_weights(losses, tf.correct, tf.mask, [int(r) for r in rows],
+                                                self.window, knobs)
+        if m.when_all_learned == "skip" and not memft.any_subthreshold(losses, tf.mask, m.threshold_margin):
+            return None
+        return memft.budget_weights(losses, tf.mask, m.threshold_margin, m.budget_ratio)
+
+    def train_step(self) -> float:
+        pool, start = self._pool()
+        rows = memft.batch_for_step(self.step, pool, self.cfg.budget.batch_size, self.cfg.seed, start)
+        self.model.train()
+        tf = forward_targets(self.model, self.corpus.batch(rows))
+        weights = self._weights(tf, rows)
+        loss = (tf.losses * (weights if weights is not None else 0.0)).sum()
+        if not torch.isfinite(loss):
+            raise TrialDiverged(f"training loss became {float(loss)} at step {self.step + 1}")
+        if weights is not None:
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.cfg.budget.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(self.params, self.cfg.budget.grad_clip)
+            self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        return float(recall.mean_loss(tf))
+
+    # -- evaluation -------------------------------------------------------------------------------
+    def evaluate(self, greedy: bool) -> tuple[dict[str, Any], list[dict] | None]:
+        """Certificate always; greedy decoding (and the per-sequence rows) when asked."""
+        tf = evaluate_teacher_forced(self.model, self.corpus)
+        loss = recall.mean_loss(tf)
+        if not math.isfinite(loss):
+            raise TrialDiverged(f"evaluation loss is {loss} at step {self.step}")
+        cert = recall.certificate_metrics(tf)
+        if cert[K.FRAC_SEQUENCES_CERTIFIED] == 1.0 and self.steps_to_certified is None:
+            self.steps_to_certified = self.step
+        rows = None
+        if greedy:
+            match = evaluate_greedy(self.model, self.corpus)
+            self.greedy_last = recall.greedy_metrics(match, tf.mask)
+            rows = recall.per_sequence(tf, match)
+        delta = self.loss_init - loss
+        metrics = {
+            K.STEP: self.step, K.LOSS_INIT: self.loss_init, K.LOSS_FINAL: loss, K.DELTA_LOSS: delta, **cert,
+            **(self.greedy_last or {K.GREEDY_TOKEN_ACC: None, K.GREEDY_EXACT_MATCH: None,
+                                    K.FIRST_GREEDY_ERROR_POS: None}),
+            K.GREEDY_EVALUATED: greedy, K.STEPS_TO_CERTIFIED: self.steps_to_certified,
+            K.TRAINABLE_PARAMS: self.n_params, K.RANK: self.cfg.adapter.rank,
+            K.TARGET_TOKENS: self.data.target_tokens,
+            K.BITS_PER_PARAM: recall.bits_per_param(self.data.target_tokens, delta, self.n_params),
+            K.WALL_S: self.wall_prior + (time.perf_counter() - self._t0),
+        }
+        return metrics, rows
+
+    def measure_init(self) -> None:
+        self.loss_init = recall.mean_loss(evaluate_teacher_forced(self.model, self.corpus))
+
+    # -- checkpoints -----------------------------------------------------------------------------
+    def save_checkpoint(self, root: Path) -> Path:
+        """Write a complete checkpoint atomically (temp folder renamed into place); keep only it."""
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
+        save_adapter(self.model, tmp / "adapter", self.cfg.adapter, self.n_layers)
+        torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                    "rng": torch.get_rng_state(),
+                    "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+                   tmp / "training_state.pt")
+        state = {"step": self.step, "evals_done": self.evals_done, "loss_init": self.loss_init,
+                 "wall_s": self.wall_prior + (time.perf_counter() - self._t0),
+                 "steps_to_certified": self.steps_to_certified, "greedy_last": self.greedy_last,
+                 "window": self.window.to_dict(), "config_hash": self.cfg.config_hash()}
+        write_json_atomic(tmp / "state.json", state)
+        final = root / f"{CHECKPOINT_PREFIX}{self.step:09d}"
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        for old in root.iterdir():
+            if old != final and old.name.startswith((CHECKPOINT_PREFIX, ".tmp-")):
+                shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    def load_checkpoint(self, folder: Path) -> None:
+        from peft.utils import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        state = json.loads((folder / "state.json").read_text())
+        if state["config_hash"] != self.cfg.config_hash():
+            raise ValueError(f"checkpoint {folder} belongs to a different config; refusing to resume from it")
+        weights = load_file(str(folder / "adapter" / "adapter_model.safetensors"), device=str(self.device))
+        set_peft_model_state_dict(self.model, weights)
+        blob = torch.load(folder / "training_state.pt", weights_only=False)  # our own file (see docs)
+        self.optimizer.load_state_dict(blob["optimizer"])
+        self.scheduler.load_state_dict(blob["scheduler"])
+        torch.set_rng_state(blob["rng"])
+        if blob["cuda_rng"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(blob["cuda_rng"])
+        self.step, self.evals_done = state["step"], state["evals_done"]
+        self.loss_init, self.wall_prior = state["loss_init"], state["wall_s"]
+        self.steps_to_certified, self.greedy_last = state["steps_to_certified"], state["greedy_last"]
+        self.window = memft.WindowState.from_dict(state["window"])
+
+    # -- the loop ---------------------------------------------------------------------------------
+    def run(self, report: ReportFn | None = None, resume_from: Path | None = None,
+            on_step: StepFn | None = None, checkpoint_root: Path | None = None) -> dict[str, Any]:
+        """Train to the budget (or to certification, if asked) and return the final result."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        checkpoint_root = checkpoint_root or self.out / "checkpoints"
+        self._t0 = time.perf_counter()
+        (self.out / "config.yaml").write_text(_yaml(self.cfg.to_dict()))
+        if resume_from is not None:
+            self.load_checkpoint(resume_from)
+        else:
+            self.measure_init()
+        evals_log = self.out / "evals.jsonl"
+        _truncate_jsonl(evals_log, self.evals_done)
+        cfg, e = self.cfg, self.cfg.eval
+        result: dict[str, Any] = {}
+        while self.step < cfg.budget.steps:
+            loss = self.train_step()
+            if on_step:
+                on_step(self.step, loss)
+            final = self.step == cfg.budget.steps
+            if not (final or self.step % e.every == 0):
+                continue
+            self.evals_done += 1
+            greedy = final or bool(e.greedy_every and self.evals_done % e.greedy_every == 0)
+            metrics, rows = self.evaluate(greedy)
+            stop = final or (e.early_stop_certified and metrics[K.FRAC_SEQUENCES_CERTIFIED] == 1.0)
+            if stop and not greedy:
+                metrics, rows = self.evaluate(greedy=True)
+            if stop:
+                result = {**metrics, K.PER_SEQUENCE: rows}
+            with open(evals_log, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(metrics) + "\n")
+            checkpoint = None
+            if e.checkpoint_every and (stop or self.evals_done % e.checkpoint_every == 0):
+                checkpoint = str(self.save_checkpoint(checkpoint_root))
+            if report:
+                report(metrics, checkpoint)
+            if stop:
+                break
+        save_adapter(self.model, self.out / "adapter", cfg.adapter, self.n_layers)
+        write_json_atomic(self.out / "result.json", result)
+        return result
+
+
+def _truncate_jsonl(path: Path, keep: int) -> None:
+    """Keep the first `keep` lines (evaluations already covered by the checkpoint we resume)."""
+    if not path.exists():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)[:keep]
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(lines), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _yaml(obj: Any) -> str:
+    import yaml
+
+    return yaml.safe_dump(obj, sort_keys=False)
+
+
+def train(cfg: TrialConfig, out_dir: str | os.PathLike, report: ReportFn | None = None,
+          resume_from: str | os.PathLike | None = None, on_step: StepFn | None = None,
+          checkpoint_root: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Run one memorization trial; the entry point for the CLI and for the Tune trainable."""
+    trial = MemorizationTrial(cfg, out_dir)
+    return trial.run(report=report, resume_from=Path(resume_from) if resume_from else None, on_step=on_step,
+                     checkpoint_root=Path(checkpoint_root) if checkpoint_root else None)
+
+
+__all__ = ["MemorizationTrial", "TrialDiverged", "latest_checkpoint", "train"]

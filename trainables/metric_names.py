@@ -1,0 +1,52 @@
+"""The names of every metric a trial reports, defined once.
+
+Trials, the results actor, the law fit, exports and the CLI all read these constants; nobody
+retypes a metric name as a string literal. Positions are 0-based indices into a sequence's target
+tokens; a position equal to the sequence's target length means "no such position" (recall held to
+the end), so every metric stays a finite number.
+"""
+
+from __future__ import annotations
+
+# -- loss (natural log, nats per target token) ---------------------------------------------------
+LOSS_INIT = "loss_init"  # mean target-token cross-entropy before training (adapter output is zero)
+LOSS_FINAL = "loss_final"  # the same after training
+DELTA_LOSS = "delta_loss"  # loss_init - loss_final: the law's ΔL
+
+# -- the p > 0.5 certificate, teacher forced -----------------------------------------------------
+FRAC_P_GT_HALF = "frac_p_gt_half"  # fraction of target tokens with p_t > 0.5
+FIRST_SUBTHRESHOLD_POS = "first_subthreshold_pos"  # first t with p_t <= 0.5 (mean over sequences)
+TF_TOKEN_ACC = "tf_token_acc"  # fraction of target tokens whose teacher-forced argmax is right
+FIRST_TF_ERROR_POS = "first_tf_error_pos"  # first teacher-forced argmax error (mean over sequences)
+FRAC_SEQUENCES_CERTIFIED = "frac_sequences_certified"  # sequences with p_t > 0.5 at every t
+
+# -- greedy decoding -----------------------------------------------------------------------------
+GREEDY_TOKEN_ACC = "greedy_token_acc"  # position-wise match of the free-running greedy output
+GREEDY_EXACT_MATCH = "greedy_exact_match"  # fraction of sequences reproduced exactly
+FIRST_GREEDY_ERROR_POS = "first_greedy_error_pos"  # first greedy mismatch (mean over sequences)
+
+# -- budget and capacity -------------------------------------------------------------------------
+STEPS_TO_CERTIFIED = "steps_to_certified"  # first evaluated step with every sequence certified; None if never
+TRAINABLE_PARAMS = "trainable_params"  # adapter parameters, counted on the model (N_eff)
+RANK = "rank"  # LoRA rank r
+TARGET_TOKENS = "target_tokens"  # ℓ: target tokens over all sequences
+BITS_PER_PARAM = "bits_per_param"  # ℓ · ΔL / ln 2 / N_eff
+STEP = "steps"  # optimizer steps taken so far
+WALL_S = "wall_s"  # training wall time in seconds, summed over resumes
+GREEDY_EVALUATED = "greedy_evaluated"  # whether the greedy keys of this evaluation are fresh
+
+# -- per-sequence detail in the final result -----------------------------------------------------
+PER_SEQUENCE = "per_sequence"
+SEQ_CERTIFIED = "certified"
+SEQ_GREEDY_EXACT = "greedy_exact"
+SEQ_FIRST_SUBTHRESHOLD = "first_subthreshold_pos"
+SEQ_FIRST_GREEDY_ERROR = "first_greedy_error_pos"
+SEQ_TARGET_TOKENS = "target_tokens"
+
+#: Keys every evaluation carries, in report order.
+EVAL_KEYS = (
+    STEP, LOSS_INIT, LOSS_FINAL, DELTA_LOSS, FRAC_P_GT_HALF, FIRST_SUBTHRESHOLD_POS, TF_TOKEN_ACC,
+    FIRST_TF_ERROR_POS, FRAC_SEQUENCES_CERTIFIED, GREEDY_TOKEN_ACC, GREEDY_EXACT_MATCH,
+    FIRST_GREEDY_ERROR_POS, GREEDY_EVALUATED, STEPS_TO_CERTIFIED, TRAINABLE_PARAMS, RANK,
+    TARGET_TOKENS, BITS_PER_PARAM, WALL_S,
+)

