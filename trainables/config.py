@@ -198,7 +198,16 @@ class TrialConfig(Config):
     # -- loading ------------------------------------------------------------------------------------
     @classmethod
     def from_dict(cls, data: Any, prefix: str = "") -> TrialConfig:
-        return super().from_dict(_expand_presets(data, prefix), prefix)
+        try:
+            expanded = _expand_presets(data, prefix)
+        except ConfigError as err:  # an unknown preset: report it with the rest of the file's problems
+            rest = {**data, "budget": {k: v for k, v in data["budget"].items() if k != "preset"}}
+            try:
+                super().from_dict(rest, prefix)
+            except ConfigError as more:
+                raise ConfigError(err.problems + more.problems) from None
+            raise
+        return super().from_dict(expanded, prefix)
 
     @classmethod
     def from_yaml(cls, path: str, overrides: list[str] | tuple[str, ...] = ()) -> TrialConfig:

@@ -33,8 +33,8 @@ import torch
 from trainables import memft, metric_names as K, recall
 from trainables.config import TrialConfig
 from trainables.data import MemorizationSet, build_memorization_set, pack
-from trainables.model import (attach_adapter, check_against_model, load_base, resolve_device, resolve_source,
-                              save_adapter, trainable_params)
+from trainables.model import (TINY_SHAPES, attach_adapter, byte_tokenizer, check_against_model, load_base,
+                              resolve_device, resolve_source, save_adapter, trainable_params)
 
 ReportFn = Callable[[dict[str, Any], "str | None"], None]
 StepFn = Callable[[int, float], None]
@@ -60,8 +60,11 @@ def quiet_libraries() -> None:
 
 
 def load_tokenizer(cfg: TrialConfig):
+    """The tokenizer alone, so data errors surface before any weights are built or loaded."""
     from transformers import AutoTokenizer
 
+    if cfg.model.is_tiny:  # the same byte tokenizer that ensure_tiny_model saves beside the weights
+        return byte_tokenizer(TINY_SHAPES[cfg.model.name][-1])
     kwargs = {"gguf_file": cfg.model.gguf_file} if cfg.model.gguf_file else {}
     return AutoTokenizer.from_pretrained(resolve_source(cfg.model), **kwargs)
 
@@ -87,6 +90,13 @@ class Corpus:
         self.target_lens = torch.tensor([len(t) for t in data.targets])
 
     def batch(self, rows: np.ndarray | list[int]) -> Batch:
+        """The rows as a batch; the last one is cached (full-batch training asks for it every step)."""
+        key = np.asarray(rows, dtype=np.int64).tobytes()
+        if getattr(self, "_last", (None,))[0] != key:
+            self._last = (key, self._make_batch(rows))
+        return self._last[1]
+
+    def _make_batch(self, rows: np.ndarray | list[int]) -> Batch:
         rows_t = torch.as_tensor(np.asarray(rows), dtype=torch.long)
         width = int((self.prompt_lens[rows_t] + self.target_lens[rows_t]).max())
         return Batch(self.ids[rows_t, :width].to(self.device), self.attn[rows_t, :width].to(self.device),
@@ -103,9 +113,9 @@ class Corpus:
 
 
 # -- evaluation ----------------------------------------------------------------------------------
-def forward_targets(model, batch: Batch) -> recall.TeacherForced:
+def forward_targets(model, batch: Batch, with_correct: bool = True) -> recall.TeacherForced:
     logits = model(input_ids=batch.ids, attention_mask=batch.attn).logits
-    return recall.teacher_forced(logits, batch.ids, batch.prompt_lens, batch.target_lens)
+    return recall.teacher_forced(logits, batch.ids, batch.prompt_lens, batch.target_lens, with_correct)
 
 
 def _pad_cat(parts: list[torch.Tensor], value: Any) -> torch.Tensor:
@@ -230,7 +240,7 @@ class MemorizationTrial:
         pool, start = self._pool()
         rows = memft.batch_for_step(self.step, pool, self.cfg.budget.batch_size, self.cfg.seed, start)
         self.model.train()
-        tf = forward_targets(self.model, self.corpus.batch(rows))
+        tf = forward_targets(self.model, self.corpus.batch(rows), with_correct=self.cfg.method.name == "memft_sw")
         weights = self._weights(tf, rows)
         loss = (tf.losses * (weights if weights is not None else 0.0)).sum()
         if not torch.isfinite(loss):
@@ -329,9 +339,10 @@ class MemorizationTrial:
         self._t0 = time.perf_counter()
         (self.out / "config.yaml").write_text(_yaml(self.cfg.to_dict()))
         if resume_from is not None:
-            self.load_checkpoint(resume_from)
+            self.load_checkpoint(resume_from)  # restores the RNG state too
         else:
             self.measure_init()
+            torch.manual_seed(self.cfg.seed)  # dropout draws: the same in every run of this config
         evals_log = self.out / "evals.jsonl"
         _truncate_jsonl(evals_log, self.evals_done)
         cfg, e = self.cfg, self.cfg.eval

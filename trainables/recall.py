@@ -52,13 +52,23 @@ def target_index(prompt_lens: torch.Tensor, target_lens: torch.Tensor) -> tuple[
 
 
 def teacher_forced(logits: torch.Tensor, input_ids: torch.Tensor, prompt_lens: torch.Tensor,
-                   target_lens: torch.Tensor) -> TeacherForced:
-    """Per-target-token loss and argmax correctness from one forward pass's logits [N, S, V]."""
+                   target_lens: torch.Tensor, with_correct: bool = True) -> TeacherForced:
+    """Per-target-token loss and argmax correctness from one forward pass's logits [N, S, V].
+
+    Cross-entropy runs over every position (as a plain fine-tuning loss would) and only the
+    small [N, S] results are gathered: gathering the [N, T, V] logits instead costs a scatter of
+    the full vocabulary in the backward pass.
+    """
+    n, s, v = logits.shape
+    # Position j predicts token j + 1: shift the labels (one pad column), not the big logits.
+    next_ids = F.pad(input_ids[:, 1:], (0, 1), value=0)
+    ce = F.cross_entropy(logits.reshape(-1, v).float(), next_ids.reshape(-1), reduction="none").view(n, s)
     index, mask = target_index(prompt_lens, target_lens)
-    picked = torch.gather(logits, 1, index.unsqueeze(-1).expand(-1, -1, logits.shape[-1])).float()
-    labels = torch.gather(input_ids, 1, (index + 1) * mask)
-    losses = F.cross_entropy(picked.transpose(1, 2), labels, reduction="none") * mask
-    correct = (picked.argmax(dim=-1) == labels) & mask
+    losses = ce.gather(1, index) * mask
+    if not with_correct:  # the training step of most methods needs no argmax over the vocabulary
+        return TeacherForced(losses=losses, correct=torch.zeros_like(mask), mask=mask)
+    with torch.no_grad():
+        correct = (logits.argmax(dim=-1).gather(1, index) == next_ids.gather(1, index)) & mask
     return TeacherForced(losses=losses, correct=correct, mask=mask)
 
 

@@ -20,12 +20,15 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping, get_args, get_origin, get_type_hints
 
 _MISSING = dataclasses.MISSING
+# YAML 1.2 floats in exponent form without a dot (1e-3): PyYAML (YAML 1.1) reads them as strings.
+_EXPONENT_FLOAT = re.compile(r"[-+]?[0-9]+(\.[0-9]*)?[eE][-+]?[0-9]+")
 
 
 @dataclass(frozen=True)
@@ -155,6 +158,12 @@ def _build(cls: type, data: Any, prefix: str):
         except ConfigError as err:
             problems.extend(err.problems)
     if problems:
+        # also report the range problems of the fields that did convert: all errors at once
+        for name, value in kwargs.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                message = range_problem(value, fields[name].metadata)
+                if message:
+                    problems.append(Problem(_join(prefix, name), message))
         raise ConfigError(problems)
     try:
         return cls(**kwargs)
@@ -220,6 +229,8 @@ def _coerce_scalar(tp: Any, value: Any, path: str) -> Any:
             return _fail(path, f"must be an integer, got {_describe(value)}")
         return value
     if tp is float:
+        if isinstance(value, str) and _EXPONENT_FLOAT.fullmatch(value.strip()):
+            return float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return _fail(path, f"must be a number, got {_describe(value)}")
         return float(value)

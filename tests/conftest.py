@@ -1,0 +1,31 @@
+"""Shared fixtures: every test run gets its own model cache, so tiny presets are really built,
+saved and re-loaded through `from_pretrained`, and nothing leaks into the user's ~/.cache."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("memlaw-cache")
+    old = os.environ.get("MEMLAW_CACHE")
+    os.environ["MEMLAW_CACHE"] = str(cache)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    yield cache
+    if old is None:
+        os.environ.pop("MEMLAW_CACHE", None)
+    else:
+        os.environ["MEMLAW_CACHE"] = old
+
+
+def memlaw_cmd(*args: str) -> list[str]:
+    """The installed CLI, run as a module so tests need nothing on PATH."""
+    return [sys.executable, "-m", "orchestrator.cli", *args]

@@ -1,0 +1,158 @@
+"""End-to-end trials on a tiny model: recall, exact greedy decoding, adapters, resume, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import EXAMPLES, memlaw_cmd
+from trainables import metric_names as K
+from trainables.config import TrialConfig
+from trainables.memorize import MemorizationTrial, greedy_decode, latest_checkpoint, train
+from trainables.model import load_adapter, load_base
+
+
+def small_cfg(**over) -> TrialConfig:
+    base = {"adapter": {"placement": "peft", "rank": 8}, "data": {"target_tokens": 16, "num_sequences": 8},
+            "budget": {"steps": 40}, "eval": {"every": 10, "checkpoint_every": 1}}
+    for key, value in over.items():
+        base[key] = {**base.get(key, {}), **value} if isinstance(value, dict) else value
+    return TrialConfig.from_dict(base)
+
+
+def test_tiny_example_reaches_full_recall_and_certificate_implies_exact(tmp_path):
+    cfg = TrialConfig.from_yaml(str(EXAMPLES / "trial_tiny.yaml"))
+    result = train(cfg, tmp_path)
+    assert result[K.GREEDY_EXACT_MATCH] >= 0.99
+    assert result[K.DELTA_LOSS] > 0
+    rows = result[K.PER_SEQUENCE]
+    assert len(rows) == cfg.data.num_sequences
+    for row in rows:
+        if row[K.SEQ_CERTIFIED]:
+            assert row[K.SEQ_GREEDY_EXACT], row
+            # the first sub-threshold position bounds the first greedy error from below
+        assert row[K.SEQ_FIRST_SUBTHRESHOLD] <= row[K.SEQ_FIRST_GREEDY_ERROR]
+    on_disk = json.loads((tmp_path / "result.json").read_text())
+    assert on_disk[K.GREEDY_EXACT_MATCH] == result[K.GREEDY_EXACT_MATCH]
+    evals = [json.loads(line) for line in (tmp_path / "evals.jsonl").read_text().splitlines()]
+    assert [e[K.STEP] for e in evals] == list(range(10, cfg.budget.steps + 1, 10))
+    assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
+    assert TrialConfig.from_yaml(str(tmp_path / "config.yaml")) == cfg
+
+
+def _hand_rolled_greedy(model, prompt, n):
+    ids, out = torch.tensor([prompt]), []
+    with torch.no_grad():
+        for _ in range(n):
+            nxt = int(model(input_ids=ids).logits[0, -1].argmax())
+            out.append(nxt)
+            ids = torch.cat([ids, torch.tensor([[nxt]])], dim=1)
+    return out
+
+
+def test_greedy_decoding_matches_a_hand_rolled_argmax_loop_and_never_stops_on_eos(tmp_path):
+    """generate() must not ban or stop on EOS: a continuation full of EOS ids still runs to the end."""
+    cfg = small_cfg(data={"target_tokens": 12, "num_sequences": 3})
+    trial = MemorizationTrial(cfg, tmp_path)
+    with torch.no_grad():
+        for name, p in trial.model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)  # a non-trivial adapter
+        lm_head = trial.model.get_base_model().lm_head
+        lm_head.weight[2] *= 6  # make EOS (id 2) the argmax often
+    trial.model.eval()
+    rows = [0, 1, 2]
+    generated = greedy_decode(trial.model, trial.corpus, rows)
+    assert generated.shape == (3, 12)
+    for i in rows:
+        assert generated[i].tolist() == _hand_rolled_greedy(trial.model, trial.data.prompts[i], 12)
+    assert bool((generated[:, :-1] == 2).any()), "the test needs EOS before the end to mean anything"
+
+
+def test_paper_adapter_saves_and_loads_in_peft_format(tmp_path):
+    cfg = small_cfg(adapter={"placement": "paper", "rank": 4, "target_modules": ["q_proj"]}, budget={"steps": 20})
+    trial = MemorizationTrial(cfg, tmp_path)
+    assert trial.n_params == 2 * 128 * 4  # d_in·r + r·d_out, read from the model
+    trial.run()
+    batch = trial.corpus.batch([0, 1])
+    trial.model.eval()
+    with torch.no_grad():
+        expected = trial.model(input_ids=batch.ids, attention_mask=batch.attn).logits
+    base, _ = load_base(cfg.model, "float32", torch.device("cpu"))
+    loaded = load_adapter(base, tmp_path / "adapter")
+    with torch.no_grad():
+        got = loaded(input_ids=batch.ids, attention_mask=batch.attn).logits
+    torch.testing.assert_close(got, expected)
+    with torch.no_grad(), loaded.disable_adapter():
+        plain = loaded(input_ids=batch.ids, attention_mask=batch.attn).logits
+    assert not torch.allclose(plain, expected), "the trained adapter should change the logits"
+
+
+def _comparable(result: dict) -> dict:
+    return {k: v for k, v in result.items() if k != K.WALL_S}
+
+
+@pytest.mark.slow
+def test_a_killed_trial_resumes_to_the_same_metrics(tmp_path):
+    overrides = ["--set", "adapter.placement=peft", "--set", "adapter.rank=8", "--set", "data.target_tokens=16",
+                 "--set", "data.num_sequences=8", "--set", "budget.steps=120", "--set", "eval.every=10",
+                 "--set", "eval.checkpoint_every=1", "--set", "adapter.dropout=0.1"]
+    cfg_file = tmp_path / "t.yaml"
+    cfg_file.write_text("model: {name: tiny-s}\n")
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(memlaw_cmd("trial", str(cfg_file), "--out", str(killed), *overrides),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        ckpt = latest_checkpoint(killed / "checkpoints")
+        if ckpt is not None and int(ckpt.name.split("_")[1]) >= 30:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    interrupted_at = int(latest_checkpoint(killed / "checkpoints").name.split("_")[1])
+    assert 30 <= interrupted_at < 120, "the trial was not killed mid-way"
+    assert not (killed / "result.json").exists()
+    done = subprocess.run(memlaw_cmd("trial", str(cfg_file), "--out", str(killed), "--resume", "--json", *overrides),
+                          capture_output=True, text=True, env=os.environ.copy(), timeout=300)
+    assert done.returncode == 0, done.stderr
+    resumed = json.loads(done.stdout)
+
+    cfg = TrialConfig.from_yaml(str(cfg_file), overrides[1::2])
+    straight = train(cfg, tmp_path / "straight")
+    assert _comparable(resumed) == _comparable(straight)
+    lines = (killed / "evals.jsonl").read_text().splitlines()
+    assert [json.loads(x)[K.STEP] for x in lines] == list(range(10, 121, 10))
+
+
+BAD_TRIALS = [
+    ("adapter: {rank: 0}", "adapter.rank", "[1, 65536]"),
+    ("adapter: {rank: 512}", "adapter.rank", "[1, 128]"),
+    ("adapter: {placement: paper, layer: 7}", "adapter.layer", "[0, 1]"),
+    ("adaptor: {rank: 4}", "adaptor", "did you mean 'adapter'"),
+    ("budget: {steps: many}", "budget.steps", "integer"),
+    ("data: {kind: text, text_file: /nonexistent/x.txt}", "data.text_file", "no such file"),
+    ("data: {kind: text, target_tokens: 100000}", "data.target_tokens", "must be <="),
+    ("method: {name: memft, budget_ratio: 2}", "method.budget_ratio", "[0.0, 1.0]"),
+]
+
+
+@pytest.mark.parametrize("text,field,allowed", BAD_TRIALS)
+def test_bad_trial_files_fail_before_any_model_is_built(tmp_path, text, field, allowed):
+    cache = tmp_path / "cache"
+    path = tmp_path / "bad.yaml"
+    path.write_text(text + "\n")
+    env = {**os.environ, "MEMLAW_CACHE": str(cache)}
+    run = subprocess.run(memlaw_cmd("trial", str(path), "--out", str(tmp_path / "out")), capture_output=True,
+                         text=True, env=env, timeout=120)
+    assert run.returncode == 2, run.stderr
+    assert field in run.stderr and allowed in run.stderr, run.stderr
+    assert not (cache / "models").exists() or not any((cache / "models").iterdir()), "a model was built"
+    assert not (tmp_path / "out" / "result.json").exists()
