@@ -1,7 +1,14 @@
 """The `memlaw` command line.
 
+    memlaw demo                                   the CPU law sweep, end to end, on a local Ray
     memlaw trial FILE.yaml [--set k=v ...] [--out DIR] [--json] [--resume]
-    memlaw validate FILE.yaml [--set k=v ...]
+    memlaw sweep FILE.yaml [--address auto|ray://...] [--storage URI] [--name NAME]
+    memlaw resume PATH [--address ...]
+    memlaw law (--experiment PATH | --address ADDR | --dashboard URL) [--sweep NAME] [--json]
+    memlaw plan --tokens N (--experiment PATH | --address ADDR) [--sweep NAME] [--group G] [--json]
+    memlaw export PATH --out results.parquet|csv
+    memlaw plot PATH --out law.png
+    memlaw validate FILE.yaml [--set k=v ...]      a trial file or a sweep file
 
 Heavy imports (torch, transformers, ray) happen inside the subcommands, so `memlaw --help` and
 config errors answer at once. Exit codes: 0 done, 2 bad input (nothing was run), 1 the run failed.
@@ -107,9 +114,21 @@ def _run_trial(cfg, out: Path, args: argparse.Namespace) -> int:
 
 
 # -- validate ------------------------------------------------------------------------------------
+def _is_sweep_file(path: str) -> bool:
+    from trainables.schema import load_yaml_mapping
+
+    try:
+        data = load_yaml_mapping(path)
+    except ConfigError:
+        return False
+    return "space" in data or "search" in data or ("trial" in data and "name" in data)
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from trainables.config import TrialConfig
 
+    if _is_sweep_file(args.file):
+        return _validate_sweep(args.file)
     try:
         cfg = TrialConfig.from_yaml(args.file, args.set)
         from trainables.model import check_against_model
@@ -121,6 +140,230 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print(f"ok: {args.file} is a valid trial (model {cfg.model.name}: hidden {dims.hidden}, {dims.layers} layers, "
           f"vocab {dims.vocab}; {cfg.adapter.placement} LoRA rank {cfg.adapter.rank}; {cfg.method.name}; "
           f"{cfg.budget.steps} steps)")
+    return 0
+
+
+def _validate_sweep(path: str) -> int:
+    from orchestrator.config import load_sweep
+
+    try:
+        sweep = load_sweep(path)
+    except ConfigError as err:
+        _print_error(path, err)
+        return EXIT_BAD_INPUT
+    size = len(sweep.grid()) * sweep.num_samples if sweep.search.kind == "grid" else sweep.num_samples
+    print(f"ok: {path} is a valid sweep {sweep.name!r}: {size} trials ({sweep.search.kind} over {sweep.space}), "
+          f"storage {sweep.experiment_uri}")
+    return 0
+
+
+# -- sweeps --------------------------------------------------------------------------------------
+def _load_sweep_or_exit(path: str, **overrides):
+    from orchestrator.config import load_sweep
+
+    try:
+        return load_sweep(path, overrides)
+    except ConfigError as err:
+        _print_error(path, err)
+        return None
+
+
+def _summarize_sweep(sweep, grid) -> None:
+    from orchestrator import results_actor
+    from orchestrator.law_report import format_report
+
+    import ray
+
+    report = ray.get(results_actor.find(sweep.name).report.remote(wait_s=30.0))
+    errors = sum(1 for r in grid if r.error is not None)
+    print(format_report(report))
+    print(f"\nmemlaw: {len(grid)} trials ({errors} failed). Experiment: {sweep.experiment_uri}", file=sys.stderr)
+    print(f"  memlaw law --experiment {sweep.experiment_uri}        the fit, from storage", file=sys.stderr)
+    print(f"  memlaw export {sweep.experiment_uri} --out results.parquet", file=sys.stderr)
+    print(f"  memlaw plot {sweep.experiment_uri} --out law.png", file=sys.stderr)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    sweep = _load_sweep_or_exit(args.file, storage_path=args.storage, name=args.name)
+    if sweep is None:
+        return EXIT_BAD_INPUT
+    from orchestrator.tuner import run_sweep
+
+    grid = run_sweep(sweep, address=args.address)
+    _summarize_sweep(sweep, grid)
+    return 0
+
+
+def _saved_sweep(path: str):
+    from orchestrator.config import SweepConfig
+    from orchestrator.storage import Store
+    from orchestrator.tuner import SWEEP_FILE
+
+    store = Store(path)
+    if not store.exists(SWEEP_FILE):
+        raise ConfigError([__import__("trainables.schema", fromlist=["Problem"]).Problem(
+            "", f"{path}: not a memlaw experiment (no {SWEEP_FILE})")])
+    return SweepConfig.from_dict(store.read_json(SWEEP_FILE))
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    try:
+        sweep = _saved_sweep(args.path)
+    except ConfigError as err:
+        _print_error(args.path, err)
+        return EXIT_BAD_INPUT
+    from orchestrator.tuner import resume_sweep
+
+    grid = resume_sweep(sweep, address=args.address)
+    _summarize_sweep(sweep, grid)
+    return 0
+
+
+# -- the law -------------------------------------------------------------------------------------
+def _report_from_experiment(path: str) -> dict:
+    from orchestrator.law_report import build_report
+    from orchestrator.record_log import RecordLog
+
+    sweep = _saved_sweep(path)
+    return build_report(sweep.name, RecordLog.for_experiment(path).all(), sweep.capacity_variable)
+
+
+def _report_from_actor(address: str, sweep: str | None) -> dict:
+    import ray
+
+    from orchestrator import results_actor
+    from orchestrator.tuner import start_ray
+
+    start_ray(address)
+    return ray.get(results_actor.find(sweep).report.remote(wait_s=10.0))
+
+
+def _report_from_dashboard(url: str, sweep: str | None) -> dict:
+    """Through the Ray Jobs API: a short job on the cluster reads the actor and prints JSON."""
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    client = JobSubmissionClient(url)
+    entry = "memlaw law --address auto --json" + (f" --sweep {sweep}" if sweep else "")
+    job = client.submit_job(entrypoint=entry)
+    deadline = time.monotonic() + 120
+    while client.get_job_status(job) not in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"job {job} did not finish in 120 s")
+        time.sleep(0.5)
+    logs = client.get_job_logs(job)
+    if client.get_job_status(job) != JobStatus.SUCCEEDED:
+        raise RuntimeError(f"the law job failed on the cluster:\n{logs[-2000:]}")
+    start = logs.index("{")
+    return json.loads(logs[start:logs.rindex("}") + 1])
+
+
+def _get_report(args: argparse.Namespace) -> dict:
+    if args.experiment:
+        return _report_from_experiment(args.experiment)
+    if args.dashboard:
+        return _report_from_dashboard(args.dashboard, args.sweep)
+    return _report_from_actor(args.address, args.sweep)
+
+
+def cmd_law(args: argparse.Namespace) -> int:
+    from orchestrator.law_report import flat_fits, format_report
+
+    try:
+        report = _get_report(args)
+    except ConfigError as err:
+        _print_error(args.experiment or "", err)
+        return EXIT_BAD_INPUT
+    except LookupError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.json:
+        print(json.dumps({"sweep": report["sweep"], "updated_at": report["updated_at"],
+                          "trials_accepted": report["trials_accepted"], "trials_failed": report["trials_failed"],
+                          "fits": flat_fits(report), "report": report}, indent=1))
+    else:
+        print(format_report(report))
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from orchestrator.law import GroupFit, required_capacity
+
+    try:
+        report = _get_report(args)
+    except (ConfigError, LookupError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    groups = {label: GroupFit.from_dict(g) for label, g in report["groups"].items()}
+    if args.group:
+        groups = {k: v for k, v in groups.items() if k == args.group}
+    if not groups:
+        print(f"error: no group to plan for (groups: {', '.join(report['groups']) or 'none yet'})", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    answers = {}
+    for label, g in groups.items():
+        if g.loss_init_mean is None:
+            continue
+        est = required_capacity(g.fit, args.tokens, g.loss_init_mean, params_per_rank=g.params_per_rank)
+        answers[label] = est.to_dict()
+    if args.json:
+        print(json.dumps({"tokens": args.tokens, "groups": answers}, indent=1))
+        return 0
+    for label, est in answers.items():
+        print(f"group {label}: to memorize {args.tokens} tokens (final loss < ln 2)")
+        if est["status"] != "ok":
+            print(f"  {est['status']}: {est['message']}")
+            continue
+        ci = est.get("rank_ci") or est.get("capacity_ci")
+        print(f"  rank >= {est['rank']} (next power of two {est['rank_pow2']}); 95 % interval {ci}"
+              + ("  [extrapolated beyond the sweep]" if est.get("extrapolated") else ""))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from orchestrator.export import export
+
+    n = export(args.path, args.out)
+    print(f"memlaw export: {n} trials -> {args.out}")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from orchestrator.plot import plot_law
+
+    try:
+        sweep = _saved_sweep(args.path)
+    except ConfigError as err:
+        _print_error(args.path, err)
+        return EXIT_BAD_INPUT
+    paths = plot_law(args.path, args.out, capacity_variable=sweep.capacity_variable)
+    print("memlaw plot: wrote " + ", ".join(paths))
+    return 0
+
+
+DEMO_FILE = "law_grid_cpu.yaml"
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The shipped CPU law sweep end to end: live table, fit, plot, and where the files went."""
+    from importlib import resources
+
+    path = args.file or str(Path(__file__).resolve().parents[1] / "examples" / DEMO_FILE)
+    if not Path(path).is_file():
+        path = str(resources.files("orchestrator").joinpath("examples", DEMO_FILE))
+    sweep = _load_sweep_or_exit(path, storage_path=args.storage, name=args.name)
+    if sweep is None:
+        return EXIT_BAD_INPUT
+    from orchestrator.tuner import run_sweep
+
+    print(f"memlaw demo: {len(sweep.grid())} trials of {sweep.space} on a local Ray (CPU); results in "
+          f"{sweep.experiment_uri}", file=sys.stderr)
+    grid = run_sweep(sweep)
+    _summarize_sweep(sweep, grid)
+    from orchestrator.plot import plot_law
+
+    png = os.path.join(sweep.experiment_uri, "law.png")
+    for written in plot_law(sweep.experiment_uri, png, capacity_variable=sweep.capacity_variable):
+        print(f"memlaw demo: figure {written}", file=sys.stderr)
     return 0
 
 
@@ -139,7 +382,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
     p.set_defaults(func=cmd_trial)
 
-    p = sub.add_parser("validate", help="check a config file without running it")
+    p = sub.add_parser("demo", help="run the shipped CPU law sweep end to end (a few minutes)")
+    p.add_argument("--file", help=argparse.SUPPRESS)
+    p.add_argument("--storage", help="where the experiment goes (default memlaw-runs)")
+    p.add_argument("--name", help="sweep name (default from the file)")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("sweep", help="run a sweep file on Ray Tune")
+    p.add_argument("file")
+    p.add_argument("--address", help="join a running cluster (auto, or ray://host:10001); default: a local Ray")
+    p.add_argument("--storage", help="override storage_path (a path or s3://..., gs://...)")
+    p.add_argument("--name", help="override the sweep name")
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("resume", help="continue an interrupted sweep from its experiment folder")
+    p.add_argument("path", help="the experiment folder (storage_path/name)")
+    p.add_argument("--address")
+    p.set_defaults(func=cmd_resume)
+
+    for name, helptext, func in (("law", "the current fit of the Parametric Memory Law", cmd_law),
+                                 ("plan", "the rank needed to memorize N tokens, from the fit", cmd_plan)):
+        p = sub.add_parser(name, help=helptext)
+        if name == "plan":
+            p.add_argument("--tokens", type=int, required=True, help="target tokens to memorize")
+            p.add_argument("--group", help="only this group (default: every group)")
+        where = p.add_mutually_exclusive_group(required=True)
+        where.add_argument("--experiment", help="refit from the experiment's storage (no Ray needed)")
+        where.add_argument("--address", help="ask the live results actor on this Ray cluster (auto, ray://...)")
+        where.add_argument("--dashboard", help="ask through the Ray Jobs API, e.g. http://127.0.0.1:8265")
+        p.add_argument("--sweep", help="which sweep (default: the only one)")
+        p.add_argument("--json", action="store_true")
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("export", help="write one row per trial (config, metrics, provenance)")
+    p.add_argument("path", help="the experiment folder")
+    p.add_argument("--out", required=True, help="results.parquet or results.csv")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("plot", help="the paper-style law figure and the recall heatmap")
+    p.add_argument("path", help="the experiment folder")
+    p.add_argument("--out", required=True, help="law.png")
+    p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("validate", help="check a trial or sweep file without running it")
     p.add_argument("file")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.set_defaults(func=cmd_validate)

@@ -21,6 +21,7 @@ import math
 import os
 import shutil
 import tempfile
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -243,6 +244,7 @@ class MemorizationTrial:
         tf = forward_targets(self.model, self.corpus.batch(rows), with_correct=self.cfg.method.name == "memft_sw")
         weights = self._weights(tf, rows)
         loss = (tf.losses * (weights if weights is not None else 0.0)).sum()
+        loss = self._maybe_inject_fault(loss)
         if not torch.isfinite(loss):
             raise TrialDiverged(f"training loss became {float(loss)} at step {self.step + 1}")
         if weights is not None:
@@ -254,6 +256,18 @@ class MemorizationTrial:
         self.scheduler.step()
         self.step += 1
         return float(recall.mean_loss(tf))
+
+    def _maybe_inject_fault(self, loss: torch.Tensor) -> torch.Tensor:
+        """Fault drills (TrialConfig.inject_fault): the real failure paths, on purpose."""
+        kind = self.cfg.inject_fault
+        if kind == "none" or self.step + 1 != self.cfg.inject_at_step:
+            return loss
+        if kind == "nan":
+            return loss * float("nan")
+        if kind == "error":
+            raise RuntimeError(f"injected fault at step {self.step + 1}")
+        threading.Event().wait()  # "hang": block until the trial is stopped from outside
+        return loss
 
     # -- evaluation -------------------------------------------------------------------------------
     def evaluate(self, greedy: bool) -> tuple[dict[str, Any], list[dict] | None]:

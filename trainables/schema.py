@@ -218,6 +218,10 @@ def _coerce(tp: Any, value: Any, path: str) -> Any:
 def _coerce_scalar(tp: Any, value: Any, path: str) -> Any:
     if tp is Any:
         return value
+    if tp is dict:
+        if not isinstance(value, Mapping):
+            return _fail(path, f"must be a mapping, got {_describe(value)}")
+        return dict(value)
     if tp is bool:
         if not isinstance(value, bool):
             return _fail(path, f"must be true or false, got {_describe(value)}")

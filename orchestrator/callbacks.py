@@ -1,0 +1,100 @@
+"""The Tune callback that forwards every finished trial to the sweep's results actor.
+
+It never blocks Tune's loop: `add.remote()` returns at once, and acknowledgements are collected
+with a zero-timeout `ray.wait` at each step. A record is "pending" until the actor acknowledged
+it (the actor persisted it). Pending records are part of the callback's state, which Tune saves
+with the experiment, so after `Tuner.restore` they are sent again; the actor counts a trial id
+once, so a re-send never double-counts. At the end of the experiment the callback waits for
+every acknowledgement.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import ray
+from ray.tune import Callback
+
+from orchestrator import results_actor
+from orchestrator.records import record_from_result
+from trainables import metric_names as K
+
+log = logging.getLogger(__name__)
+FLUSH_TIMEOUT_S = 60.0
+
+
+def failure_category(error_text: str | None) -> str:
+    """Which kind of failure a trial's error trace shows (R4 counts them apart)."""
+    text = error_text or ""
+    if "TrialDiverged" in text or "NaN" in text:
+        return "nan"
+    if "OutOfMemoryError" in text or "out of memory" in text.lower():
+        return "oom"
+    if "TrialTimeout" in text or "timed out" in text.lower():
+        return "timeout"
+    return "error"
+
+
+class ResultsForwarder(Callback):
+    def __init__(self, sweep: str, experiment_uri: str, resolve_config, capacity_variable: str = K.RANK):
+        """`resolve_config(tune_config) -> dict`: the resolved trial config of a Tune trial."""
+        self.sweep, self.experiment_uri = sweep, experiment_uri
+        self.resolve_config, self.capacity_variable = resolve_config, capacity_variable
+        self._pending: dict[str, dict[str, Any]] = {}
+        self._refs: dict[Any, str] = {}
+        self._actor = None
+
+    # -- plumbing ----------------------------------------------------------------------------------
+    def _handle(self):
+        if self._actor is None:
+            self._actor = results_actor.get_or_create(self.sweep, self.experiment_uri, self.capacity_variable)
+        return self._actor
+
+    def _send(self, record: dict[str, Any]) -> None:
+        self._pending[record["trial_id"]] = record
+        self._refs[self._handle().add.remote(record)] = record["trial_id"]
+
+    def _collect(self, timeout: float = 0.0) -> None:
+        if not self._refs:
+            return
+        done, _ = ray.wait(list(self._refs), num_returns=len(self._refs), timeout=timeout)
+        for ref in done:
+            trial_id = self._refs.pop(ref)
+            try:
+                ray.get(ref)
+            except Exception as err:  # the actor died mid-call: send again (it de-duplicates)
+                log.warning("memlaw: re-sending trial %s to the results actor (%s)", trial_id, err)
+                self._send(self._pending[trial_id])
+                continue
+            self._pending.pop(trial_id, None)
+
+    def _record(self, trial, status: str, error: str | None = None) -> dict[str, Any]:
+        checkpoint = trial.checkpoint.path if trial.checkpoint is not None else None
+        return record_from_result(trial.trial_id, self.sweep, self.resolve_config(trial.config), trial.last_result,
+                                  status=status, error=error, checkpoint=checkpoint).to_dict()
+
+    # -- Tune hooks --------------------------------------------------------------------------------
+    def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
+        self._send(self._record(trial, "ok"))
+
+    def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
+        error = trial.get_error()
+        error_text = str(error) if error is not None else None
+        self._send(self._record(trial, failure_category(error_text), error=(error_text or "")[-2000:]))
+
+    def on_step_end(self, iteration: int, trials: list, **info) -> None:
+        self._collect()
+
+    def on_experiment_end(self, trials: list, **info) -> None:
+        self._collect(timeout=FLUSH_TIMEOUT_S)
+        if self._pending:
+            log.error("memlaw: %d records not acknowledged by the results actor: %s", len(self._pending),
+                      sorted(self._pending))
+
+    def get_state(self) -> dict[str, Any]:
+        return {"pending": list(self._pending.values())}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        for record in state.get("pending", []):
+            self._send(record)

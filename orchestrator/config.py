@@ -1,0 +1,289 @@
+"""SweepConfig: what a sweep file may say, validated completely before Ray starts.
+
+    name: law-grid-cpu
+    trial: {model: {name: tiny-s}, adapter: {placement: paper}, ...}   # the base TrialConfig
+    space: law_grid_cpu                                                # from search_spaces/
+    space_overrides: {adapter.rank: [1, 2, 4]}                         # replace axes or ranges
+    search: {kind: grid}                                               # or optuna (see SearchConfig)
+    resources: {cpu: 1, gpu: 0}
+    max_concurrency: 2
+    storage_path: memlaw-runs
+    max_failures: 1
+
+`validate_sweep` reports every problem at once: the file's own fields, then the base trial, then
+every grid point (or every Optuna range) against TrialConfig's ranges, then the base model's shape.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from typing import Any, Literal, Mapping
+
+import search_spaces
+from orchestrator.storage import check_uri
+from search_spaces.law_grid import GridSpace
+from search_spaces.memft import OptunaSpace, Param
+from trainables import metric_names as K
+from trainables.config import TrialConfig
+from trainables.schema import Config, ConfigError, Problem, load_yaml_mapping, range_problem, spec
+
+GREEDY_METRICS = (K.GREEDY_EXACT_MATCH, K.GREEDY_TOKEN_ACC, K.FIRST_GREEDY_ERROR_POS)
+OBJECTIVES = (K.GREEDY_EXACT_MATCH, K.GREEDY_TOKEN_ACC, K.FRAC_P_GT_HALF, K.FRAC_SEQUENCES_CERTIFIED,
+              K.TF_TOKEN_ACC, K.DELTA_LOSS, K.LOSS_FINAL, K.STEPS_TO_CERTIFIED, K.WALL_S)
+
+
+@dataclass(frozen=True)
+class SearchConfig(Config):
+    """How trials are chosen: a full grid, or an Optuna search."""
+
+    kind: Literal["grid", "optuna"] = spec("grid", "grid: every point of a grid space; optuna: TPE/NSGA-II search")
+    sampler: Literal["tpe", "nsga2"] = spec("tpe", "optuna: the sampler (nsga2 for several objectives)")
+    metrics: tuple[str, ...] = spec(factory=lambda: (K.GREEDY_EXACT_MATCH,), doc="optuna: objective metric(s)")
+    modes: tuple[str, ...] = spec(factory=lambda: ("max",), doc="optuna: max or min, one per metric")
+    seed: int = spec(0, "optuna: sampler seed", lo=0)
+
+    def cross_checks(self) -> list[Problem]:
+        problems = []
+        bad = [m for m in self.metrics if m not in OBJECTIVES]
+        if bad:
+            problems.append(Problem("metrics", f"unknown metric(s) {bad} (allowed: {', '.join(OBJECTIVES)})"))
+        if not self.metrics:
+            problems.append(Problem("metrics", "needs at least one metric"))
+        if len(self.modes) != len(self.metrics):
+            problems.append(Problem("modes", f"needs one mode per metric ({len(self.metrics)}), got {len(self.modes)}"))
+        if any(m not in ("max", "min") for m in self.modes):
+            problems.append(Problem("modes", f"each mode must be max or min, got {list(self.modes)}"))
+        return problems
+
+
+@dataclass(frozen=True)
+class ResourcesConfig(Config):
+    """What one trial takes from a node."""
+
+    cpu: float = spec(1.0, "CPUs per trial", lo=0.0, hi=1024.0, lo_open=True)
+    gpu: float = spec(0.0, "GPUs per trial (fractions share a GPU)", lo=0.0, hi=64.0)
+
+
+@dataclass(frozen=True)
+class SweepConfig(Config):
+    """A sweep: a base trial, a search space, how to search it, and where results go."""
+
+    name: str = spec(doc="sweep name: the experiment folder and the results actor are named after it")
+    trial: dict = spec(factory=dict, doc="the base trial config (same keys as a trial file)")
+    space: str = spec("law_grid_cpu", "a search space from search_spaces/ (law_grid_cpu, memft_optuna, ...)")
+    space_overrides: dict = spec(factory=dict, doc="replace grid axes ({field: [values]}) or Optuna ranges")
+    search: SearchConfig = spec(factory=SearchConfig, doc="grid or optuna")
+    trainable: Literal["memorize"] = spec("memorize", "the trial function (memorize: single process)")
+    num_samples: int = spec(1, "grid: repeats of the whole grid; optuna: number of trials", lo=1, hi=100000)
+    scheduler: Literal["fifo", "asha"] = spec("fifo", "fifo, or asha (early stopping, single-metric searches)")
+    resources: ResourcesConfig = spec(factory=ResourcesConfig, doc="per-trial resources")
+    max_concurrency: int = spec(2, "trials at once", lo=1, hi=100000)
+    storage_path: str = spec("memlaw-runs", "where the experiment lives: a local path or a cloud URI (s3://...)")
+    max_failures: int = spec(1, "retries of a failed trial (from its last checkpoint)", lo=0, hi=100)
+    checkpoint_every: int = spec(0, "checkpoint every k evaluations (0: none; set >0 to survive node loss)", lo=0)
+    capacity_variable: Literal["rank", "trainable_params"] = spec("rank", "the law's capacity variable x")
+
+    def cross_checks(self) -> list[Problem]:
+        problems = []
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", self.name):
+            problems.append(Problem("name", f"must be 1-100 letters, digits, '_', '.', '-', got {self.name!r}"))
+        uri_problem = check_uri(self.storage_path)
+        if uri_problem:
+            problems.append(Problem("storage_path", uri_problem))
+        elif self.storage_path.startswith("memory://"):
+            problems.append(Problem("storage_path", "memory:// is private to each process; the results actor "
+                                                    "and the driver need shared storage (a path or s3://, gs://)"))
+        if self.scheduler == "asha" and (self.search.kind != "optuna" or len(self.search.metrics) != 1):
+            problems.append(Problem("scheduler", "asha needs search.kind: optuna with exactly one metric"))
+        return problems
+
+    @property
+    def experiment_uri(self) -> str:
+        if "://" in self.storage_path:
+            return f"{self.storage_path.rstrip('/')}/{self.name}"
+        return os.path.join(os.path.abspath(os.path.expanduser(self.storage_path)), self.name)
+
+    def trial_base(self) -> dict[str, Any]:
+        """The base trial with what the sweep itself requires: its checkpoint cadence, and greedy
+        decoding at every evaluation when a search metric needs it (a searcher must see it each time)."""
+        values: dict[str, Any] = {}
+        if self.checkpoint_every:
+            values["eval.checkpoint_every"] = self.checkpoint_every
+        if self.search.kind == "optuna" and any(m in GREEDY_METRICS for m in self.search.metrics):
+            values["eval.greedy_every"] = 1
+        return apply_values(self.trial, values)
+
+    def base_trial(self) -> TrialConfig:
+        return TrialConfig.from_dict(self.trial_base())
+
+    def grid(self) -> GridSpace:
+        space = search_spaces.get(self.space)
+        assert isinstance(space, GridSpace)
+        return space.with_axes(self.space_overrides)
+
+    def optuna_space(self) -> OptunaSpace:
+        space = search_spaces.get(self.space)
+        assert isinstance(space, OptunaSpace)
+        return space.with_ranges(self.space_overrides)
+
+
+# -- resolving a Tune trial's config ---------------------------------------------------------------
+def apply_values(base: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
+    """Set dotted fields ({"adapter.rank": 4}) in a nested dict (copying what it touches)."""
+    out = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in base.items()}
+    for dotted, value in values.items():
+        node = out
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            child = node.get(part)
+            node[part] = dict(child) if isinstance(child, Mapping) else {}
+            node = node[part]
+        node[leaf] = value
+    return out
+
+
+def resolve_trial(base: Mapping[str, Any], values: Mapping[str, Any]) -> TrialConfig:
+    """The TrialConfig of one sweep trial: the base trial with the trial's sampled values."""
+    return TrialConfig.from_dict(apply_values(base, values))
+
+
+# -- validation ------------------------------------------------------------------------------------
+def load_sweep(path: str, overrides: Mapping[str, Any] | None = None) -> SweepConfig:
+    """Read and fully validate a sweep file; raises one ConfigError listing every problem."""
+    data = load_yaml_mapping(path)
+    data.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        sweep = SweepConfig.from_dict(data)
+    except ConfigError as err:
+        raise err from None
+    problems = _space_problems(sweep)
+    if problems:
+        raise ConfigError(problems)
+    return sweep
+
+
+def _space_problems(sweep: SweepConfig) -> list[Problem]:
+    try:
+        base = sweep.base_trial()
+    except ConfigError as err:
+        return err.prefixed("trial").problems
+    try:
+        space = search_spaces.get(sweep.space)
+    except KeyError as err:
+        return [Problem("space", str(err.args[0]))]
+    if sweep.search.kind == "grid" and not isinstance(space, GridSpace):
+        return [Problem("space", f"{sweep.space!r} is an Optuna space; search.kind: grid needs a grid space")]
+    if sweep.search.kind == "optuna" and not isinstance(space, OptunaSpace):
+        return [Problem("space", f"{sweep.space!r} is a grid; search.kind: optuna needs an Optuna space")]
+    if isinstance(space, GridSpace):
+        problems = _grid_problems(sweep, base)
+    else:
+        problems = _optuna_problems(sweep)
+    if not problems:
+        problems = _model_problems(sweep, base)
+    return problems
+
+
+def _grid_problems(sweep: SweepConfig, base: TrialConfig) -> list[Problem]:
+    problems = []
+    for key, values in sweep.space_overrides.items():
+        if isinstance(values, (list, tuple)) and not values:
+            problems.append(Problem(f"space_overrides.{key}", "an empty list leaves the grid with no trials"))
+    if problems:
+        return problems
+    grid = sweep.grid()
+    seen: set[str] = set()
+    for point in grid.points():
+        try:
+            resolve_trial(sweep.trial_base(), point)
+        except ConfigError as err:
+            for p in err.problems:
+                where = f"space_overrides.{p.field}" if p.field in sweep.space_overrides else f"space {sweep.space}: {p.field}"
+                text = f"{where}: {p.message}"
+                if text not in seen:
+                    seen.add(text)
+                    problems.append(Problem(where, p.message))
+    return problems
+
+
+def _field_meta(dotted: str) -> tuple[Any, Any] | None:
+    """The dataclass field behind a dotted TrialConfig name: (field, annotation), or None."""
+    import dataclasses
+    from typing import get_type_hints
+
+    cls: Any = TrialConfig
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        hints = get_type_hints(cls)
+        if part not in hints or not dataclasses.is_dataclass(hints[part]):
+            return None
+        cls = hints[part]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    return (fields[leaf], get_type_hints(cls)[leaf]) if leaf in fields else None
+
+
+def _optuna_problems(sweep: SweepConfig) -> list[Problem]:
+    problems = []
+    known = {p.name for p in search_spaces.get(sweep.space).params}
+    for key in sweep.space_overrides:
+        if key not in known:
+            problems.append(Problem(f"space_overrides.{key}", f"not a parameter of {sweep.space} "
+                                                              f"(allowed: {', '.join(sorted(known))})"))
+    if problems:
+        return problems
+    for p in sweep.optuna_space().params:
+        problems.extend(_param_problems(p, f"space_overrides.{p.name}" if p.name in sweep.space_overrides
+                                        else f"space {sweep.space}: {p.name}"))
+    return problems
+
+
+def _param_problems(p: Param, where: str) -> list[Problem]:
+    meta = _field_meta(p.name)
+    if meta is None:
+        return [Problem(where, "not a TrialConfig field")]
+    f, _ = meta
+    if p.kind == "categorical":
+        if not p.choices:
+            return [Problem(where, "needs at least one choice")]
+        bad = []
+        for c in p.choices:
+            try:
+                resolve_trial({}, {p.name: c})
+            except ConfigError:
+                bad.append(c)
+        return [Problem(where, f"invalid choice(s) {bad}")] if bad else []
+    if p.low is None or p.high is None or not p.low < p.high:
+        return [Problem(where, f"needs low < high, got [{p.low}, {p.high}]")]
+    if p.log and p.low <= 0:
+        return [Problem(where, f"a log range needs low > 0, got {p.low}")]
+    for end in (p.low, p.high):
+        message = range_problem(end, f.metadata)
+        if message:
+            return [Problem(where, f"range end {message}")]
+    return []
+
+
+def _model_problems(sweep: SweepConfig, base: TrialConfig) -> list[Problem]:
+    """Shape rules (rank <= hidden size, ...) for every distinct model × largest rank in the sweep."""
+    from trainables.model import check_against_model
+
+    ranks = [base.adapter.rank]
+    models = [base.model.name]
+    if sweep.search.kind == "grid":
+        grid = sweep.grid()
+        ranks += list(grid.axes.get("adapter.rank", ()))
+        models += list(grid.axes.get("model.name", ()))
+    problems = []
+    for model in dict.fromkeys(models):
+        cfg = resolve_trial(sweep.trial_base(), {"model.name": model, "adapter.rank": max(ranks)})
+        try:
+            check_against_model(cfg)
+        except ConfigError as err:
+            problems.extend(Problem(f"trial.{p.field}" if not p.field.startswith("adapter.rank") else
+                                    "space_overrides.adapter.rank" if "adapter.rank" in sweep.space_overrides
+                                    else f"trial.{p.field}", p.message) for p in err.problems)
+    return problems
+
+

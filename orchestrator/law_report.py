@@ -1,0 +1,82 @@
+"""The current law of a sweep as one JSON-safe report, and its table for people. Pure: no Ray.
+
+The results actor, `memlaw law --experiment` (offline, from storage) and `memlaw law --address`
+all produce this same report, so the live fit and a refit from storage can be compared key by key.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Iterable
+
+from orchestrator import law
+from orchestrator.record_log import law_rows
+from orchestrator.records import TrialRecord
+from trainables import metric_names as K
+
+
+def build_report(sweep: str, records: Iterable[TrialRecord], capacity_variable: str = K.RANK) -> dict[str, Any]:
+    """Fit every group of finished trials; count failures by category."""
+    records = list(records)
+    ok = [r for r in records if r.ok]
+    failures: dict[str, int] = {}
+    for r in records:
+        if not r.ok:
+            failures[r.status] = failures.get(r.status, 0) + 1
+    groups = law.fit_groups(law_rows(ok), capacity_variable=capacity_variable)
+    return {
+        "sweep": sweep,
+        "updated_at": time.time(),
+        "capacity_variable": capacity_variable,
+        "trials_accepted": len(records),
+        "trials_ok": len(ok),
+        "trials_failed": failures,
+        "trial_ids": sorted(r.trial_id for r in records),
+        "groups": {label: g.to_dict() for label, g in groups.items()},
+    }
+
+
+def flat_fits(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per group with the issue's keys: C, alpha, beta, b, r2, mape, ... plus group, updated_at."""
+    rows = []
+    for label, g in report["groups"].items():
+        fit = g["fit"]
+        row = {"group": label, "updated_at": report["updated_at"], "n_rows": g["n_rows"],
+               "bits_per_param_mean": g["bits_per_param_mean"]}
+        row.update({k: fit.get(k) for k in ("status", "message", "C", "alpha", "beta", "b", "r2", "mape",
+                                            "n_points", "n_excluded", "n_invalid", "C_ci", "alpha_ci", "beta_ci",
+                                            "b_ci", "lolo_mape", "capacity_variable")})
+        rows.append(row)
+    return rows
+
+
+def _num(value: Any, fmt: str = ".3g") -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def _ci(pair: Any) -> str:
+    if not pair:
+        return ""
+    lo, hi = pair
+    return f" [{_num(lo)}, {_num(hi)}]"
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """A human table: one block per group."""
+    failed = sum(report["trials_failed"].values())
+    lines = [f"sweep {report['sweep']}: {report['trials_accepted']} trials accepted, {report['trials_ok']} ok, "
+             f"{failed} failed {report['trials_failed'] or ''}".rstrip(),
+             f"law: ΔL = C · {report['capacity_variable']}^α · ℓ^(−β) + b   (95 % intervals)"]
+    if not report["groups"]:
+        lines.append("  no finished trials yet")
+    for row in flat_fits(report):
+        lines.append(f"  group {row['group']}  ({row['n_rows']} trials)")
+        if row["status"] != "ok":
+            lines.append(f"    {row['status']}: {row['message']}")
+            continue
+        lines.append(f"    alpha {_num(row['alpha'])}{_ci(row['alpha_ci'])}   beta {_num(row['beta'])}{_ci(row['beta_ci'])}")
+        lines.append(f"    C {_num(row['C'])}{_ci(row['C_ci'])}   b {_num(row['b'])}{_ci(row['b_ci'])}")
+        lines.append(f"    R² {_num(row['r2'], '.4f')}   MAPE {_num(row['mape'], '.2f')} %   leave-one-length-out "
+                     f"MAPE {_num(row['lolo_mape'], '.2f')} %   points {row['n_points']} (+{row['n_excluded']} "
+                     f"saturated, {row['n_invalid']} invalid)   bits/param {_num(row['bits_per_param_mean'])}")
+    return "\n".join(lines)

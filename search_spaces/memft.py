@@ -1,0 +1,87 @@
+"""Optuna search spaces for MemFT's knobs, as data plus one define-by-run function.
+
+A space lists parameters (dotted TrialConfig fields) with distributions and, optionally, the
+methods they apply to; `define_by_run(space)` turns it into the function OptunaSearch calls, so
+knobs of a method are only sampled when that method is (SFT draws no margin). Keeping the ranges
+as data lets sweep validation check them against TrialConfig's own ranges (an inverted range or
+a margin of 0.7 is refused before Ray starts; Ray itself accepts `uniform(5, 1)` silently).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str  # dotted TrialConfig field, e.g. "method.threshold_margin"
+    kind: str  # "float" | "int" | "categorical"
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: tuple[Any, ...] = ()
+    methods: tuple[str, ...] = ()  # sample only when method.name is one of these (empty: always)
+
+
+@dataclass(frozen=True)
+class OptunaSpace:
+    params: tuple[Param, ...]
+    description: str = ""
+    kind: str = "optuna"
+    constants: dict[str, Any] = field(default_factory=dict)
+
+    def with_ranges(self, overrides: dict[str, Any]) -> OptunaSpace:
+        """Override ranges: {name: [low, high]} or {name: [choices...]} for categoricals."""
+        params = []
+        for p in self.params:
+            if p.name in overrides:
+                v = overrides[p.name]
+                if p.kind == "categorical":
+                    p = Param(p.name, p.kind, choices=tuple(v), methods=p.methods)
+                else:
+                    p = Param(p.name, p.kind, v[0], v[1], p.log, methods=p.methods)
+            params.append(p)
+        return OptunaSpace(tuple(params), self.description, constants=self.constants)
+
+
+@dataclass(frozen=True)
+class DefineByRun:
+    """The function OptunaSearch calls with an optuna.Trial (a class: Tune pickles its searcher)."""
+
+    space: OptunaSpace
+
+    def __call__(self, trial) -> dict[str, Any]:
+        method = None
+        for p in self.space.params:
+            if p.methods and method not in p.methods:
+                continue
+            if p.kind == "categorical":
+                value = trial.suggest_categorical(p.name, list(p.choices))
+            elif p.kind == "int":
+                value = trial.suggest_int(p.name, int(p.low), int(p.high), log=p.log)
+            else:
+                value = trial.suggest_float(p.name, p.low, p.high, log=p.log)
+            if p.name == "method.name":
+                method = value
+        return dict(self.space.constants)
+
+
+def define_by_run(space: OptunaSpace) -> Callable:
+    return DefineByRun(space)
+
+
+MEMFT_KNOBS = OptunaSpace(
+    params=(
+        Param("method.name", "categorical", choices=("sft", "memft", "memft_sw")),
+        Param("budget.lr", "float", 1e-3, 3e-2, log=True),
+        Param("method.threshold_margin", "float", 0.0, 0.3, methods=("memft",)),
+        Param("method.budget_ratio", "float", 0.3, 1.0, methods=("memft",)),
+        Param("method.sw_window", "int", 10, 200, log=True, methods=("memft_sw",)),
+        Param("method.sw_decay", "float", 5.0, 80.0, log=True, methods=("memft_sw",)),
+        Param("method.sw_kappa", "float", 2.0, 30.0, log=True, methods=("memft_sw",)),
+    ),
+    description="MemFT knobs (margin, budget ratio, sliding window) and lr, with SFT as a choice",
+)
+
+OPTUNA_SPACES: dict[str, OptunaSpace] = {"memft_optuna": MEMFT_KNOBS}
