@@ -11,6 +11,7 @@ every acknowledgement.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import ray
@@ -36,6 +37,16 @@ def failure_category(error_text: str | None) -> str:
     return "error"
 
 
+def _error_text(trial) -> str:
+    """The trial's error trace: Tune writes it to the trial's local folder first, storage later."""
+    path = trial.error_file
+    if path and os.path.isfile(path):
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return fh.read()
+    error = trial.get_error()
+    return str(error) if error is not None else ""
+
+
 class ResultsForwarder(Callback):
     def __init__(self, sweep: str, experiment_uri: str, resolve_config, capacity_variable: str = K.RANK):
         """`resolve_config(tune_config) -> dict`: the resolved trial config of a Tune trial."""
@@ -43,6 +54,7 @@ class ResultsForwarder(Callback):
         self.resolve_config, self.capacity_variable = resolve_config, capacity_variable
         self._pending: dict[str, dict[str, Any]] = {}
         self._refs: dict[Any, str] = {}
+        self._errored: list = []
         self._actor = None
 
     # -- plumbing ----------------------------------------------------------------------------------
@@ -79,14 +91,21 @@ class ResultsForwarder(Callback):
         self._send(self._record(trial, "ok"))
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
-        error = trial.get_error()
-        error_text = str(error) if error is not None else None
-        self._send(self._record(trial, failure_category(error_text), error=(error_text or "")[-2000:]))
+        # Tune calls this before it writes the trial's error file: classify on the next step.
+        self._errored.append(trial)
+
+    def _send_errored(self) -> None:
+        for trial in self._errored:
+            text = _error_text(trial)
+            self._send(self._record(trial, failure_category(text), error=text[-2000:]))
+        self._errored = []
 
     def on_step_end(self, iteration: int, trials: list, **info) -> None:
+        self._send_errored()
         self._collect()
 
     def on_experiment_end(self, trials: list, **info) -> None:
+        self._send_errored()
         self._collect(timeout=FLUSH_TIMEOUT_S)
         if self._pending:
             log.error("memlaw: %d records not acknowledged by the results actor: %s", len(self._pending),

@@ -157,11 +157,29 @@ def load_sweep(path: str, overrides: Mapping[str, Any] | None = None) -> SweepCo
     try:
         sweep = SweepConfig.from_dict(data)
     except ConfigError as err:
-        raise err from None
+        raise ConfigError(err.problems + _raw_problems(data, err.problems)) from None
     problems = _space_problems(sweep)
     if problems:
         raise ConfigError(problems)
     return sweep
+
+
+def _raw_problems(data: Mapping[str, Any], known: list[Problem]) -> list[Problem]:
+    """When the sweep's own fields are wrong, still judge its trial and space names."""
+    problems, seen = [], {p.field for p in known}
+    if "storage_path" not in seen and isinstance(data.get("storage_path"), str):
+        uri_problem = check_uri(data["storage_path"])
+        if uri_problem:
+            problems.append(Problem("storage_path", uri_problem))
+    if "space" not in seen and isinstance(data.get("space"), str) and data["space"] not in search_spaces.SPACES:
+        problems.append(Problem("space", f"unknown search space {data['space']!r} "
+                                         f"(allowed: {', '.join(sorted(search_spaces.SPACES))})"))
+    if "trial" not in seen and isinstance(data.get("trial"), Mapping):
+        try:
+            TrialConfig.from_dict(data["trial"])
+        except ConfigError as err:
+            problems.extend(err.prefixed("trial").problems)
+    return problems
 
 
 def _space_problems(sweep: SweepConfig) -> list[Problem]:
@@ -181,9 +199,7 @@ def _space_problems(sweep: SweepConfig) -> list[Problem]:
         problems = _grid_problems(sweep, base)
     else:
         problems = _optuna_problems(sweep)
-    if not problems:
-        problems = _model_problems(sweep, base)
-    return problems
+    return problems + _model_problems(sweep, base)
 
 
 def _grid_problems(sweep: SweepConfig, base: TrialConfig) -> list[Problem]:
@@ -277,7 +293,10 @@ def _model_problems(sweep: SweepConfig, base: TrialConfig) -> list[Problem]:
         models += list(grid.axes.get("model.name", ()))
     problems = []
     for model in dict.fromkeys(models):
-        cfg = resolve_trial(sweep.trial_base(), {"model.name": model, "adapter.rank": max(ranks)})
+        try:
+            cfg = resolve_trial(sweep.trial_base(), {"model.name": model, "adapter.rank": max(ranks)})
+        except ConfigError:
+            continue  # already reported as a grid problem
         try:
             check_against_model(cfg)
         except ConfigError as err:

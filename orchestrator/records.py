@@ -151,6 +151,7 @@ def record_from_result(trial_id: str, sweep: str, config: Mapping[str, Any], res
     return TrialRecord(
         trial_id=trial_id, sweep=sweep, status=status, config=dict(config), metrics=metrics,
         config_hash=config_hash(config), seed=config.get("seed"),
-        node_id=node_id or result.get("node_ip") or result.get("hostname"), started_at=started, ended_at=ended,
+        node_id=node_id or result.get("node_id") or result.get("node_ip") or result.get("hostname"),
+        started_at=started, ended_at=ended,
         checkpoint=checkpoint, error=error,
     )

@@ -13,12 +13,14 @@ import os
 from pathlib import Path
 from typing import Any
 
+import ray
 from ray import tune
 
 from orchestrator.config import resolve_trial
 from trainables.memorize import CHECKPOINT_PREFIX, train
 
 TRIAL_FOLDER = "memlaw_trial"
+NODE_ID = "node_id"
 
 
 def _resume_folder(checkpoint) -> Path | None:
@@ -36,8 +38,11 @@ def memorize(config: dict[str, Any], base: dict[str, Any]) -> None:
     out = Path(tune.get_context().get_trial_dir()) / TRIAL_FOLDER
     os.environ.setdefault("OMP_NUM_THREADS", str(cfg.threads))
 
+    node_id = ray.get_runtime_context().get_node_id()  # provenance: which Ray node ran the trial
+
     def report(metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
         numeric = {k: v for k, v in metrics.items() if v is not None}
+        numeric[NODE_ID] = node_id
         ckpt = tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
         tune.report(numeric, checkpoint=ckpt)
 

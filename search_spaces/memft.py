@@ -84,4 +84,12 @@ MEMFT_KNOBS = OptunaSpace(
     description="MemFT knobs (margin, budget ratio, sliding window) and lr, with SFT as a choice",
 )
 
-OPTUNA_SPACES: dict[str, OptunaSpace] = {"memft_optuna": MEMFT_KNOBS}
+FAULT_DRILL = OptunaSpace(
+    params=(
+        Param("inject_fault", "categorical", choices=("none", "nan", "error")),
+        Param("budget.lr", "float", 3e-3, 3e-2, log=True),
+    ),
+    description="fault drills: some trials diverge (NaN) or raise on purpose; the sweep must go on",
+)
+
+OPTUNA_SPACES: dict[str, OptunaSpace] = {"memft_optuna": MEMFT_KNOBS, "fault_drill": FAULT_DRILL}

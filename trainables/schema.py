@@ -79,8 +79,10 @@ class Config:
 
     def __post_init__(self) -> None:
         problems = _check_fields(self)
-        if not problems:
-            problems = self.cross_checks()
+        try:  # cross-field rules too, so that one run reports every problem of a file
+            problems += [p for p in self.cross_checks() if p.field not in {q.field for q in problems}]
+        except (TypeError, ValueError, ArithmeticError):
+            pass  # a rule that cannot judge out-of-range values; the range problems speak for them
         if problems:
             raise ConfigError(problems)
 
