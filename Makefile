@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml .ci/cpu-constraints.txt
 	@echo "memlaw: installed ($$($(BIN)/python -c 'import torch, ray; print("torch", torch.__version__, "ray", ray.__version__)'))"
 
 demo: $(STAMP)
-	$(BIN)/memlaw trial examples/trial_tiny.yaml
+	$(BIN)/memlaw demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -8,6 +8,11 @@ actor sees them. Two layouts:
   distinct  x drawn continuously in [1, 64], the same 10 lengths: no two records share a cell, the
             worst case for the solver.
 
+A second section measures the live path end to end on a local Ray: a results actor on a temporary
+experiment folder receives ACTOR_RECORDS records one at a time, and each is timed from
+`add.remote` until `report.remote(wait_s=...)` returns a report whose `trial_ids` include it
+(journal write, refit, report). Figures only; no goal.
+
 Run from the repository root:  python bench/law_refit.py
 """
 
@@ -67,5 +72,70 @@ def main() -> None:
                   f"{fit.lolo_mape:>12.3f}  {verdict}")
 
 
+ACTOR_RECORDS = 200
+
+
+def actor_records(n: int, sweep: str, seed: int = 0) -> list[dict]:
+    """n record dicts from the law on the rank × length grid, distinct trial ids, shuffled cells."""
+    from orchestrator.records import record_from_result
+    from trainables import metric_names as K
+    from trainables.config import TrialConfig
+
+    x, ell, delta, final = records(n, "grid", seed)
+    base = TrialConfig().to_dict()
+    out = []
+    for i in range(n):
+        result = {K.RANK: int(x[i]), K.TARGET_TOKENS: int(ell[i]), K.DELTA_LOSS: float(delta[i]),
+                  K.LOSS_FINAL: float(final[i]), K.LOSS_INIT: float(final[i] + delta[i]),
+                  K.TRAINABLE_PARAMS: int(128 * x[i]), "timestamp": time.time(), "time_total_s": 1.0}
+        out.append(record_from_result(f"bench-{i:05d}", sweep, base, result).to_dict())
+    return out
+
+
+def actor_round_trip(n: int = ACTOR_RECORDS) -> None:
+    """Median and p95 of add -> a report that includes the record, through a real results actor."""
+    import tempfile
+
+    import orchestrator  # noqa: F401  (RAY_AUTH_MODE before Ray is imported)
+    import ray
+
+    from orchestrator import results_actor
+
+    sweep = "bench-refit"
+    print(f"\nresults actor on a local Ray: {n} records sent one at a time; "
+          "add.remote -> a report that includes the record")
+    with tempfile.TemporaryDirectory(prefix="memlaw-bench-") as folder:
+        start = time.perf_counter()
+        ray.init(address="local", num_cpus=1, include_dashboard=False, object_store_memory=100 * 2**20,
+                 _node_ip_address="127.0.0.1", namespace=results_actor.NAMESPACE, log_to_driver=False)
+        try:
+            actor = results_actor.get_or_create(sweep, folder)
+            ray.get(actor.report.remote(wait_s=30.0))  # the first (empty) fit; the worker is warm
+            print(f"ray.init + actor ready: {time.perf_counter() - start:.1f} s")
+            totals, fits, polls = [], [], 0
+            for record in actor_records(n, sweep):
+                t0 = time.perf_counter()
+                actor.add.remote(record)
+                while True:
+                    report = ray.get(actor.report.remote(wait_s=5.0))
+                    polls += 1
+                    if record["trial_id"] in report["trial_ids"]:
+                        break
+                totals.append(1e3 * (time.perf_counter() - t0))
+                if report["fit_latency_s"] is not None:
+                    fits.append(1e3 * report["fit_latency_s"])
+            fit = next(iter(report["groups"].values()))["fit"]
+            print("{:<44} {:>9} {:>9} {:>9}".format("", "median", "p95", "max"))
+            for label, values in (("add.remote -> report with the record (ms)", totals),
+                                  ("actor: arrival -> fit covering it (ms)", fits)):
+                p95 = float(np.percentile(values, 95))
+                print(f"{label:<44} {statistics.median(values):>9.1f} {p95:>9.1f} {max(values):>9.1f}")
+            print(f"report calls {polls} for {n} records; final fit on {report['trials_accepted']} records: "
+                  f"alpha {fit['alpha']:.4f}, beta {fit['beta']:.4f}")
+        finally:
+            ray.shutdown()
+
+
 if __name__ == "__main__":
     main()
+    actor_round_trip()

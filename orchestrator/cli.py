@@ -345,11 +345,10 @@ DEMO_FILE = "law_grid_cpu.yaml"
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """The shipped CPU law sweep end to end: live table, fit, plot, and where the files went."""
-    from importlib import resources
-
     path = args.file or str(Path(__file__).resolve().parents[1] / "examples" / DEMO_FILE)
     if not Path(path).is_file():
-        path = str(resources.files("orchestrator").joinpath("examples", DEMO_FILE))
+        print(f"error: {path} not found: memlaw demo runs from a checkout of the memlaw repository", file=sys.stderr)
+        return EXIT_BAD_INPUT
     sweep = _load_sweep_or_exit(path, storage_path=args.storage, name=args.name)
     if sweep is None:
         return EXIT_BAD_INPUT

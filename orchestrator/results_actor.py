@@ -15,6 +15,7 @@ A thin shell around `record_log` (durable, de-duplicated records) and `law_repor
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any
@@ -26,6 +27,7 @@ from orchestrator.record_log import FIT, RecordLog
 from orchestrator.records import TrialRecord
 from trainables import metric_names as K
 
+logger = logging.getLogger(__name__)
 NAMESPACE = "memlaw"
 ACTOR_PREFIX = "memlaw-results:"
 #: Gauge names as they appear in Prometheus (Ray prefixes each with `ray_`).
@@ -124,8 +126,11 @@ class ResultsActor:
                 if arrived is not None:
                     self.last_latency_s = time.perf_counter() - arrived
                 self._cond.notify_all()
-            self.log.store.write_json(FIT, report)
-            self._gauges.publish(report)
+            try:  # fit.json is a cache and the gauges a view: failing either must not end the refits
+                self.log.store.write_json(FIT, report)
+                self._gauges.publish(report)
+            except Exception:
+                logger.exception("memlaw: could not write %s or publish gauges; refits go on", FIT)
 
 
 def get_or_create(sweep: str, experiment_uri: str, capacity_variable: str = K.RANK):

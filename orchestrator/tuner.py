@@ -3,8 +3,8 @@
     SweepConfig -> Tuner(with_resources(with_parameters(memorize)), param_space | OptunaSearch,
                          scheduler, RunConfig(storage, FailureConfig, callbacks=[forwarder, law lines]))
 
-The embedded default is a local Ray started in-process on loopback, with a capped object store
-and no dashboard; `--address` joins an existing cluster instead. Trials reuse their actors
+The embedded default is a new local Ray started in-process (advertised on 127.0.0.1, token
+authentication on, no dashboard web server, a capped object store); `--address` joins an existing cluster instead. Trials reuse their actors
 (a new worker per trial would re-pay the ~4 s torch import).
 """
 
@@ -35,13 +35,18 @@ OPTUNA_FILE = "optuna.journal"
 
 
 def start_ray(address: str | None, num_cpus: int | None = None) -> None:
-    """Join `address`, or start the embedded local Ray (loopback only, small object store)."""
+    """Join `address`, or start the embedded local Ray (no dashboard, small object store)."""
     if ray.is_initialized():
         return
     if address:
-        ray.init(address=address, namespace=results_actor.NAMESPACE, log_to_driver=False)
+        # A cluster on loopback (tests, one machine): the driver must use loopback too, or Ray
+        # rewrites the address to the machine's own IP, where the GCS does not listen.
+        local = address.split("://")[-1].startswith(("127.", "localhost"))
+        ray.init(address=address, namespace=results_actor.NAMESPACE, log_to_driver=False,
+                 **({"_node_ip_address": "127.0.0.1"} if local else {}))
     else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, object_store_memory=OBJECT_STORE_BYTES,
+        # address="local": always a new in-process cluster, never one that `ray start` left running.
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, object_store_memory=OBJECT_STORE_BYTES,
                  namespace=results_actor.NAMESPACE, log_to_driver=False, _node_ip_address="127.0.0.1")
 
 

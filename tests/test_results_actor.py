@@ -38,8 +38,10 @@ from orchestrator.records import record_from_result  # noqa: E402
 from trainables import metric_names as K  # noqa: E402
 from trainables.config import TrialConfig  # noqa: E402
 
-INIT = dict(num_cpus=1, include_dashboard=False, object_store_memory=100 * 2**20, _node_ip_address="127.0.0.1",
-            namespace=ra.NAMESPACE)
+# address="local": always a new local instance. Without it ray.init() joins RAY_ADDRESS or the cluster
+# named in /tmp/ray/ray_current_cluster (which ray.cluster_utils.Cluster writes), i.e. another test run's.
+INIT = dict(address="local", num_cpus=1, include_dashboard=False, object_store_memory=100 * 2**20,
+            _node_ip_address="127.0.0.1", namespace=ra.NAMESPACE)
 LAW = dict(C=2.0, alpha=0.75, beta=0.6, b=0.05)
 RANKS = (1, 2, 4, 8)
 LENGTHS = (64, 128, 256, 512)
@@ -59,6 +61,32 @@ def local_ray():
         ray.shutdown()
 
 
+@pytest.fixture
+def start(local_ray):
+    """get_or_create that kills, at teardown, every actor it started and waits until its name is free."""
+    started: list[tuple[str, object]] = []
+
+    def _start(sweep: str, path: str):
+        actor = ra.get_or_create(sweep, path)
+        started.append((sweep, actor))
+        return actor
+
+    yield _start
+    if not ray.is_initialized():
+        return
+    for _, actor in started:
+        try:
+            ray.kill(actor, no_restart=True)
+        except Exception:  # already dead, or a handle from a cluster that was restarted
+            pass
+    names = {ra.actor_name(sweep) for sweep, _ in started}
+    deadline = time.monotonic() + 20
+    while names & {a["name"] for a in ray.util.list_named_actors(all_namespaces=True)}:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+
+
 # -- records --------------------------------------------------------------------------------------
 
 
@@ -68,7 +96,8 @@ def config(rank: int, ell: int) -> dict:
     return cfg
 
 
-def make_record(trial_id: str, rank: int, ell: int, delta: float, status: str = "ok", sweep: str = "s") -> dict:
+def make_record(trial_id: str, rank: int, ell: int, delta: float, status: str = "ok",
+                sweep: str = "s") -> dict:
     result = {K.STEP: 300, K.LOSS_INIT: LOSS_INIT, K.LOSS_FINAL: LOSS_INIT - delta, K.DELTA_LOSS: delta,
               K.RANK: rank, K.TARGET_TOKENS: ell, K.TRAINABLE_PARAMS: 128 * rank,
               K.BITS_PER_PARAM: ell * delta / math.log(2) / (128 * rank), K.WALL_S: 1.0,
@@ -86,7 +115,8 @@ def law_records(sweep: str, prefix: str = "t", seed: int = 0, failed: int = 2) -
             delta = (LAW["C"] * rank ** LAW["alpha"] * ell ** -LAW["beta"] + LAW["b"]) * math.exp(
                 0.01 * rng.standard_normal())
             out.append(make_record(f"{prefix}-{rank}-{ell}", rank, ell, delta, sweep=sweep))
-    out += [make_record(f"{prefix}-failed-{i}", 8, 64, 40.0, status="nan", sweep=sweep) for i in range(failed)]
+    out += [make_record(f"{prefix}-failed-{i}", 8, 64, 40.0, status="nan", sweep=sweep)
+            for i in range(failed)]
     return out
 
 
@@ -106,39 +136,38 @@ def report(actor, wait_s: float = WAIT_S) -> dict:
     return ray.get(actor.report.remote(wait_s=wait_s), timeout=wait_s + 60)
 
 
-def stop(actor) -> None:
-    ray.kill(actor, no_restart=True)
+def actor_state(actor) -> dict:
+    """The GCS actor table entry (State, NumRestarts, Pid); a private API Ray's own tests use."""
+    return ray._private.state.actors(actor._actor_id.hex())
 
 
 # -- tests ----------------------------------------------------------------------------------------
 
 
-def test_records_sent_twice_and_concurrently_count_once(local_ray, tmp_path):
+def test_records_sent_twice_and_concurrently_count_once(start, tmp_path):
     path = str(tmp_path / "exp")
-    actor = ra.get_or_create("dedup", path)
+    actor = start("dedup", path)
     records = law_records("dedup")
     ids = {r["trial_id"] for r in records}
     # every record three times from this handle, once more from a second handle (found by name)
     # on other threads, all in flight at once: the actor runs up to 8 calls at a time
     second = ra.find("dedup")
-    refs = [actor.add.remote(r) for _ in range(3) for r in records]
-    more: list = []
+    sent = [(r["trial_id"], actor.add.remote(r)) for _ in range(3) for r in records]
     lock = threading.Lock()
 
     def send(chunk):
-        got = [second.add.remote(r) for r in chunk]
+        got = [(r["trial_id"], second.add.remote(r)) for r in chunk]
         with lock:
-            more.extend(got)
+            sent.extend(got)
 
     threads = [threading.Thread(target=send, args=(records[i::3],)) for i in range(3)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    outcomes = ray.get(refs + more, timeout=120)
-    sent = [r["trial_id"] for _ in range(3) for r in records] + [r["trial_id"] for r in sum(
-        (records[i::3] for i in range(3)), [])]
-    accepted = [tid for tid, new in zip(sent, outcomes) if new]
+    assert len(sent) == 4 * len(records)
+    outcomes = ray.get([ref for _, ref in sent], timeout=120)
+    accepted = [tid for (tid, _), new in zip(sent, outcomes) if new]
     assert sorted(accepted) == sorted(ids), "each trial id is accepted exactly once"
     assert not any(ray.get([actor.add.remote(r) for r in records])), "a later re-send is refused too"
 
@@ -150,27 +179,32 @@ def test_records_sent_twice_and_concurrently_count_once(local_ray, tmp_path):
     assert len(list((tmp_path / "exp" / LAW_FOLDER / JOURNAL).iterdir())) == 18  # one journal file per id
     assert by_id(ray.get(actor.records.remote())) == by_id(records)
     assert fits(rep) == fits(storage_report("dedup", path))
-    stop(actor)
 
 
-def test_killed_actor_restarts_with_the_records_and_fit_from_storage(local_ray, tmp_path):
+def test_killed_actor_restarts_with_the_records_and_fit_from_storage(start, tmp_path):
     path = str(tmp_path / "exp")
-    actor = ra.get_or_create("restart", path)
+    actor = start("restart", path)
     records = law_records("restart")
     assert all(ray.get([actor.add.remote(r) for r in records]))
     before = report(actor)
     assert before["trials_accepted"] == len(records)
 
+    old_pid = actor_state(actor)["Pid"]
     killed_at = time.time()
-    ray.kill(actor, no_restart=False)
-    after = report(actor)  # the same handle: Ray re-runs the constructor, which reloads storage
-    assert ray._private.state.actors(actor._actor_id.hex())["NumRestarts"] >= 1
+    ray.kill(actor, no_restart=False)  # asynchronous: wait until Ray has really restarted it
+    deadline = time.monotonic() + WAIT_S
+    while not (actor_state(actor)["NumRestarts"] >= 1 and actor_state(actor)["State"] == "ALIVE"):
+        assert time.monotonic() < deadline, f"not restarted within {WAIT_S} s: {actor_state(actor)}"
+        time.sleep(0.1)
+    after = report(actor)  # the same handle: Ray re-ran the constructor, which reloaded storage
+    assert actor_state(actor)["Pid"] != old_pid, "a new worker process"
     assert after["updated_at"] > killed_at, "a fresh fit made by the restarted actor"
 
     offline = storage_report("restart", path)
     assert after["trial_ids"] == offline["trial_ids"] == before["trial_ids"]
     assert after["trials_failed"] == offline["trials_failed"] == {"nan": 2}
-    assert by_id(ray.get(actor.records.remote())) == by_id([r.to_dict() for r in RecordLog.for_experiment(path).all()])
+    stored = [r.to_dict() for r in RecordLog.for_experiment(path).all()]
+    assert by_id(ray.get(actor.records.remote())) == by_id(stored) == by_id(records)
     assert fits(after) == fits(offline) == fits(before)  # exactly: the fit does not depend on order
     assert after["groups"] == offline["groups"]
 
@@ -178,21 +212,32 @@ def test_killed_actor_restarts_with_the_records_and_fit_from_storage(local_ray, 
     assert not any(ray.get([actor.add.remote(r) for r in records]))
     assert ray.get(actor.add.remote(make_record("late", 16, 1024, 0.3, sweep="restart")))
     assert report(actor)["trials_accepted"] == len(records) + 1
-    stop(actor)
 
 
-def test_get_or_create_refuses_other_storage(local_ray, tmp_path):
-    actor = ra.get_or_create("owned", str(tmp_path / "a"))
+def test_refits_go_on_when_the_fit_cache_cannot_be_written(start, tmp_path):
+    """fit.json is only a cache: failing to write it must not stop the live fit."""
+    path = tmp_path / "exp"
+    (path / LAW_FOLDER / FIT).mkdir(parents=True)  # a folder where the file should go: every write fails
+    actor = start("cache", str(path))
+    records = law_records("cache", failed=0)
+    for i, record in enumerate(records[:6]):
+        assert ray.get(actor.add.remote(record))
+        rep = report(actor, wait_s=10.0)
+        assert rep["trials_accepted"] == i + 1 and record["trial_id"] in rep["trial_ids"]
+    assert rep["groups"][GROUP]["fit"]["n_points"] == 6
+    assert (path / LAW_FOLDER / FIT).is_dir()
+
+
+def test_get_or_create_refuses_other_storage(start, tmp_path):
+    actor = start("owned", str(tmp_path / "a"))
     assert ra.get_or_create("owned", str(tmp_path / "a"))._actor_id == actor._actor_id
     with pytest.raises(RuntimeError, match="already runs with storage"):
         ra.get_or_create("owned", str(tmp_path / "b"))
     assert ray.get(actor.info.remote())["experiment_uri"] == str(tmp_path / "a")
     assert ra.find("owned")._actor_id == actor._actor_id
-    second = ra.get_or_create("owned-too", str(tmp_path / "b"))
+    start("owned-too", str(tmp_path / "b"))
     with pytest.raises(LookupError, match="2 memlaw sweeps"):
         ra.find()
-    stop(second)
-    stop(actor)
 
 
 LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
@@ -210,8 +255,8 @@ def scrape(port: int, name: str) -> list[tuple[dict, float]]:
     return samples
 
 
-def test_gauges_reach_the_metrics_export_endpoint(local_ray, tmp_path):
-    actor = ra.get_or_create("gauges", str(tmp_path / "exp"))
+def test_gauges_reach_the_metrics_export_endpoint(start, tmp_path):
+    actor = start("gauges", str(tmp_path / "exp"))
     records = law_records("gauges", failed=3)
     assert all(ray.get([actor.add.remote(r) for r in records]))
     rep = report(actor)
@@ -234,7 +279,7 @@ def test_gauges_reach_the_metrics_export_endpoint(local_ray, tmp_path):
             if seen[1] == pytest.approx(alpha, rel=1e-6):
                 break
         time.sleep(0.5)
-    assert seen is not None, f"no {name} sample for sweep 'gauges' on port {port} within 30 s; errors: {errors[-3:]}"
+    assert seen is not None, f"no {name} for sweep 'gauges' on port {port} in 30 s; errors: {errors[-3:]}"
     labels, value = seen
     assert value == pytest.approx(alpha, rel=1e-6), (value, alpha)
     assert labels["sweep"] == "gauges" and labels["group"] == GROUP
@@ -245,27 +290,28 @@ def test_gauges_reach_the_metrics_export_endpoint(local_ray, tmp_path):
               if lab.get("sweep") == "gauges"}
     assert failed == {"nan": 3.0}
     print(f"\n{name}{{sweep=gauges,group={GROUP}}} = {value} on port {port}")
-    stop(actor)
 
 
-def test_fit_latency_is_reported(local_ray, tmp_path):
+def test_fit_latency_is_reported(start, tmp_path):
     path = str(tmp_path / "exp")
-    actor = ra.get_or_create("latency", path)
+    actor = start("latency", path)
     assert all(ray.get([actor.add.remote(r) for r in law_records("latency", failed=0)]))
     report(actor)
     latencies, round_trips = [], []
     for i in range(10):
         record = make_record(f"extra-{i}", 2 ** (i % 4), 64 * 2 ** (i % 5), 0.2 + 0.01 * i, sweep="latency")
-        start = time.perf_counter()
+        t0 = time.perf_counter()
         assert ray.get(actor.add.remote(record))
         rep = report(actor)
-        round_trips.append(time.perf_counter() - start)
+        round_trips.append(time.perf_counter() - t0)
         assert record["trial_id"] in rep["trial_ids"]
         assert rep["fit_latency_s"] is not None and rep["fit_latency_s"] >= 0
         latencies.append(rep["fit_latency_s"])
-    print(f"\nadd -> updated fit (16-26 records): actor-side fit_latency_s median {statistics.median(latencies) * 1e3:.1f} ms,"
-          f" max {max(latencies) * 1e3:.1f} ms; client add+report round trip median "
-          f"{statistics.median(round_trips) * 1e3:.1f} ms, max {max(round_trips) * 1e3:.1f} ms")
+    ms = [1e3 * v for v in latencies]
+    trips = [1e3 * v for v in round_trips]
+    print(f"\nadd -> updated fit (16-26 records): actor-side fit_latency_s median "
+          f"{statistics.median(ms):.1f} ms, max {max(ms):.1f} ms; client add + report round trip median "
+          f"{statistics.median(trips):.1f} ms, max {max(trips):.1f} ms")
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:  # fit.json is written right after each fit
         fit_file = RecordLog.for_experiment(path).store.read_json(FIT)
@@ -273,12 +319,11 @@ def test_fit_latency_is_reported(local_ray, tmp_path):
             break
         time.sleep(0.1)
     assert fit_file["groups"] == rep["groups"]
-    stop(actor)
 
 
-def test_whole_cluster_restart_reloads_every_record(local_ray, tmp_path):
+def test_whole_cluster_restart_reloads_every_record(start, tmp_path):
     path = str(tmp_path / "exp")
-    actor = ra.get_or_create("persist", path)
+    actor = ra.get_or_create("persist", path)  # dies with this cluster
     records = law_records("persist", failed=1)
     assert all(ray.get([actor.add.remote(r) for r in records]))
     before = report(actor)
@@ -287,7 +332,7 @@ def test_whole_cluster_restart_reloads_every_record(local_ray, tmp_path):
     ray.init(**INIT)  # the module fixture shuts this one down
     with pytest.raises(ValueError):
         ray.get_actor(ra.actor_name("persist"), namespace=ra.NAMESPACE)
-    actor = ra.get_or_create("persist", path)
+    actor = start("persist", path)
     after = report(actor)
     offline = storage_report("persist", path)
     assert after["trials_accepted"] == len(records) and after["trial_ids"] == offline["trial_ids"]
@@ -295,4 +340,3 @@ def test_whole_cluster_restart_reloads_every_record(local_ray, tmp_path):
     assert fits(after) == fits(offline) == fits(before)
     assert after["groups"] == offline["groups"]
     assert ra.find()._actor_id == actor._actor_id  # the only memlaw sweep on the new cluster
-    stop(actor)

@@ -1,0 +1,57 @@
+"""Sweep overhead: wall time of a memlaw sweep divided by the ideal (total trial time ÷ slots).
+
+Runs ~200 short real trials (tiny-xs, a few steps each) through `memlaw`'s own sweep path — the
+Tune wiring, actor reuse, the results-actor callback and the law refit — on a local Ray with 2
+slots. Trial time is Tune's `time_total_s` of each trial (model load, training, evaluation).
+Goal: at most 1.10 (Ray's own benchmark reports 1.14).
+
+    python bench/sweep_overhead.py [--trials 200] [--slots 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+
+os.environ.setdefault("MEMLAW_CACHE", os.path.join(tempfile.gettempdir(), "memlaw-bench-cache"))
+
+from orchestrator.config import SweepConfig  # noqa: E402
+from orchestrator.tuner import run_sweep  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=200)
+    parser.add_argument("--slots", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=10)
+    args = parser.parse_args()
+    seeds = max(1, args.trials // 8)
+    with tempfile.TemporaryDirectory() as storage:
+        sweep = SweepConfig.from_dict({
+            "name": "overhead", "space": "law_grid_smoke", "storage_path": storage,
+            "max_concurrency": args.slots, "resources": {"cpu": 1},
+            "space_overrides": {"adapter.rank": [1, 2, 3, 4], "data.target_tokens": [16, 24],
+                                "seed": list(range(seeds))},
+            "trial": {"model": {"name": "tiny-xs"}, "adapter": {"placement": "paper"},
+                      "budget": {"preset": "cpu", "steps": args.steps}, "eval": {"every": args.steps}},
+        })
+        os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+        start = time.perf_counter()
+        grid = run_sweep(sweep)
+        wall = time.perf_counter() - start
+    n = len(grid)
+    trial_time = sum(r.metrics["time_total_s"] for r in grid if r.metrics)
+    ideal = trial_time / args.slots
+    print(f"\n{n} trials ({len(grid.errors)} failed), {args.slots} slots, tiny-xs, {args.steps} steps each")
+    print("| figure | value |\n|---|---|")
+    print(f"| sweep wall time (incl. Ray start) | {wall:.1f} s |")
+    print(f"| total trial time | {trial_time:.1f} s |")
+    print(f"| ideal (trial time / slots) | {ideal:.1f} s |")
+    print(f"| mean trial time | {trial_time / max(n, 1):.2f} s |")
+    print(f"sweep wall / ideal = {wall / ideal:.3f} (goal <= 1.10)")
+
+
+if __name__ == "__main__":
+    main()
