@@ -39,11 +39,7 @@ def start_ray(address: str | None, num_cpus: int | None = None) -> None:
     if ray.is_initialized():
         return
     if address:
-        # A cluster on loopback (tests, one machine): the driver must use loopback too, or Ray
-        # rewrites the address to the machine's own IP, where the GCS does not listen.
-        local = address.split("://")[-1].startswith(("127.", "localhost"))
-        ray.init(address=address, namespace=results_actor.NAMESPACE, log_to_driver=False,
-                 **({"_node_ip_address": "127.0.0.1"} if local else {}))
+        ray.init(address=address, namespace=results_actor.NAMESPACE, log_to_driver=False)
     else:
         # address="local": always a new in-process cluster, never one that `ray start` left running.
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, object_store_memory=OBJECT_STORE_BYTES,
@@ -53,8 +49,8 @@ def start_ray(address: str | None, num_cpus: int | None = None) -> None:
 class LawLines(tune.Callback):
     """Prints the live fit from the results actor as trials land (without blocking Tune)."""
 
-    def __init__(self, sweep: str, stream=None):
-        self.sweep, self.stream = sweep, stream or sys.stderr
+    def __init__(self, sweep: str):
+        self.sweep = sweep  # no stream kept: Tune pickles its callbacks with the run config
         self._ref = None
         self._finished = 0
 
@@ -77,7 +73,7 @@ class LawLines(tune.Callback):
         if ready:
             report, self._ref = ray.get(self._ref), None
             print(f"\n[memlaw] {time.strftime('%H:%M:%S')} " + format_report(report) + "\n",
-                  file=self.stream, flush=True)
+                  file=sys.stderr, flush=True)
 
 
 def _param_space(sweep: SweepConfig) -> dict[str, Any]:
