@@ -80,7 +80,7 @@ def main() -> None:
             theirs.append(hand(args.steps))
     m, h = statistics.median(ours), statistics.median(theirs)
     print(f"model tiny-s, LoRA r=16 on q/k/v/o, 32 x 64 random tokens, 1 thread, {args.rounds} rounds x {args.steps} steps")
-    print(f"| loop | median s/step | steps/s |\n|---|---|---|")
+    print("| loop | median s/step | steps/s |\n|---|---|---|")
     print(f"| memlaw train_step | {m:.4f} | {1 / m:.1f} |")
     print(f"| hand-written torch+peft | {h:.4f} | {1 / h:.1f} |")
     print(f"throughput ratio memlaw/hand = {h / m:.3f} (goal >= 0.95)")

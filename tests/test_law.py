@@ -373,10 +373,10 @@ def _rows(group, C, per_rank, seed):
     x, ell, delta, final = synthetic(seed=seed, noise=0.01)
     delta = delta * C / TRUE["C"]
     return [
-        {"group": group, mn.RANK: r, mn.TRAINABLE_PARAMS: r * per_rank, mn.TARGET_TOKENS: l, mn.DELTA_LOSS: d,
-         mn.LOSS_FINAL: f, mn.LOSS_INIT: f + d, mn.BITS_PER_PARAM: l * d / LN2 / (r * per_rank),
+        {"group": group, mn.RANK: r, mn.TRAINABLE_PARAMS: r * per_rank, mn.TARGET_TOKENS: n, mn.DELTA_LOSS: d,
+         mn.LOSS_FINAL: f, mn.LOSS_INIT: f + d, mn.BITS_PER_PARAM: n * d / LN2 / (r * per_rank),
          "trial_id": f"{group}-{i}", "node": "n1"}
-        for i, (r, l, d, f) in enumerate(zip(x, ell, delta, final))
+        for i, (r, n, d, f) in enumerate(zip(x, ell, delta, final))
     ]
 
 

@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -66,7 +65,7 @@ def test_grid_sweep_end_to_end_fit_export_and_plot(tmp_path):
     records = RecordLog.for_experiment(str(experiment)).all()
     assert len(records) == 6 and all(r.ok for r in records)
     assert {(r.config["adapter"]["rank"], r.config["data"]["target_tokens"]) for r in records} == {
-        (r, l) for r in (1, 2, 4) for l in (32, 64)}
+        (r, n) for r in (1, 2, 4) for n in (32, 64)}
     assert all(r.metrics[K.STEP] == 30 and r.node_id for r in records)
 
     law = run_cli("law", "--experiment", str(experiment), "--json")

