@@ -124,9 +124,29 @@ def _is_sweep_file(path: str) -> bool:
     return "space" in data or "search" in data or ("trial" in data and "name" in data)
 
 
+def _check_not_empty(path: str) -> None:
+    """An empty file (no YAML document: nothing, or only comments) is a mistake, not a default trial."""
+    import yaml
+
+    from trainables.schema import Problem, load_yaml_mapping
+
+    if load_yaml_mapping(path):  # also raises for a missing, binary, non-YAML or non-mapping file
+        return
+    with open(path, encoding="utf-8") as fh:
+        if yaml.safe_load(fh) is None:
+            raise ConfigError([Problem("", f"{path}: is empty (no YAML document); a trial or sweep file "
+                                           "needs at least one key")])
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from trainables.config import TrialConfig
 
+    try:
+        if not args.set:  # `memlaw trial empty.yaml --set ...` is a trial of overrides on the defaults
+            _check_not_empty(args.file)
+    except ConfigError as err:
+        _print_error(args.file, err)
+        return EXIT_BAD_INPUT
     if _is_sweep_file(args.file):
         return _validate_sweep(args.file)
     try:

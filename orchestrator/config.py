@@ -38,11 +38,21 @@ OBJECTIVES = (K.GREEDY_EXACT_MATCH, K.GREEDY_TOKEN_ACC, K.FRAC_P_GT_HALF, K.FRAC
 class SearchConfig(Config):
     """How trials are chosen: a full grid, or an Optuna search."""
 
-    kind: Literal["grid", "optuna"] = spec("grid", "grid: every point of a grid space; optuna: TPE/NSGA-II search")
+    kind: Literal["grid", "optuna", "adaptive"] = spec(
+        "grid", "grid: every point of a grid space; optuna: TPE/NSGA-II search; adaptive: law-guided "
+                "rank x length points of a grid space (orchestrator/adaptive.py)")
     sampler: Literal["tpe", "nsga2"] = spec("tpe", "optuna: the sampler (nsga2 for several objectives)")
     metrics: tuple[str, ...] = spec(factory=lambda: (K.GREEDY_EXACT_MATCH,), doc="optuna: objective metric(s)")
     modes: tuple[str, ...] = spec(factory=lambda: ("max",), doc="optuna: max or min, one per metric")
-    seed: int = spec(0, "optuna: sampler seed", lo=0)
+    seed: int = spec(0, "optuna: sampler seed; adaptive: tie-break seed of the initial design", lo=0)
+    # adaptive (issue 9): stop once both exponents' 95 % intervals are this narrow, or the budget is spent
+    alpha_tol: float = spec(0.05, "adaptive: stop when the 95 % interval of alpha is at most this wide",
+                            lo=0.0, lo_open=True)
+    beta_tol: float = spec(0.05, "adaptive: stop when the 95 % interval of beta is at most this wide",
+                           lo=0.0, lo_open=True)
+    max_trials: int = spec(0, "adaptive: trials at most, retries included (0: the grid's size)", lo=0, hi=100000)
+    initial_points: int = spec(6, "adaptive: space-filling points run before the first law-guided one",
+                               lo=5, hi=100000)
 
     def cross_checks(self) -> list[Problem]:
         problems = []
@@ -55,6 +65,9 @@ class SearchConfig(Config):
             problems.append(Problem("modes", f"needs one mode per metric ({len(self.metrics)}), got {len(self.modes)}"))
         if any(m not in ("max", "min") for m in self.modes):
             problems.append(Problem("modes", f"each mode must be max or min, got {list(self.modes)}"))
+        if self.kind == "adaptive" and 0 < self.max_trials < self.initial_points:  # adaptive: budget covers the design
+            problems.append(Problem("max_trials", f"must be 0 or at least initial_points ({self.initial_points}), "
+                                                  f"got {self.max_trials}"))
         return problems
 
 
@@ -126,7 +139,8 @@ class SweepConfig(Config):
     def optuna_space(self) -> OptunaSpace:
         space = search_spaces.get(self.space)
         assert isinstance(space, OptunaSpace)
-        return space.with_ranges(self.space_overrides)
+        return space.with_ranges({k: [_as_number(x) for x in v] if isinstance(v, (list, tuple)) else v
+                                  for k, v in self.space_overrides.items()})
 
 
 # -- resolving a Tune trial's config ---------------------------------------------------------------
@@ -191,8 +205,17 @@ def _space_problems(sweep: SweepConfig) -> list[Problem]:
         space = search_spaces.get(sweep.space)
     except KeyError as err:
         return [Problem("space", str(err.args[0]))]
-    if sweep.search.kind == "grid" and not isinstance(space, GridSpace):
-        return [Problem("space", f"{sweep.space!r} is an Optuna space; search.kind: grid needs a grid space")]
+    bad_keys = [k for k in sweep.space_overrides if not isinstance(k, str)]
+    if bad_keys:
+        return [Problem(f"space_overrides.{k}", f"must be a dotted trial field such as adapter.rank, "
+                                                f"got {type(k).__name__} {k!r}") for k in bad_keys]
+    if sweep.search.kind in ("grid", "adaptive") and not isinstance(space, GridSpace):
+        return [Problem("space", f"{sweep.space!r} is an Optuna space; search.kind: {sweep.search.kind} needs a "
+                                 "grid space")]
+    if sweep.search.kind == "adaptive":  # the adaptive searcher needs rank and length axes, others fixed
+        problems = _adaptive_problems(sweep)
+        if problems:
+            return problems
     if sweep.search.kind == "optuna" and not isinstance(space, OptunaSpace):
         return [Problem("space", f"{sweep.space!r} is a grid; search.kind: optuna needs an Optuna space")]
     if isinstance(space, GridSpace):
@@ -224,6 +247,21 @@ def _grid_problems(sweep: SweepConfig, base: TrialConfig) -> list[Problem]:
     return problems
 
 
+def _adaptive_problems(sweep: SweepConfig) -> list[Problem]:
+    """search.kind adaptive: the grid must give candidates (rank and length axes, other axes single)."""
+    from orchestrator.adaptive import candidates_from_grid  # numpy/scipy: only when a sweep is adaptive
+
+    try:
+        candidates = candidates_from_grid(sweep.grid())
+    except ValueError as err:
+        return [Problem("space_overrides" if sweep.space_overrides else "space", str(err))]
+    n = len(candidates.points)
+    if sweep.search.initial_points > n:
+        return [Problem("search.initial_points", f"the grid has only {n} rank x length points, "
+                                                 f"got {sweep.search.initial_points}")]
+    return []
+
+
 def _field_meta(dotted: str) -> tuple[Any, Any] | None:
     """The dataclass field behind a dotted TrialConfig name: (field, annotation), or None."""
     import dataclasses
@@ -249,10 +287,36 @@ def _optuna_problems(sweep: SweepConfig) -> list[Problem]:
                                                               f"(allowed: {', '.join(sorted(known))})"))
     if problems:
         return problems
+    for p in search_spaces.get(sweep.space).params:  # the shape of each override, before it is used
+        value = sweep.space_overrides.get(p.name, [])
+        if not isinstance(value, (list, tuple)):
+            problems.append(Problem(f"space_overrides.{p.name}", (
+                "must be a list of choices" if p.kind == "categorical" else "must be a range [low, high]")
+                + f", got {type(value).__name__} {value!r}"))
+        elif p.kind != "categorical" and p.name in sweep.space_overrides and not (
+                len(value) == 2 and all(_is_number(_as_number(x)) for x in value)):
+            problems.append(Problem(f"space_overrides.{p.name}", f"must be a range [low, high] of two numbers, "
+                                                                 f"got {value!r}"))
+    if problems:
+        return problems
     for p in sweep.optuna_space().params:
         problems.extend(_param_problems(p, f"space_overrides.{p.name}" if p.name in sweep.space_overrides
                                         else f"space {sweep.space}: {p.name}"))
     return problems
+
+
+def _as_number(value: Any) -> Any:
+    """A range end: YAML 1.1 reads 1e-3 (no dot) as a string, which TrialConfig's floats accept too."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _param_problems(p: Param, where: str) -> list[Problem]:
@@ -281,13 +345,22 @@ def _param_problems(p: Param, where: str) -> list[Problem]:
     return []
 
 
+def _model_problem_field(sweep: SweepConfig, field: str, model_from_axis: bool) -> str:
+    """Name the field the user wrote: a grid axis in space_overrides, else the base trial's field."""
+    if field.startswith("adapter.rank") and "adapter.rank" in sweep.space_overrides:
+        return "space_overrides.adapter.rank"
+    if field.startswith("model.") and model_from_axis and "model.name" in sweep.space_overrides:
+        return "space_overrides.model.name"
+    return f"trial.{field}"
+
+
 def _model_problems(sweep: SweepConfig, base: TrialConfig) -> list[Problem]:
     """Shape rules (rank <= hidden size, ...) for every distinct model × largest rank in the sweep."""
     from trainables.model import check_against_model
 
     ranks = [base.adapter.rank]
     models = [base.model.name]
-    if sweep.search.kind == "grid":
+    if sweep.search.kind in ("grid", "adaptive"):
         grid = sweep.grid()
         ranks += list(grid.axes.get("adapter.rank", ()))
         models += list(grid.axes.get("model.name", ()))
@@ -300,9 +373,8 @@ def _model_problems(sweep: SweepConfig, base: TrialConfig) -> list[Problem]:
         try:
             check_against_model(cfg)
         except ConfigError as err:
-            problems.extend(Problem(f"trial.{p.field}" if not p.field.startswith("adapter.rank") else
-                                    "space_overrides.adapter.rank" if "adapter.rank" in sweep.space_overrides
-                                    else f"trial.{p.field}", p.message) for p in err.problems)
+            problems.extend(Problem(_model_problem_field(sweep, p.field, model != base.model.name), p.message)
+                            for p in err.problems)
     return problems
 
 

@@ -87,6 +87,8 @@ def optuna_storage_path(sweep: SweepConfig) -> str:
 
 
 def _search_alg(sweep: SweepConfig):
+    if sweep.search.kind == "adaptive":  # issue 9: law-guided points; it limits its own concurrency
+        return _adaptive_searcher(sweep)
     if sweep.search.kind != "optuna":
         return None
     import optuna
@@ -107,6 +109,16 @@ def _search_alg(sweep: SweepConfig):
     searcher = OptunaSearch(space=define_by_run(sweep.optuna_space()), metric=metric, mode=mode, sampler=sampler,
                             storage=storage, study_name=sweep.name)
     return ConcurrencyLimiter(searcher, max_concurrent=sweep.max_concurrency)
+
+
+def _adaptive_searcher(sweep: SweepConfig):
+    from orchestrator.adaptive import Settings
+    from orchestrator.adaptive_search import AdaptiveLawSearcher
+
+    s = sweep.search
+    settings = Settings(alpha_tol=s.alpha_tol, beta_tol=s.beta_tol, max_trials=s.max_trials,
+                        initial_points=s.initial_points, seed=s.seed)
+    return AdaptiveLawSearcher.from_grid(sweep.grid(), settings, max_concurrent=sweep.max_concurrency)
 
 
 def _scheduler(sweep: SweepConfig):
@@ -138,7 +150,8 @@ def _reporter(sweep: SweepConfig):
     from ray.tune import CLIReporter
 
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # the classic reporter takes our columns; the new one prints every metric
-    params = list(sweep.grid().axes) if sweep.search.kind == "grid" else [p.name for p in sweep.optuna_space().params]
+    grid_like = sweep.search.kind in ("grid", "adaptive")  # adaptive proposes points of a grid space
+    params = list(sweep.grid().axes) if grid_like else [p.name for p in sweep.optuna_space().params]
     return CLIReporter(parameter_columns=params, metric_columns=list(LIVE_COLUMNS), max_report_frequency=15,
                        max_progress_rows=40, sort_by_metric=False)
 
@@ -155,8 +168,11 @@ def _run_config(sweep: SweepConfig) -> tune.RunConfig:
 def build_tuner(sweep: SweepConfig) -> tune.Tuner:
     search = sweep.search
     single = len(search.metrics) == 1 and search.kind == "optuna" and sweep.scheduler == "fifo"
+    num_samples = sweep.num_samples
+    if search.kind == "adaptive":  # one Tune sample per adaptive trial; the searcher stops earlier
+        num_samples = search.max_trials or len(sweep.grid())
     tune_config = tune.TuneConfig(
-        num_samples=sweep.num_samples, search_alg=_search_alg(sweep), scheduler=_scheduler(sweep),
+        num_samples=num_samples, search_alg=_search_alg(sweep), scheduler=_scheduler(sweep),
         max_concurrent_trials=sweep.max_concurrency, reuse_actors=True,
         metric=search.metrics[0] if single else None, mode=search.modes[0] if single else None,
     )

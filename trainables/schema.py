@@ -331,7 +331,7 @@ def load_yaml_mapping(path: str) -> dict[str, Any]:
         raise ConfigError([Problem("", f"{path}: no such file")])
     try:
         with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh)
+            data = yaml.load(fh, Loader=_strict_loader())  # noqa: S506 (a SafeLoader subclass)
     except UnicodeDecodeError:
         raise ConfigError([Problem("", f"{path}: not a text file (YAML expected)")]) from None
     except yaml.YAMLError as err:
@@ -341,3 +341,28 @@ def load_yaml_mapping(path: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError([Problem("", f"{path}: must hold a YAML mapping at the top, got {type(data).__name__}")])
     return data
+
+
+def _strict_loader():
+    """PyYAML's SafeLoader, except that a key repeated in one mapping is an error, not a silent override."""
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # `<<: *anchor` merges may be overridden by explicit keys, as YAML intends
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    duplicate = key in seen
+                    seen.add(key)
+                except TypeError:  # an unhashable key: SafeLoader's own error says so
+                    break
+                if duplicate:
+                    raise yaml.constructor.ConstructorError(
+                        "while constructing a mapping", node.start_mark,
+                        f"found duplicate key {key!r} (each key may appear once)", key_node.start_mark)
+            return super().construct_mapping(node, deep)
+
+    return StrictLoader

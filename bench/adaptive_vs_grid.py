@@ -1,0 +1,190 @@
+"""Adaptive law search vs the full grid, replayed on real measurements.
+
+The oracle is a finished CPU law grid: every (rank, ℓ) it measured answers a proposal with that
+trial's own final metrics, so the adaptive search sees exactly the numbers a live run would have
+seen (one measurement per point; the first trial by id when a point was run more than once).
+
+  1. Fit the full grid (orchestrator.law.fit_law in the rank, covariance intervals): its α and β
+     95 % interval widths are the target.
+  2. Run AdaptiveLawSearcher over the same points with alpha_tol, beta_tol = those widths and a
+     budget of the grid's size, answering each proposal from the oracle (sequentially, and with two
+     trials at once as the CPU sweep runs them).
+  3. Print: trials the grid needed vs trials the adaptive search needed to reach the same widths
+     (goal: at most 0.5×), and the distance between the two fits' α and β with whether each lies
+     inside the other fit's interval (it must). For scale, also the trials a random order of the
+     grid needs under the same stopping rule (median of RANDOM_ORDERS seeded orders).
+  4. The same counts for tolerances looser than the grid's widths by a factor k (TOLERANCE_FACTORS),
+     with the grid run in its own trial order (Tune's, by trial id) under the same stopping rule.
+
+Why step 4: no subset of the grid has more information about (α, β) than the whole grid (its JᵀJ
+is smaller in the PSD order) and a subset's t quantile is larger (fewer dof), so at k = 1 a subset
+reaches the grid's widths only where its residual variance happens to come out smaller than the
+whole grid's. With the noise level known, even an oracle design needs every point at k = 1. The
+k > 1 rows measure what an adaptive sweep is for: meeting a tolerance chosen before the run.
+
+Usage (repository root):
+  python bench/adaptive_vs_grid.py --experiment memlaw-runs/law-grid-cpu   # reuse a finished grid
+  python bench/adaptive_vs_grid.py            # runs `memlaw sweep examples/law_grid_cpu.yaml` into a
+                                              # temporary folder first (about 2 minutes on 2 cores)
+Figures only; no pass/fail exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # runnable without an install
+
+from orchestrator import adaptive as ad  # noqa: E402
+from orchestrator.adaptive_search import AdaptiveLawSearcher  # noqa: E402
+from orchestrator.export import load_experiment  # noqa: E402
+from trainables import metric_names as mn  # noqa: E402
+
+GOAL_RATIO = 0.5
+RANDOM_ORDERS = 20
+TOLERANCE_FACTORS = (1.0, 1.25, 1.5, 2.0)
+SWEEP_FILE = ROOT / "examples" / "law_grid_cpu.yaml"
+
+
+def run_grid(storage: Path) -> Path:
+    """`memlaw sweep examples/law_grid_cpu.yaml` into `storage`; returns the experiment folder."""
+    cmd = [sys.executable, "-m", "orchestrator.cli", "sweep", str(SWEEP_FILE), "--storage", str(storage)]
+    print(f"running the CPU law grid (about 2 min): {' '.join(cmd)}", flush=True)
+    subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    return storage / "law-grid-cpu"
+
+
+def load_oracle(experiment: str) -> dict[tuple, dict]:
+    """(rank, ℓ) -> the final metrics of the first finished trial (by id) at that point, in trial id
+    order (the order Tune ran the grid)."""
+    oracle: dict[tuple, dict] = {}
+    for record in load_experiment(experiment):
+        if not record.ok:
+            continue
+        cfg = record.config
+        point = (cfg["adapter"]["rank"], cfg["data"]["target_tokens"])
+        oracle.setdefault(point, dict(record.metrics))
+    return oracle
+
+
+def widths(fit) -> tuple[float, float]:
+    return fit.alpha_ci[1] - fit.alpha_ci[0], fit.beta_ci[1] - fit.beta_ci[0]
+
+
+def replay(candidates: ad.Candidates, settings: ad.Settings, oracle: dict, max_concurrent: int):
+    """Drive the searcher as Tune would; returns (searcher, points proposed in order)."""
+    searcher = AdaptiveLawSearcher(candidates, settings, max_concurrent)
+    running: list[tuple[str, tuple]] = []
+    proposed: list[tuple] = []
+    finished = False
+    while True:
+        if not finished:
+            trial_id = f"t{len(proposed):04d}"
+            config = searcher.suggest(trial_id)
+            if config == AdaptiveLawSearcher.FINISHED:
+                finished = True
+            elif config is not None:
+                point = (config[ad.RANK_AXIS], config[ad.LENGTH_AXIS])
+                running.append((trial_id, point))
+                proposed.append(point)
+                continue
+        if not running:
+            return searcher, proposed
+        trial_id, point = running.pop(0)
+        searcher.on_trial_complete(trial_id, oracle[point])
+
+
+def order_trials(candidates: ad.Candidates, settings: ad.Settings, oracle: dict, order: list[tuple]) -> int:
+    """Trials a fixed order of the grid's points needs before the same stopping rule fires."""
+    design = ad.AdaptiveDesign(candidates, settings)
+    observations = []
+    for n, point in enumerate(order, start=1):
+        observations.append({"point": list(point), **{k: oracle[point].get(k) for k in ad.OBSERVATION_KEYS}})
+        fit = ad.fit_observations(observations)
+        if fit.status == "ok" and design.stopping_status(fit, n)["reason"] == "tolerance":
+            return n
+    return len(order)
+
+
+def inside(value: float, interval) -> bool:
+    return interval[0] <= value <= interval[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--experiment", help="a finished law grid's experiment folder (default: run one)")
+    parser.add_argument("--initial-points", type=int, default=6)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="memlaw-adaptive-bench-") as tmp:
+        experiment = args.experiment or str(run_grid(Path(tmp)))
+        oracle = load_oracle(experiment)
+    points = tuple(sorted(oracle, key=lambda p: (float(p[0]), float(p[1]))))
+    candidates = ad.Candidates(points)
+    observations = [{"point": list(p), **{k: oracle[p].get(k) for k in ad.OBSERVATION_KEYS}} for p in points]
+    grid_fit = ad.fit_observations(observations)
+    if grid_fit.status != "ok":
+        print(f"the grid has no fit: {grid_fit.status}: {grid_fit.message}")
+        return
+    alpha_w, beta_w = widths(grid_fit)
+    settings = ad.Settings(alpha_tol=alpha_w, beta_tol=beta_w, max_trials=len(points),
+                           initial_points=args.initial_points)
+    n_ranks, n_lengths = len({p[0] for p in points}), len({p[1] for p in points})
+    loss_init = np.mean([oracle[p][mn.LOSS_INIT] for p in points])
+    print(f"experiment      {experiment}")
+    print(f"grid            {len(points)} points ({n_ranks} ranks x {n_lengths} lengths), "
+          f"{grid_fit.n_excluded} saturated, mean L_init {loss_init:.3f} nats")
+    print(f"grid fit        alpha {grid_fit.alpha:.4f} [{grid_fit.alpha_ci[0]:.4f}, {grid_fit.alpha_ci[1]:.4f}] "
+          f"width {alpha_w:.4f};  beta {grid_fit.beta:.4f} [{grid_fit.beta_ci[0]:.4f}, {grid_fit.beta_ci[1]:.4f}] "
+          f"width {beta_w:.4f};  dof {grid_fit.dof}")
+    print(f"stopping rule   alpha width <= {alpha_w:.4f}, beta width <= {beta_w:.4f}, dof >= {settings.min_dof}, "
+          f"{settings.initial_points} initial points, budget {len(points)}")
+    for concurrent in (1, 2):
+        searcher, proposed = replay(candidates, settings, oracle, concurrent)
+        fit, status = searcher.fit(), searcher.status()
+        reached = searcher.state.finished == "tolerance"
+        n = len(proposed)
+        print(f"\nadaptive, {concurrent} at once: {n} trials, stopped by {searcher.state.finished}"
+              f" ({'reached' if reached else 'did NOT reach'} the grid's widths)")
+        print(f"  trials        grid {len(points)}  adaptive {n}  ratio {n / len(points):.2f}  (goal <= {GOAL_RATIO})")
+        print(f"  order         {' '.join(f'{r}x{ell}' for r, ell in proposed)}")
+        print(f"  widths        alpha {status['alpha_width']:.4f} (tol {alpha_w:.4f}, ratio {status['alpha_ratio']:.2f})"
+              f"  beta {status['beta_width']:.4f} (tol {beta_w:.4f}, ratio {status['beta_ratio']:.2f})  "
+              f"dof {fit.dof}  saturated {fit.n_excluded}")
+        print(f"  alpha         adaptive {fit.alpha:.4f} [{fit.alpha_ci[0]:.4f}, {fit.alpha_ci[1]:.4f}]  "
+              f"|diff| {abs(fit.alpha - grid_fit.alpha):.4f}  grid's in adaptive's interval "
+              f"{inside(grid_fit.alpha, fit.alpha_ci)}, adaptive's in grid's {inside(fit.alpha, grid_fit.alpha_ci)}")
+        print(f"  beta          adaptive {fit.beta:.4f} [{fit.beta_ci[0]:.4f}, {fit.beta_ci[1]:.4f}]  "
+              f"|diff| {abs(fit.beta - grid_fit.beta):.4f}  grid's in adaptive's interval "
+              f"{inside(grid_fit.beta, fit.beta_ci)}, adaptive's in grid's {inside(fit.beta, grid_fit.beta_ci)}")
+    random_trials = random_orders(candidates, settings, oracle)
+    print(f"\nrandom order of the grid, same stopping rule: median {np.median(random_trials):.1f} trials "
+          f"(min {min(random_trials)}, max {max(random_trials)}, {RANDOM_ORDERS} orders)")
+    print("\ntrials to meet tolerances k x the grid's widths (same rule; 'grid order' is Tune's trial order)")
+    print(f"  {'k':>5} {'alpha_tol':>9} {'beta_tol':>9} {'grid order':>10} {'adaptive x1':>11} {'adaptive x2':>11} "
+          f"{'random median':>13}")
+    for k in TOLERANCE_FACTORS:
+        loose = dataclasses.replace(settings, alpha_tol=k * alpha_w, beta_tol=k * beta_w)
+        grid_order = order_trials(candidates, loose, oracle, list(oracle))
+        adaptive_counts = [len(replay(candidates, loose, oracle, c)[1]) for c in (1, 2)]
+        median = np.median(random_orders(candidates, loose, oracle))
+        print(f"  {k:>5.2f} {k * alpha_w:>9.4f} {k * beta_w:>9.4f} {grid_order:>10d} {adaptive_counts[0]:>11d} "
+              f"{adaptive_counts[1]:>11d} {median:>13.1f}")
+
+
+def random_orders(candidates: ad.Candidates, settings: ad.Settings, oracle: dict) -> list[int]:
+    points = list(candidates.points)
+    return [order_trials(candidates, settings, oracle,
+                         [points[i] for i in np.random.default_rng(seed).permutation(len(points))])
+            for seed in range(RANDOM_ORDERS)]
+
+
+if __name__ == "__main__":
+    main()
