@@ -171,7 +171,12 @@ def _validate_sweep(path: str) -> int:
     except ConfigError as err:
         _print_error(path, err)
         return EXIT_BAD_INPUT
-    size = len(sweep.grid()) * sweep.num_samples if sweep.search.kind == "grid" else sweep.num_samples
+    if sweep.search.kind == "grid":
+        size = len(sweep.grid()) * sweep.num_samples
+    elif sweep.search.kind == "adaptive":
+        size = sweep.search.max_trials or len(sweep.grid())  # at most: the stopping rule may end it sooner
+    else:
+        size = sweep.num_samples
     print(f"ok: {path} is a valid sweep {sweep.name!r}: {size} trials ({sweep.search.kind} over {sweep.space}), "
           f"storage {sweep.experiment_uri}")
     return 0
@@ -196,7 +201,9 @@ def _summarize_sweep(sweep, grid) -> None:
 
     report = ray.get(results_actor.find(sweep.name).report.remote(wait_s=30.0))
     errors = sum(1 for r in grid if r.error is not None)
-    print(format_report(report))
+    from orchestrator.tuner import stopping_lines
+
+    print("\n".join([format_report(report), *stopping_lines(sweep, report)]))
     print(f"\nmemlaw: {len(grid)} trials ({errors} failed). Experiment: {sweep.experiment_uri}", file=sys.stderr)
     print(f"  memlaw law --experiment {sweep.experiment_uri}        the fit, from storage", file=sys.stderr)
     print(f"  memlaw export {sweep.experiment_uri} --out results.parquet", file=sys.stderr)
@@ -245,7 +252,19 @@ def _report_from_experiment(path: str) -> dict:
     from orchestrator.record_log import RecordLog
 
     sweep = _saved_sweep(path)
-    return build_report(sweep.name, RecordLog.for_experiment(path).all(), sweep.capacity_variable)
+    report = build_report(sweep.name, RecordLog.for_experiment(path).all(), sweep.capacity_variable)
+    report["sweep_config"] = sweep.to_dict()
+    return report
+
+
+def _stopping(report: dict) -> list[str]:
+    """The adaptive stopping rule's lines, when the report comes with its sweep's config."""
+    if "sweep_config" not in report:
+        return []
+    from orchestrator.config import SweepConfig
+    from orchestrator.tuner import stopping_lines
+
+    return stopping_lines(SweepConfig.from_dict(report["sweep_config"]), report)
 
 
 def _report_from_actor(address: str, sweep: str | None) -> dict:
@@ -299,9 +318,9 @@ def cmd_law(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"sweep": report["sweep"], "updated_at": report["updated_at"],
                           "trials_accepted": report["trials_accepted"], "trials_failed": report["trials_failed"],
-                          "fits": flat_fits(report), "report": report}, indent=1))
+                          "fits": flat_fits(report), "stopping": _stopping(report), "report": report}, indent=1))
     else:
-        print(format_report(report))
+        print("\n".join([format_report(report), *_stopping(report)]))
     return 0
 
 

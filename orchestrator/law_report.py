@@ -61,6 +61,10 @@ def _ci(pair: Any) -> str:
     return f" [{_num(lo)}, {_num(hi)}]"
 
 
+def _width(pair: Any) -> float | None:
+    return None if not pair or None in pair else pair[1] - pair[0]
+
+
 def format_report(report: dict[str, Any]) -> str:
     """A human table: one block per group."""
     failed = sum(report["trials_failed"].values())
@@ -74,7 +78,8 @@ def format_report(report: dict[str, Any]) -> str:
         if row["status"] != "ok":
             lines.append(f"    {row['status']}: {row['message']}")
             continue
-        lines.append(f"    alpha {_num(row['alpha'])}{_ci(row['alpha_ci'])}   beta {_num(row['beta'])}{_ci(row['beta_ci'])}")
+        lines.append(f"    alpha {_num(row['alpha'])}{_ci(row['alpha_ci'])} (width {_num(_width(row['alpha_ci']))})   "
+                     f"beta {_num(row['beta'])}{_ci(row['beta_ci'])} (width {_num(_width(row['beta_ci']))})")
         lines.append(f"    C {_num(row['C'])}{_ci(row['C_ci'])}   b {_num(row['b'])}{_ci(row['b_ci'])}")
         lines.append(f"    R² {_num(row['r2'], '.4f')}   MAPE {_num(row['mape'], '.2f')} %   leave-one-length-out "
                      f"MAPE {_num(row['lolo_mape'], '.2f')} %   points {row['n_points']} (+{row['n_excluded']} "

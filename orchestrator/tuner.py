@@ -49,7 +49,7 @@ def start_ray(address: str | None, num_cpus: int | None = None) -> None:
 class LawLines(tune.Callback):
     """Prints the live fit from the results actor as trials land (without blocking Tune)."""
 
-    def __init__(self, sweep: str):
+    def __init__(self, sweep: SweepConfig):
         self.sweep = sweep  # no stream kept: Tune pickles its callbacks with the run config
         self._ref = None
         self._finished = 0
@@ -64,7 +64,7 @@ class LawLines(tune.Callback):
 
     def _ask(self) -> None:
         if self._ref is None:
-            self._ref = results_actor.find(self.sweep).report.remote(wait_s=10.0)
+            self._ref = results_actor.find(self.sweep.name).report.remote(wait_s=10.0)
 
     def on_step_end(self, iteration: int, trials: list, **info) -> None:
         if self._ref is None:
@@ -72,7 +72,8 @@ class LawLines(tune.Callback):
         ready, _ = ray.wait([self._ref], timeout=0)
         if ready:
             report, self._ref = ray.get(self._ref), None
-            print(f"\n[memlaw] {time.strftime('%H:%M:%S')} " + format_report(report) + "\n",
+            text = "\n".join([format_report(report), *stopping_lines(self.sweep, report)])
+            print(f"\n[memlaw] {time.strftime('%H:%M:%S')} " + text + "\n",
                   file=sys.stderr, flush=True)
 
 
@@ -111,14 +112,36 @@ def _search_alg(sweep: SweepConfig):
     return ConcurrencyLimiter(searcher, max_concurrent=sweep.max_concurrency)
 
 
-def _adaptive_searcher(sweep: SweepConfig):
+def adaptive_settings(sweep: SweepConfig):
     from orchestrator.adaptive import Settings
-    from orchestrator.adaptive_search import AdaptiveLawSearcher
 
     s = sweep.search
-    settings = Settings(alpha_tol=s.alpha_tol, beta_tol=s.beta_tol, max_trials=s.max_trials,
-                        initial_points=s.initial_points, seed=s.seed)
-    return AdaptiveLawSearcher.from_grid(sweep.grid(), settings, max_concurrent=sweep.max_concurrency)
+    return Settings(alpha_tol=s.alpha_tol, beta_tol=s.beta_tol, max_trials=s.max_trials,
+                    initial_points=s.initial_points, seed=s.seed)
+
+
+def stopping_lines(sweep: SweepConfig, report: dict[str, Any]) -> list[str]:
+    """For adaptive sweeps: per group, the α/β interval widths against the stopping rule."""
+    if sweep.search.kind != "adaptive":
+        return []
+    from orchestrator.adaptive import AdaptiveDesign, candidates_from_grid
+    from orchestrator.law import GroupFit
+
+    design = AdaptiveDesign(candidates_from_grid(sweep.grid()), adaptive_settings(sweep))
+    lines = []
+    for label, group in report["groups"].items():
+        st = design.stopping_status(GroupFit.from_dict(group).fit, report["trials_accepted"])
+        widths = ", ".join(f"{p} width {st[f'{p}_width']:.3g} (tolerance {st[f'{p}_tol']:g})"
+                           if st[f"{p}_width"] is not None else f"{p} width -" for p in ("alpha", "beta"))
+        verdict = f"fired: {st['reason']}" if st["fired"] else "not yet"
+        lines.append(f"  stopping rule [{label}]: {widths}; {st['n_done']}/{st['max_trials']} trials; {verdict}")
+    return lines
+
+
+def _adaptive_searcher(sweep: SweepConfig):
+    from orchestrator.adaptive_search import AdaptiveLawSearcher
+
+    return AdaptiveLawSearcher.from_grid(sweep.grid(), adaptive_settings(sweep), max_concurrent=sweep.max_concurrency)
 
 
 def _scheduler(sweep: SweepConfig):
@@ -134,7 +157,7 @@ def _callbacks(sweep: SweepConfig) -> list:
     base = sweep.trial_base()
     return [ResultsForwarder(sweep.name, sweep.experiment_uri, lambda cfg: resolve_trial(base, cfg).to_dict(),
                              sweep.capacity_variable),
-            LawLines(sweep.name)]
+            LawLines(sweep)]
 
 
 def _trainable(sweep: SweepConfig):
