@@ -73,3 +73,60 @@ def test_r2_results_actor_killed_ten_times_loses_and_duplicates_nothing(tmp_path
     finally:
         stop.set()
         ray.shutdown()
+
+
+@pytest.mark.slow
+def test_r1_worker_node_loss_every_trial_finishes_exactly_once(tmp_path):
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from orchestrator.export import export, read_export
+    from orchestrator.tuner import run_sweep
+
+    sweep = _sweep(tmp_path, "r1", max_concurrency=3, max_failures=3, checkpoint_every=1,
+                   space_overrides={"adapter.rank": [1, 2, 3, 4], "data.target_tokens": [32, 40, 48, 56, 64, 72]})
+    cluster = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 1, "include_dashboard": False, "object_store_memory": 80 * 2**20})
+    workers = [cluster.add_node(num_cpus=1, object_store_memory=80 * 2**20) for _ in range(2)]
+    cluster.wait_for_nodes()
+    kills, outcome = [], {}
+
+    def sweep_thread() -> None:  # the sweep runs beside; node surgery must stay on the main thread
+        try:
+            outcome["grid"] = run_sweep(sweep, address=cluster.address)
+        except BaseException as err:  # noqa: BLE001 - reported below
+            outcome["error"] = err
+
+    thread = threading.Thread(target=sweep_thread, daemon=True)
+    try:
+        thread.start()
+        rng = random.Random(11)
+        while len(kills) < 3 and thread.is_alive():
+            thread.join(timeout=rng.uniform(3.0, 6.0))
+            if not thread.is_alive():
+                break
+            victim = workers.pop(rng.randrange(len(workers)))
+            cluster.remove_node(victim, allow_graceful=False)
+            kills.append(time.monotonic())
+            workers.append(cluster.add_node(num_cpus=1, object_store_memory=80 * 2**20))
+        thread.join(timeout=600)
+        assert "error" not in outcome, outcome.get("error")
+        grid = outcome["grid"]
+        records = RecordLog.for_experiment(sweep.experiment_uri).all()
+        out = tmp_path / "r1.parquet"
+        export(sweep.experiment_uri, str(out))
+        exported = [r.trial_id for r in read_export(str(out))]
+        live = ray.get(__import__("orchestrator.results_actor", fromlist=["find"]).find(sweep.name)
+                       .report.remote(wait_s=30.0))
+        print(f"\nR1: {len(kills)} worker nodes killed and replaced, {len(grid)} trials, "
+              f"{sum(1 for r in records if r.ok)} finished, {len(exported) - len(set(exported))} duplicated in export, "
+              f"{len(grid) - len(set(exported))} missing")
+        assert len(kills) == 3, "the sweep ended before three node kills"
+        assert len(grid) == 24 and not grid.errors
+        assert sorted(exported) == sorted({r.metrics["trial_id"] for r in grid})
+        assert len(records) == 24 and all(r.ok for r in records)
+        group = next(iter(live["groups"].values()))
+        assert group["n_rows"] == 24 and live["trials_accepted"] == 24
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
