@@ -291,9 +291,9 @@ def _report_from_dashboard(url: str, sweep: str | None) -> dict:
         time.sleep(0.5)
     logs = client.get_job_logs(job)
     if client.get_job_status(job) != JobStatus.SUCCEEDED:
-        raise RuntimeError(f"the law job failed on the cluster:\n{logs[-2000:]}")
+        raise RuntimeError(f"the law job failed on the cluster (is memlaw on the cluster's PATH?):\n{logs[-2000:]}")
     start = logs.index("{")
-    return json.loads(logs[start:logs.rindex("}") + 1])
+    return json.loads(logs[start:logs.rindex("}") + 1])["report"]  # the job prints `memlaw law --json`
 
 
 def _get_report(args: argparse.Namespace) -> dict:

@@ -340,3 +340,4 @@ def test_whole_cluster_restart_reloads_every_record(start, tmp_path):
     assert fits(after) == fits(offline) == fits(before)
     assert after["groups"] == offline["groups"]
     assert ra.find()._actor_id == actor._actor_id  # the only memlaw sweep on the new cluster
+
