@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from trainables import metric_names as K
-from trainables.schema import ConfigError
+from trainables.schema import ConfigError, Problem
 
 EXIT_BAD_INPUT = 2
 
@@ -228,8 +228,7 @@ def _saved_sweep(path: str):
 
     store = Store(path)
     if not store.exists(SWEEP_FILE):
-        raise ConfigError([__import__("trainables.schema", fromlist=["Problem"]).Problem(
-            "", f"{path}: not a memlaw experiment (no {SWEEP_FILE})")])
+        raise ConfigError([Problem("", f"{path}: not a memlaw experiment (no {SWEEP_FILE})")])
     return SweepConfig.from_dict(store.read_json(SWEEP_FILE))
 
 

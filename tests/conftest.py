@@ -29,3 +29,15 @@ def _isolated_cache(tmp_path_factory):
 def memlaw_cmd(*args: str) -> list[str]:
     """The installed CLI, run as a module so tests need nothing on PATH."""
     return [sys.executable, "-m", "orchestrator.cli", *args]
+
+
+def print_figure(request, line: str) -> None:
+    """Write a test's figure past pytest's output capture, so it shows in a passing run too."""
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if capture is None or reporter is None:
+        print(line)
+        return
+    with capture.global_and_fixture_disabled():
+        reporter.write_line("")
+        reporter.write_line(line)

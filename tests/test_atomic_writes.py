@@ -32,6 +32,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import print_figure
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 KILLS = 200
@@ -394,14 +396,3 @@ def test_sigkill_never_leaves_a_torn_file(writer, tmp_path, request):
     assert check.kills == KILLS
     assert check.seen["A"] and check.seen["B"], f"the kills never let both versions land: {dict(check.seen)}"
 
-
-def print_figure(request, line: str) -> None:
-    """Write past pytest's output capture, so the figure shows in a passing run."""
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if capture is None or reporter is None:
-        print(line)
-        return
-    with capture.global_and_fixture_disabled():
-        reporter.write_line("")
-        reporter.write_line(line)

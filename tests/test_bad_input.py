@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, memlaw_cmd
+from conftest import REPO, memlaw_cmd, print_figure
 from orchestrator import cli
 
 CORPUS = Path(__file__).resolve().parent / "data" / "bad_inputs"
@@ -156,14 +156,3 @@ def _figure(request):
             f"subprocess; each with Ray neither imported nor started and no model folder built")
     print_figure(request, line)
 
-
-def print_figure(request, line: str) -> None:
-    """Write past pytest's output capture (teardown output is otherwise only shown on failure)."""
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if capture is None or reporter is None:
-        print(line)
-        return
-    with capture.global_and_fixture_disabled():
-        reporter.write_line("")
-        reporter.write_line(line)

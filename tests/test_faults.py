@@ -80,6 +80,7 @@ def test_r1_worker_node_loss_every_trial_finishes_exactly_once(tmp_path):
     import ray
     from ray.cluster_utils import Cluster
 
+    from orchestrator import results_actor
     from orchestrator.export import export, read_export
     from orchestrator.tuner import run_sweep
 
@@ -116,8 +117,7 @@ def test_r1_worker_node_loss_every_trial_finishes_exactly_once(tmp_path):
         out = tmp_path / "r1.parquet"
         export(sweep.experiment_uri, str(out))
         exported = [r.trial_id for r in read_export(str(out))]
-        live = ray.get(__import__("orchestrator.results_actor", fromlist=["find"]).find(sweep.name)
-                       .report.remote(wait_s=30.0))
+        live = ray.get(results_actor.find(sweep.name).report.remote(wait_s=30.0))
         print(f"\nR1: {len(kills)} worker nodes killed and replaced, {len(grid)} trials, "
               f"{sum(1 for r in records if r.ok)} finished, {len(exported) - len(set(exported))} duplicated in export, "
               f"{len(grid) - len(set(exported))} missing")
