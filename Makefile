@@ -2,7 +2,7 @@
 #   make demo    run the main job on the embedded default (local Ray, tiny model, CPU)
 #   make test    the full test suite, slow multi-node and fault tests included (what CI runs)
 #   make quick   the fast loop: everything but tests marked slow
-#   make bench   the benchmarks under bench/ (they print figures; not part of the tests)
+#   make bench   every benchmark under bench/ -> docs/benchmarks.md (figures; not part of the tests)
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -38,8 +38,7 @@ quick: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"
 
 bench: $(STAMP)
-	$(BIN)/python bench/trial_step.py
-	$(BIN)/python bench/law_refit.py
+	$(BIN)/python bench/run_all.py
 
 clean:
 	rm -rf $(VENV) memlaw-runs .pytest_cache

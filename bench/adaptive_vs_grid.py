@@ -26,7 +26,7 @@ Usage (repository root):
   python bench/adaptive_vs_grid.py --experiment memlaw-runs/law-grid-cpu   # reuse a finished grid
   python bench/adaptive_vs_grid.py            # runs `memlaw sweep examples/law_grid_cpu.yaml` into a
                                               # temporary folder first (about 2 minutes on 2 cores)
-Figures only; no pass/fail exit status.
+Add --json to end with one JSON result line (bench/run_all.py). Figures only; no pass/fail exit status.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # runnable without an install
 
+from bench_result import emit  # noqa: E402
 from orchestrator import adaptive as ad  # noqa: E402
 from orchestrator.adaptive_search import AdaptiveLawSearcher  # noqa: E402
 from orchestrator.export import load_experiment  # noqa: E402
@@ -122,6 +123,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--experiment", help="a finished law grid's experiment folder (default: run one)")
     parser.add_argument("--initial-points", type=int, default=6)
+    parser.add_argument("--json", action="store_true", help="end with one JSON result line (bench/run_all.py)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="memlaw-adaptive-bench-") as tmp:
         experiment = args.experiment or str(run_grid(Path(tmp)))
@@ -132,6 +134,10 @@ def main() -> None:
     grid_fit = ad.fit_observations(observations)
     if grid_fit.status != "ok":
         print(f"the grid has no fit: {grid_fit.status}: {grid_fit.message}")
+        if args.json:
+            emit("adaptive law search vs full grid (trials to the grid's widths)", None, "x",
+                 f"<= {GOAL_RATIO}x", False, memlaw="-", baseline=f"{len(points)} trials (grid, no fit)",
+                 reason=f"{grid_fit.status}: {grid_fit.message}")
         return
     alpha_w, beta_w = widths(grid_fit)
     settings = ad.Settings(alpha_tol=alpha_w, beta_tol=beta_w, max_trials=len(points),
@@ -146,11 +152,12 @@ def main() -> None:
           f"width {beta_w:.4f};  dof {grid_fit.dof}")
     print(f"stopping rule   alpha width <= {alpha_w:.4f}, beta width <= {beta_w:.4f}, dof >= {settings.min_dof}, "
           f"{settings.initial_points} initial points, budget {len(points)}")
+    adaptive_n = {}
     for concurrent in (1, 2):
         searcher, proposed = replay(candidates, settings, oracle, concurrent)
         fit, status = searcher.fit(), searcher.status()
         reached = searcher.state.finished == "tolerance"
-        n = len(proposed)
+        n = adaptive_n[concurrent] = len(proposed)
         print(f"\nadaptive, {concurrent} at once: {n} trials, stopped by {searcher.state.finished}"
               f" ({'reached' if reached else 'did NOT reach'} the grid's widths)")
         print(f"  trials        grid {len(points)}  adaptive {n}  ratio {n / len(points):.2f}  (goal <= {GOAL_RATIO})")
@@ -168,6 +175,7 @@ def main() -> None:
     print(f"\nrandom order of the grid, same stopping rule: median {np.median(random_trials):.1f} trials "
           f"(min {min(random_trials)}, max {max(random_trials)}, {RANDOM_ORDERS} orders)")
     print("\ntrials to meet tolerances k x the grid's widths (same rule; 'grid order' is Tune's trial order)")
+    loose_rows = {}
     print(f"  {'k':>5} {'alpha_tol':>9} {'beta_tol':>9} {'grid order':>10} {'adaptive x1':>11} {'adaptive x2':>11} "
           f"{'random median':>13}")
     for k in TOLERANCE_FACTORS:
@@ -175,8 +183,17 @@ def main() -> None:
         grid_order = order_trials(candidates, loose, oracle, list(oracle))
         adaptive_counts = [len(replay(candidates, loose, oracle, c)[1]) for c in (1, 2)]
         median = np.median(random_orders(candidates, loose, oracle))
+        loose_rows[f"{k:g}"] = {"grid_order": grid_order, "adaptive_1": adaptive_counts[0],
+                                "adaptive_2": adaptive_counts[1], "random_median": float(median)}
         print(f"  {k:>5.2f} {k * alpha_w:>9.4f} {k * beta_w:>9.4f} {grid_order:>10d} {adaptive_counts[0]:>11d} "
               f"{adaptive_counts[1]:>11d} {median:>13.1f}")
+    if args.json:
+        ratio = adaptive_n[1] / len(points)
+        emit("adaptive law search vs full grid (trials to the grid's widths)", ratio, "x", f"<= {GOAL_RATIO}x",
+             ratio <= GOAL_RATIO, memlaw=f"{adaptive_n[1]} trials (adaptive, 1 at once)",
+             baseline=f"{len(points)} trials (full grid)", adaptive_2_at_once=adaptive_n[2],
+             random_order_median=float(np.median(random_trials)), looser_tolerances=loose_rows,
+             experiment=experiment)
 
 
 def random_orders(candidates: ad.Candidates, settings: ad.Settings, oracle: dict) -> list[int]:

@@ -3,7 +3,7 @@
 Both evaluate the same trained-from-init adapter on the same targets with memlaw's own evaluation
 functions; the figure is the ratio of median times (goal: the certificate >= 10x cheaper).
 
-    python bench/certificate_vs_greedy.py [--length 512] [--sequences 1] [--repeats 5]
+    python bench/certificate_vs_greedy.py [--length 512] [--sequences 1] [--repeats 5] [--json]
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import time
 
 os.environ.setdefault("MEMLAW_CACHE", os.path.join(tempfile.gettempdir(), "memlaw-bench-cache"))
 
+from bench_result import emit  # noqa: E402
 from trainables.config import TrialConfig  # noqa: E402
 from trainables.memorize import MemorizationTrial, evaluate_greedy, evaluate_teacher_forced  # noqa: E402
 
@@ -34,6 +35,7 @@ def main() -> None:
     parser.add_argument("--length", type=int, default=512)
     parser.add_argument("--sequences", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--json", action="store_true", help="end with one JSON result line (bench/run_all.py)")
     args = parser.parse_args()
     cfg = TrialConfig.from_dict({"adapter": {"placement": "paper", "rank": 8},
                                  "data": {"target_tokens": args.length, "num_sequences": args.sequences}})
@@ -50,6 +52,12 @@ def main() -> None:
     print(f"| certificate (teacher forced, 1 pass) | {cert:.4f} |")
     print(f"| greedy decoding (KV cache, {args.length} steps) | {greedy:.4f} |")
     print(f"greedy / certificate = {greedy / cert:.1f}x (goal >= 10x)")
+    if args.json:
+        emit(f"certificate vs greedy decoding at l = {args.length}", greedy / cert, "x cheaper", ">= 10x",
+             greedy / cert >= 10, memlaw=f"{1e3 * cert:.1f} ms (certificate, 1 pass)",
+             baseline=f"{1e3 * greedy:.1f} ms (greedy, {args.length} steps)",
+             setup=f"tiny-s, paper LoRA r=8, {args.sequences}x{args.length} tokens, median of {args.repeats}",
+             certificate_s=cert, greedy_s=greedy)
 
 
 if __name__ == "__main__":

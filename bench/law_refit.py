@@ -13,11 +13,12 @@ experiment folder receives ACTOR_RECORDS records one at a time, and each is time
 `add.remote` until `report.remote(wait_s=...)` returns a report whose `trial_ids` include it
 (journal write, refit, report). Figures only; no goal.
 
-Run from the repository root:  python bench/law_refit.py
+Run from the repository root:  python bench/law_refit.py [--actor-records 200] [--json]
 """
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import sys
 import time
@@ -27,6 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable without an install
 
+from bench_result import emit  # noqa: E402
 from orchestrator import law  # noqa: E402
 
 GOAL_MS = 50.0
@@ -58,8 +60,10 @@ def median_ms(columns: tuple[np.ndarray, ...], lolo: bool) -> tuple[float, law.L
     return statistics.median(times), fit
 
 
-def main() -> None:
+def refit_table() -> dict[tuple[str, int], float]:
+    """Print the refit table; (layout, records) -> median ms with leave-one-length-out."""
     print(f"law refit, median of {REPEATS} runs (goal: < {GOAL_MS:.0f} ms at 10 000 records, with LOLO)")
+    timings = {}
     header = ("layout", "records", "no LOLO ms", "LOLO ms", "alpha", "beta", "LOLO MAPE %", "goal")
     print("{:<9} {:>8} {:>11} {:>9} {:>7} {:>7} {:>12}  {}".format(*header))
     for layout in ("grid", "distinct"):
@@ -67,9 +71,11 @@ def main() -> None:
             columns = records(n, layout)
             bare, _ = median_ms(columns, lolo=False)
             full, fit = median_ms(columns, lolo=True)
+            timings[(layout, n)] = full
             verdict = ("met" if full < GOAL_MS else "MISSED") if n == 10_000 else ""
             print(f"{layout:<9} {n:>8} {bare:>11.1f} {full:>9.1f} {fit.alpha:>7.4f} {fit.beta:>7.4f} "
                   f"{fit.lolo_mape:>12.3f}  {verdict}")
+    return timings
 
 
 ACTOR_RECORDS = 200
@@ -92,7 +98,7 @@ def actor_records(n: int, sweep: str, seed: int = 0) -> list[dict]:
     return out
 
 
-def actor_round_trip(n: int = ACTOR_RECORDS) -> None:
+def actor_round_trip(n: int = ACTOR_RECORDS) -> float:
     """Median and p95 of add -> a report that includes the record, through a real results actor."""
     import tempfile
 
@@ -132,10 +138,27 @@ def actor_round_trip(n: int = ACTOR_RECORDS) -> None:
                 print(f"{label:<44} {statistics.median(values):>9.1f} {p95:>9.1f} {max(values):>9.1f}")
             print(f"report calls {polls} for {n} records; final fit on {report['trials_accepted']} records: "
                   f"alpha {fit['alpha']:.4f}, beta {fit['beta']:.4f}")
+            return statistics.median(totals)
         finally:
             ray.shutdown()
 
 
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--actor-records", type=int, default=ACTOR_RECORDS,
+                        help="records sent through the live results actor (0: skip that section)")
+    parser.add_argument("--json", action="store_true", help="end with one JSON result line (bench/run_all.py)")
+    args = parser.parse_args()
+    timings = refit_table()
+    actor_ms = actor_round_trip(args.actor_records) if args.actor_records else None
+    if args.json:
+        ms = timings[("grid", 10_000)]
+        emit("law refit at 10k records (leave-one-length-out included)", ms, "ms", f"< {GOAL_MS:.0f} ms",
+             ms < GOAL_MS, memlaw=f"{ms:.1f} ms (10k grid records)",
+             baseline=f"{timings[('distinct', 10_000)]:.1f} ms (10k records in distinct cells, worst case)",
+             ms_by_layout={f"{layout}/{n}": v for (layout, n), v in timings.items()},
+             actor_round_trip_median_ms=actor_ms)
+
+
 if __name__ == "__main__":
     main()
-    actor_round_trip()

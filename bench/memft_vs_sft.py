@@ -3,7 +3,7 @@
 Each method trains until every target token has p > 0.5 (checked every `--every` steps) or the
 budget runs out; the figure is the ratio of steps (goal: MemFT <= 0.7x SFT). Several seeds.
 
-    python bench/memft_vs_sft.py [--rank 8] [--seeds 3] [--max-steps 600]
+    python bench/memft_vs_sft.py [--rank 8] [--seeds 3] [--max-steps 300] [--json]
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import tempfile
 
 os.environ.setdefault("MEMLAW_CACHE", os.path.join(tempfile.gettempdir(), "memlaw-bench-cache"))
 
+from bench_result import emit  # noqa: E402
 from trainables import metric_names as K  # noqa: E402
 from trainables.config import TrialConfig  # noqa: E402
 from trainables.memorize import train  # noqa: E402
@@ -40,6 +41,7 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=5)
     parser.add_argument("--max-steps", type=int, default=300)
     parser.add_argument("--schedule", default="linear", choices=["linear", "constant", "cosine"])
+    parser.add_argument("--json", action="store_true", help="end with one JSON result line (bench/run_all.py)")
     args = parser.parse_args()
     rows = {"sft": [], "memft": []}
     for seed in range(args.seeds):
@@ -54,7 +56,15 @@ def main() -> None:
         medians[method] = statistics.median(finite)
         shown = ", ".join(str(v) if v is not None else f">{args.max_steps}" for v in values)
         print(f"| {method} | {shown} | {medians[method]:g} |")
-    print(f"MemFT-OT / SFT = {medians['memft'] / medians['sft']:.2f} (goal <= 0.7)")
+    ratio = medians["memft"] / medians["sft"]
+    print(f"MemFT-OT / SFT = {ratio:.2f} (goal <= 0.7)")
+    if args.json:
+        emit("steps to certified recall, MemFT-OT vs SFT", ratio, "x", "<= 0.7x", ratio <= 0.7,
+             memlaw=f"{medians['memft']:g} steps (MemFT-OT, median)", baseline=f"{medians['sft']:g} steps (SFT, median)",
+             setup=f"tiny-s, PEFT r={args.rank}, {args.sequences}x{args.length} tokens, lr 1e-2 {args.schedule}, "
+                   f"{args.seeds} seeds, budget {args.max_steps} (a run that never certifies counts as budget + "
+                   f"{args.every})",
+             per_seed=rows)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ Tune wiring, actor reuse, the results-actor callback and the law refit — on a 
 slots. Trial time is Tune's `time_total_s` of each trial (model load, training, evaluation).
 Goal: at most 1.10 (Ray's own benchmark reports 1.14).
 
-    python bench/sweep_overhead.py [--trials 200] [--slots 2]
+    python bench/sweep_overhead.py [--trials 200] [--slots 2] [--json]
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import time
 
 os.environ.setdefault("MEMLAW_CACHE", os.path.join(tempfile.gettempdir(), "memlaw-bench-cache"))
 
+from bench_result import emit  # noqa: E402
 from orchestrator.config import SweepConfig  # noqa: E402
 from orchestrator.tuner import run_sweep, start_ray  # noqa: E402
 
@@ -26,6 +27,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--slots", type=int, default=2)
     parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--json", action="store_true", help="end with one JSON result line (bench/run_all.py)")
     args = parser.parse_args()
     seeds = max(1, args.trials // 8)
     with tempfile.TemporaryDirectory() as storage:
@@ -55,6 +57,12 @@ def main() -> None:
     print(f"| Ray start (embedded local cluster) | {ray_up:.1f} s |")
     print(f"sweep wall / ideal = {wall / ideal:.3f} (goal <= 1.10); without Ray's start-up "
           f"{(wall - ray_up) / ideal:.3f}")
+    if args.json:
+        emit("sweep wall time vs ideal", wall / ideal, "x", "<= 1.10x", wall / ideal <= 1.10,
+             memlaw=f"{wall:.1f} s wall ({n} trials, Ray start included)",
+             baseline=f"{ideal:.1f} s ideal (trial time / {args.slots} slots)",
+             setup=f"{n} trials ({len(grid.errors)} failed), tiny-xs, {args.steps} steps each, {args.slots} slots",
+             wall_s=wall, ideal_s=ideal, ray_start_s=ray_up, ratio_without_ray_start=(wall - ray_up) / ideal)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ torch thread, AdamW + linear decay + grad clip. The hand loop is what a user wou
 `model(input_ids, attention_mask, labels).loss.backward()`. Runs alternate in rounds so that
 machine noise hits both; the figure is the ratio of median step times (goal: memlaw >= 0.95x).
 
-    python bench/trial_step.py [--steps 40] [--rounds 5]
+    python bench/trial_step.py [--steps 40] [--rounds 5] [--json]
 """
 
 from __future__ import annotations
@@ -20,8 +20,11 @@ import torch
 
 os.environ.setdefault("MEMLAW_CACHE", os.path.join(tempfile.gettempdir(), "memlaw-bench-cache"))
 
+from bench_result import emit  # noqa: E402
 from trainables.config import TrialConfig  # noqa: E402
 from trainables.memorize import MemorizationTrial  # noqa: E402
+
+GOAL = 0.95
 
 CONFIG = {"adapter": {"placement": "peft", "rank": 16}, "data": {"target_tokens": 64, "num_sequences": 32},
           "budget": {"steps": 100000}, "threads": 1}
@@ -67,6 +70,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--json", action="store_true", help="end with one JSON result line (bench/run_all.py)")
     args = parser.parse_args()
     cfg = TrialConfig.from_dict(CONFIG)
     with tempfile.TemporaryDirectory() as out:
@@ -83,7 +87,12 @@ def main() -> None:
     print("| loop | median s/step | steps/s |\n|---|---|---|")
     print(f"| memlaw train_step | {m:.4f} | {1 / m:.1f} |")
     print(f"| hand-written torch+peft | {h:.4f} | {1 / h:.1f} |")
-    print(f"throughput ratio memlaw/hand = {h / m:.3f} (goal >= 0.95)")
+    print(f"throughput ratio memlaw/hand = {h / m:.3f} (goal >= {GOAL})")
+    if args.json:
+        emit("trial loop throughput vs hand-written torch+peft", h / m, "x", f">= {GOAL}x", h / m >= GOAL,
+             memlaw=f"{1 / m:.1f} steps/s", baseline=f"{1 / h:.1f} steps/s (hand loop)",
+             setup=f"tiny-s, PEFT r=16 q/k/v/o, 32x64 tokens, 1 thread, {args.rounds}x{args.steps} steps",
+             memlaw_s_per_step=m, hand_s_per_step=h)
 
 
 if __name__ == "__main__":
