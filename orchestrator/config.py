@@ -5,7 +5,7 @@
     space: law_grid_cpu                                                # from search_spaces/
     space_overrides: {adapter.rank: [1, 2, 4]}                         # replace axes or ranges
     search: {kind: grid}                                               # or optuna (see SearchConfig)
-    resources: {cpu: 1, gpu: 0}
+    resources: {cpu: 1, gpu: 0}                                        # + custom: {memlaw_driver: 1}
     max_concurrency: 2
     storage_path: memlaw-runs
     max_failures: 1
@@ -32,6 +32,8 @@ from trainables.schema import Config, ConfigError, Problem, load_yaml_mapping, r
 GREEDY_METRICS = (K.GREEDY_EXACT_MATCH, K.GREEDY_TOKEN_ACC, K.FIRST_GREEDY_ERROR_POS)
 OBJECTIVES = (K.GREEDY_EXACT_MATCH, K.GREEDY_TOKEN_ACC, K.FRAC_P_GT_HALF, K.FRAC_SEQUENCES_CERTIFIED,
               K.TF_TOKEN_ACC, K.DELTA_LOSS, K.LOSS_FINAL, K.STEPS_TO_CERTIFIED, K.WALL_S)
+#: Resource names Ray or Tune own; `resources.custom` may not use them (cpu and gpu have their own fields).
+RESERVED_RESOURCES = frozenset({"cpu", "gpu", "memory", "object_store_memory", "custom_resources"})
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,19 @@ class ResourcesConfig(Config):
 
     cpu: float = spec(1.0, "CPUs per trial", lo=0.0, hi=1024.0, lo_open=True)
     gpu: float = spec(0.0, "GPUs per trial (fractions share a GPU)", lo=0.0, hi=64.0)
+    custom: dict = spec(factory=dict, doc="custom Ray resources per trial, e.g. {memlaw_driver: 1}: trials "
+                                          "then run only on nodes that advertise them (cluster.yaml's driver nodes)")
+
+    def cross_checks(self) -> list[Problem]:
+        problems = []
+        for name, amount in self.custom.items():
+            field = f"custom.{name}"
+            if not isinstance(name, str) or name.lower() in RESERVED_RESOURCES:
+                problems.append(Problem(field, f"must be a custom resource name, not one of "
+                                               f"{sorted(RESERVED_RESOURCES)} (use cpu/gpu)"))
+            elif isinstance(amount, bool) or not isinstance(amount, (int, float)) or not 0 < amount <= 1e6:
+                problems.append(Problem(field, f"must be a number in (0, 1e6], got {amount!r}"))
+        return problems
 
 
 @dataclass(frozen=True)

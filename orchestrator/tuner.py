@@ -3,13 +3,14 @@
     SweepConfig -> Tuner(with_resources(with_parameters(memorize)), param_space | OptunaSearch,
                          scheduler, RunConfig(storage, FailureConfig, callbacks=[forwarder, law lines]))
 
-The embedded default is a new local Ray started in-process (advertised on 127.0.0.1, token
+The embedded default is a new local Ray started in-process (every process bound to 127.0.0.1, token
 authentication on, no dashboard web server, a capped object store); `--address` joins an existing cluster instead. Trials reuse their actors
 (a new worker per trial would re-pay the ~4 s torch import).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -42,8 +43,29 @@ def start_ray(address: str | None, num_cpus: int | None = None) -> None:
         ray.init(address=address, namespace=results_actor.NAMESPACE, log_to_driver=False)
     else:
         # address="local": always a new in-process cluster, never one that `ray start` left running.
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, object_store_memory=OBJECT_STORE_BYTES,
-                 namespace=results_actor.NAMESPACE, log_to_driver=False, _node_ip_address="127.0.0.1")
+        with _loopback_node_ip():
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, object_store_memory=OBJECT_STORE_BYTES,
+                     namespace=results_actor.NAMESPACE, log_to_driver=False, _node_ip_address="127.0.0.1")
+
+
+@contextlib.contextmanager
+def _loopback_node_ip():
+    """Keep the embedded node's address 127.0.0.1, so that every process it starts listens on loopback only.
+
+    ray.init turns a loopback `_node_ip_address` into the machine's address (so that other machines
+    could join) unless Ray clusters are off: `ray_constants.ENABLE_RAY_CLUSTER`, read once from
+    RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER at import and consulted only by `services.get_node_ip_address`.
+    With it off during ray.init, GCS, raylet, agents and workers get --node-ip-address=127.0.0.1 and
+    bind there (tests/test_security.py lists every socket). Restored at once: joining a cluster with
+    `--address` must still see the machine's address."""
+    from ray._private import ray_constants
+
+    saved = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved
 
 
 class LawLines(tune.Callback):
@@ -162,7 +184,7 @@ def _callbacks(sweep: SweepConfig) -> list:
 
 def _trainable(sweep: SweepConfig):
     fn = tune.with_parameters(memorize, base=sweep.trial_base())
-    return tune.with_resources(fn, {"cpu": sweep.resources.cpu, "gpu": sweep.resources.gpu})
+    return tune.with_resources(fn, {"cpu": sweep.resources.cpu, "gpu": sweep.resources.gpu, **sweep.resources.custom})
 
 
 LIVE_COLUMNS = (K.STEP, K.LOSS_FINAL, K.DELTA_LOSS, K.FRAC_P_GT_HALF, K.GREEDY_EXACT_MATCH)
