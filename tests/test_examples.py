@@ -1,0 +1,71 @@
+"""Every file in examples/ passes `memlaw validate`, the 8B paper sweeps included.
+
+The paper sweeps name hub models (Qwen/Qwen3-8B, meta-llama/Llama-3.1-8B-Instruct) whose shapes
+validation reads from their config.json (rank <= hidden size, the adapter's layer < depth). This
+machine has no hub access, so the test serves those configs the way the hub client finds them
+offline: a Hugging Face cache (HF_HOME) holding copies of the published config.json files
+(tests/data/hf_configs/), with HF_HUB_OFFLINE=1. Validation itself is the real command, unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import pytest
+from conftest import EXAMPLES, REPO, memlaw_cmd
+
+HF_CONFIGS = REPO / "tests" / "data" / "hf_configs"
+SNAPSHOT = "0" * 40  # any commit id: the cache's refs/main points at it
+
+
+def offline_hub_cache(root) -> dict[str, str]:
+    """An HF cache with each fixture's config.json as the hub would have cached it; the env to use it."""
+    hub = root / "hub"
+    for folder in HF_CONFIGS.iterdir():
+        repo = hub / f"models--{folder.name}"
+        (repo / "refs").mkdir(parents=True)
+        (repo / "refs" / "main").write_text(SNAPSHOT)
+        snapshot = repo / "snapshots" / SNAPSHOT
+        snapshot.mkdir(parents=True)
+        shutil.copy(folder / "config.json", snapshot / "config.json")
+    return {**os.environ, "HF_HOME": str(root), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
+@pytest.fixture(scope="module")
+def hub_env(tmp_path_factory):
+    return offline_hub_cache(tmp_path_factory.mktemp("hf-home"))
+
+
+@pytest.mark.slow  # one CLI process per file (~5 s each, torch import included)
+@pytest.mark.parametrize("example", sorted(p.name for p in EXAMPLES.glob("*.yaml")))
+def test_every_example_validates(example, hub_env):
+    done = subprocess.run(memlaw_cmd("validate", str(EXAMPLES / example)), cwd=REPO, env=hub_env,
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, f"{example}: {done.stdout}{done.stderr}"
+    assert done.stdout.startswith("ok: ")
+
+
+@pytest.mark.parametrize("example, model, hidden, layers", [
+    ("paper_qwen3_8b.yaml", "Qwen/Qwen3-8B", 4096, 36),
+    ("paper_llama31_8b.yaml", "meta-llama/Llama-3.1-8B-Instruct", 4096, 32),
+])
+def test_paper_sweeps_are_the_papers_grid(example, model, hidden, layers, hub_env, monkeypatch):
+    """Ranks 1-512 x lengths 50-10k, the paper's placement, layer and budget, on the named model."""
+    from orchestrator.config import load_sweep
+    from trainables.model import model_dims
+
+    for key in ("HF_HOME", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.setenv(key, hub_env[key])
+    sweep = load_sweep(str(EXAMPLES / example))
+    trial = sweep.base_trial()
+    grid = sweep.grid()
+    assert grid.axes["adapter.rank"] == (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+    assert grid.axes["data.target_tokens"] == (50, 100, 200, 500, 1000, 2000, 5000, 10000)
+    assert trial.model.name == model and trial.adapter.placement == "paper"
+    assert (trial.budget.steps, trial.budget.lr, trial.budget.grad_clip, trial.budget.batch_size) == (2000, 1e-2, 1.0, 1)
+    assert trial.adapter.layer == {36: 24, 32: 18}[layers] and trial.dtype == "bfloat16"
+    dims = model_dims(trial.model)
+    assert (dims.hidden, dims.layers) == (hidden, layers)
+    assert sweep.resources.gpu == 1
