@@ -30,9 +30,10 @@ from trainables import metric_names as K
 logger = logging.getLogger(__name__)
 NAMESPACE = "memlaw"
 ACTOR_PREFIX = "memlaw-results:"
-#: Gauge names as they appear in Prometheus (Ray prefixes each with `ray_`).
+#: Gauge names as they appear in Prometheus (Ray prefixes each with `ray_`). Lower case only: Ray's
+#: exporter lower-cases names, so a gauge named `memlaw_law_C` is scraped as `ray_memlaw_law_c`.
 GAUGES = {
-    "alpha": "memlaw_law_alpha", "beta": "memlaw_law_beta", "C": "memlaw_law_C", "b": "memlaw_law_b",
+    "alpha": "memlaw_law_alpha", "beta": "memlaw_law_beta", "C": "memlaw_law_c", "b": "memlaw_law_b",
     "r2": "memlaw_law_r2", "n_points": "memlaw_law_points", "n_rows": "memlaw_trials_accepted",
 }
 FAILED_GAUGE = "memlaw_trials_failed"
