@@ -71,9 +71,9 @@ class Head:
 
 
 def start_head(tmp: Path, env: dict[str, str], *, num_cpus: float = 1, dashboard: bool = False,
-               extra: tuple[str, ...] = (), timeout: float = 90.0) -> Head:
-    """Start a head bound to `127.0.0.1` ports chosen free; wait until its GCS answers."""
-    port, dash = free_port(), free_port() if dashboard else None
+               extra: tuple[str, ...] = (), port: int | None = None, timeout: float = 90.0) -> Head:
+    """Start a head on ports chosen free (GCS on `port` if given); wait until Ray says it runs."""
+    port, dash = port or free_port(), free_port() if dashboard else None
     args = [RAY, "start", "--head", "--block", f"--port={port}", f"--num-cpus={num_cpus}",
             "--object-store-memory=100000000", f"--ray-client-server-port={free_port()}",
             f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
@@ -158,6 +158,19 @@ def listeners(processes: list[psutil.Process]) -> set[Listener]:
             if (tcp and c.status == psutil.CONN_LISTEN) or (not tcp and not c.raddr):
                 found.add(Listener(process_label(p), "tcp" if tcp else "udp", c.laddr.ip, c.laddr.port))
     return found
+
+
+def raylets(head: Head) -> list[psutil.Process]:
+    """The raylet of every node the head started (the fake autoscaler's nodes are its descendants)."""
+    return [p for p in head.processes() if process_label(p) == "raylet"]
+
+
+def node_type(raylet: psutil.Process) -> str | None:
+    """The autoscaler node type a fake node was launched as (RAY_NODE_TYPE_NAME); None for the head."""
+    try:
+        return raylet.environ().get("RAY_NODE_TYPE_NAME")
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
 
 
 def tree(pid: int) -> list[psutil.Process]:
