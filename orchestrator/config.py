@@ -27,6 +27,7 @@ from search_spaces.law_grid import GridSpace
 from search_spaces.memft import OptunaSpace, Param
 from trainables import metric_names as K
 from trainables.config import TrialConfig
+from trainables.zero_config import ZeroConfig, trial_problems
 from trainables.schema import Config, ConfigError, Problem, load_yaml_mapping, range_problem, spec
 
 GREEDY_METRICS = (K.GREEDY_EXACT_MATCH, K.GREEDY_TOKEN_ACC, K.FIRST_GREEDY_ERROR_POS)
@@ -103,7 +104,12 @@ class SweepConfig(Config):
     space: str = spec("law_grid_cpu", "a search space from search_spaces/ (law_grid_cpu, memft_optuna, ...)")
     space_overrides: dict = spec(factory=dict, doc="replace grid axes ({field: [values]}) or Optuna ranges")
     search: SearchConfig = spec(factory=SearchConfig, doc="grid or optuna")
-    trainable: Literal["memorize"] = spec("memorize", "the trial function (memorize: single process)")
+    trainable: Literal["memorize", "zero"] = spec(
+        "memorize", "the trial function: memorize (one process) or zero (DeepSpeed ZeRO ranks under Ray Train)")
+    zero: ZeroConfig = spec(factory=ZeroConfig, doc="trainable zero: stage, ranks per trial, offload, per-rank "
+                                                    "resources")
+    cluster_file: str | None = spec(None, "a Ray cluster launcher file (cluster.yaml): trial resources are checked "
+                                          "against its node types before Ray starts")
     num_samples: int = spec(1, "grid: repeats of the whole grid; optuna: number of trials", lo=1, hi=100000)
     scheduler: Literal["fifo", "asha"] = spec("fifo", "fifo, or asha (early stopping, single-metric searches)")
     resources: ResourcesConfig = spec(factory=ResourcesConfig, doc="per-trial resources")
@@ -125,6 +131,13 @@ class SweepConfig(Config):
                                                     "and the driver need shared storage (a path or s3://, gs://)"))
         if self.scheduler == "asha" and (self.search.kind != "optuna" or len(self.search.metrics) != 1):
             problems.append(Problem("scheduler", "asha needs search.kind: optuna with exactly one metric"))
+        if self.trainable != "zero" and self.zero != ZeroConfig():
+            problems.append(Problem("zero", "only for trainable: zero"))
+        if self.trainable == "zero" and self.resources.gpu > 0:
+            problems.append(Problem("resources.gpu", "with trainable: zero the ranks take the GPUs: set "
+                                                     "zero.gpu_per_worker instead"))
+        if self.cluster_file is not None:
+            problems.extend(cluster_problems(self))
         return problems
 
     @property
@@ -216,6 +229,8 @@ def _space_problems(sweep: SweepConfig) -> list[Problem]:
         base = sweep.base_trial()
     except ConfigError as err:
         return err.prefixed("trial").problems
+    if sweep.trainable == "zero" and trial_problems(base, sweep.zero):
+        return trial_problems(base, sweep.zero)
     try:
         space = search_spaces.get(sweep.space)
     except KeyError as err:
@@ -393,3 +408,41 @@ def _model_problems(sweep: SweepConfig, base: TrialConfig) -> list[Problem]:
     return problems
 
 
+# -- the cluster a sweep is pinned to ----------------------------------------------------------------
+def node_types(path: str) -> dict[str, dict[str, float]]:
+    """Each node type's resources as a cluster launcher file states them (available_node_types)."""
+    data = load_yaml_mapping(path)
+    types = data.get("available_node_types")
+    if not isinstance(types, Mapping) or not types:
+        raise ConfigError([Problem("cluster_file", f"{path} has no available_node_types")])
+    out = {}
+    for name, node in types.items():
+        resources = node.get("resources") if isinstance(node, Mapping) else None
+        out[str(name)] = dict(resources) if isinstance(resources, Mapping) else {}
+    return out
+
+
+def cluster_problems(sweep: SweepConfig) -> list[Problem]:
+    """Trials that no node of the pinned cluster could ever hold (the autoscaler would wait forever)."""
+    try:
+        types = node_types(os.path.expanduser(sweep.cluster_file))
+    except (ConfigError, OSError) as err:
+        return err.problems if isinstance(err, ConfigError) else [Problem("cluster_file", str(err))]
+    unstated = sorted(name for name, res in types.items() if "GPU" not in res)
+    if unstated:
+        return [Problem("cluster_file", f"node type(s) {unstated} do not state resources: {{GPU: n}}; "
+                                        "state them so GPU requests can be checked")]
+    largest = max(res["GPU"] for res in types.values())
+    z = sweep.zero
+    if sweep.trainable == "zero" and z.gpu_per_worker > largest:
+        return [Problem("zero.gpu_per_worker", f"{z.gpu_per_worker:g} GPUs per rank, but the largest node of "
+                                               f"{sweep.cluster_file} has {largest:g}")]
+    if sweep.trainable == "zero" and z.pack and z.gpus_per_trial() > largest:
+        return [Problem("zero.workers_per_trial", f"pack: true puts {z.workers_per_trial} ranks x "
+                                                  f"{z.gpu_per_worker:g} GPUs = {z.gpus_per_trial():g} GPUs on one "
+                                                  f"node, but the largest node of {sweep.cluster_file} has "
+                                                  f"{largest:g}")]
+    if sweep.resources.gpu > largest:
+        return [Problem("resources.gpu", f"{sweep.resources.gpu:g} GPUs per trial, but the largest node of "
+                                         f"{sweep.cluster_file} has {largest:g}")]
+    return []

@@ -26,7 +26,7 @@ from orchestrator.callbacks import ResultsForwarder
 from orchestrator.config import SweepConfig, resolve_trial
 from orchestrator.law_report import format_report
 from orchestrator.records import record_from_result
-from orchestrator.trainable import memorize
+from orchestrator.trainable import memorize, memorize_zero
 from trainables import metric_names as K
 
 log = logging.getLogger(__name__)
@@ -182,7 +182,14 @@ def _callbacks(sweep: SweepConfig) -> list:
             LawLines(sweep)]
 
 
+ZERO_DRIVER_CPU = 0.01  # a zero trial's Tune process only launches and waits for its ranks
+
+
 def _trainable(sweep: SweepConfig):
+    if sweep.trainable == "zero":  # the ranks ask for their own resources (zero.cpu_per_worker, ...)
+        fn = tune.with_parameters(memorize_zero, base=sweep.trial_base(), zero=sweep.zero.to_dict(),
+                                  experiment_uri=sweep.experiment_uri)
+        return tune.with_resources(fn, {"cpu": ZERO_DRIVER_CPU, **sweep.resources.custom})
     fn = tune.with_parameters(memorize, base=sweep.trial_base())
     return tune.with_resources(fn, {"cpu": sweep.resources.cpu, "gpu": sweep.resources.gpu, **sweep.resources.custom})
 

@@ -192,10 +192,12 @@ class MemorizationTrial:
         tokenizer = load_tokenizer(cfg)
         self.data = build_memorization_set(cfg.data, tokenizer)  # data errors before weights too
         self.device = resolve_device(cfg.device)
-        base, tokenizer = load_base(cfg.model, cfg.dtype, self.device)
+        base, tokenizer = load_base(cfg.model, cfg.dtype, self._load_device())
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.corpus = Corpus(self.data, pad, self.device)
         self.model = attach_adapter(base, cfg.adapter, cfg.seed)
+        self.forward_model = self.model  # what training forwards through (a DeepSpeed engine in trainables.zero)
+        self.writes_outputs = True  # False on the ranks of a sharded trial other than rank 0
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.n_params = trainable_params(self.model)
         self.optimizer = torch.optim.AdamW(self.params, lr=cfg.budget.lr, weight_decay=cfg.budget.weight_decay)
@@ -207,7 +209,12 @@ class MemorizationTrial:
         self.wall_prior = 0.0
         self.loss_init: float | None = None
         self.steps_to_certified: int | None = None
+        self.finished = False  # the final evaluation is done (budget spent or certified early)
         self.greedy_last: dict[str, float] | None = None
+
+    def _load_device(self) -> torch.device:
+        """Where the base weights are loaded (a sharded trial loads on the CPU and shards from there)."""
+        return self.device
 
     def _scheduler(self):
         from transformers import get_scheduler
@@ -243,21 +250,28 @@ class MemorizationTrial:
         pool, start = self._pool()
         rows = memft.batch_for_step(self.step, pool, self.cfg.budget.batch_size, self.cfg.seed, start)
         self.model.train()
-        tf = forward_targets(self.model, self.corpus.batch(rows), with_correct=self.cfg.method.name == "memft_sw")
+        tf = forward_targets(self.forward_model, self.corpus.batch(rows),
+                             with_correct=self.cfg.method.name == "memft_sw")
         weights = self._weights(tf, rows)
         loss = (tf.losses * (weights if weights is not None else 0.0)).sum()
         loss = self._maybe_inject_fault(loss)
         if not torch.isfinite(loss):
             raise TrialDiverged(f"training loss became {float(loss)} at step {self.step + 1}")
         if weights is not None:
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if self.cfg.budget.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(self.params, self.cfg.budget.grad_clip)
-            self.optimizer.step()
-        self.scheduler.step()
+            self._update(loss)
+        else:
+            self.scheduler.step()  # a skipped update still spends its step of the schedule
         self.step += 1
         return float(recall.mean_loss(tf))
+
+    def _update(self, loss: torch.Tensor) -> None:
+        """One optimizer step on `loss`: clip, AdamW, schedule."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.budget.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.params, self.cfg.budget.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
 
     def _maybe_inject_fault(self, loss: torch.Tensor) -> torch.Tensor:
         """Fault drills (TrialConfig.inject_fault): the real failure paths, on purpose."""
@@ -307,16 +321,9 @@ class MemorizationTrial:
         """Write a complete checkpoint atomically (temp folder renamed into place); keep only it."""
         root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
-        save_adapter(self.model, tmp / "adapter", self.cfg.adapter, self.n_layers)
-        torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                    "rng": torch.get_rng_state(),
-                    "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
-                   tmp / "training_state.pt")
-        state = {"step": self.step, "evals_done": self.evals_done, "loss_init": self.loss_init,
-                 "wall_s": self.wall_prior + (time.perf_counter() - self._t0),
-                 "steps_to_certified": self.steps_to_certified, "greedy_last": self.greedy_last,
-                 "window": self.window.to_dict(), "config_hash": self.cfg.config_hash()}
-        write_json_atomic(tmp / "state.json", state)
+        self._save_training_state(tmp)
+        if self.writes_outputs:
+            write_json_atomic(tmp / "state.json", self._loop_state())
         final = root / f"{CHECKPOINT_PREFIX}{self.step:09d}"
         if final.exists():
             shutil.rmtree(final)
@@ -326,13 +333,36 @@ class MemorizationTrial:
                 shutil.rmtree(old, ignore_errors=True)
         return final
 
-    def load_checkpoint(self, folder: Path) -> None:
-        from peft.utils import set_peft_model_state_dict
-        from safetensors.torch import load_file
+    def _loop_state(self) -> dict[str, Any]:
+        """Where the loop stands: everything but weights, optimizer and RNG (state.json)."""
+        return {"step": self.step, "evals_done": self.evals_done, "loss_init": self.loss_init,
+                "wall_s": self.wall_prior + (time.perf_counter() - self._t0),
+                "steps_to_certified": self.steps_to_certified, "greedy_last": self.greedy_last,
+                "window": self.window.to_dict(), "config_hash": self.cfg.config_hash(), "finished": self.finished}
 
+    def _save_training_state(self, folder: Path) -> None:
+        """Adapter (PEFT format), optimizer, scheduler and RNG state."""
+        save_adapter(self.model, folder / "adapter", self.cfg.adapter, self.n_layers)
+        torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                    "rng": torch.get_rng_state(),
+                    "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+                   folder / "training_state.pt")
+
+    def load_checkpoint(self, folder: Path) -> None:
         state = json.loads((folder / "state.json").read_text())
         if state["config_hash"] != self.cfg.config_hash():
             raise ValueError(f"checkpoint {folder} belongs to a different config; refusing to resume from it")
+        self._load_training_state(folder)
+        self.step, self.evals_done = state["step"], state["evals_done"]
+        self.loss_init, self.wall_prior = state["loss_init"], state["wall_s"]
+        self.steps_to_certified, self.greedy_last = state["steps_to_certified"], state["greedy_last"]
+        self.window = memft.WindowState.from_dict(state["window"])
+        self.finished = state.get("finished", False)
+
+    def _load_training_state(self, folder: Path) -> None:
+        from peft.utils import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
         weights = load_file(str(folder / "adapter" / "adapter_model.safetensors"), device=str(self.device))
         set_peft_model_state_dict(self.model, weights)
         blob = torch.load(folder / "training_state.pt", weights_only=False)  # our own file (see docs)
@@ -341,29 +371,27 @@ class MemorizationTrial:
         torch.set_rng_state(blob["rng"])
         if blob["cuda_rng"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(blob["cuda_rng"])
-        self.step, self.evals_done = state["step"], state["evals_done"]
-        self.loss_init, self.wall_prior = state["loss_init"], state["wall_s"]
-        self.steps_to_certified, self.greedy_last = state["steps_to_certified"], state["greedy_last"]
-        self.window = memft.WindowState.from_dict(state["window"])
 
     # -- the loop ---------------------------------------------------------------------------------
     def run(self, report: ReportFn | None = None, resume_from: Path | None = None,
             on_step: StepFn | None = None, checkpoint_root: Path | None = None) -> dict[str, Any]:
         """Train to the budget (or to certification, if asked) and return the final result."""
-        self.out.mkdir(parents=True, exist_ok=True)
         checkpoint_root = checkpoint_root or self.out / "checkpoints"
         self._t0 = time.perf_counter()
-        (self.out / "config.yaml").write_text(_yaml(self.cfg.to_dict()))
+        if self.writes_outputs:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.yaml").write_text(_yaml(self.cfg.to_dict()))
         if resume_from is not None:
             self.load_checkpoint(resume_from)  # restores the RNG state too
         else:
             self.measure_init()
             torch.manual_seed(self.cfg.seed)  # dropout draws: the same in every run of this config
         evals_log = self.out / "evals.jsonl"
-        _truncate_jsonl(evals_log, self.evals_done)
+        if self.writes_outputs:
+            _truncate_jsonl(evals_log, self.evals_done)
         cfg, e = self.cfg, self.cfg.eval
         result: dict[str, Any] = {}
-        while self.step < cfg.budget.steps:
+        while not self.finished and self.step < cfg.budget.steps:
             loss = self.train_step()
             if on_step:
                 on_step(self.step, loss)
@@ -373,23 +401,32 @@ class MemorizationTrial:
             self.evals_done += 1
             greedy = final or bool(e.greedy_every and self.evals_done % e.greedy_every == 0)
             metrics, rows = self.evaluate(greedy)
-            stop = final or (e.early_stop_certified and metrics[K.FRAC_SEQUENCES_CERTIFIED] == 1.0)
-            if stop and not greedy:
+            self.finished = final or (e.early_stop_certified and metrics[K.FRAC_SEQUENCES_CERTIFIED] == 1.0)
+            if self.finished and not greedy:
                 metrics, rows = self.evaluate(greedy=True)
-            if stop:
+            if self.finished:
                 result = {**metrics, K.PER_SEQUENCE: rows}
-            with open(evals_log, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(metrics) + "\n")
+            if self.writes_outputs:
+                with open(evals_log, "a", encoding="utf-8") as fh:
+                    fh.write(json.dumps(metrics) + "\n")
             checkpoint = None
-            if e.checkpoint_every and (stop or self.evals_done % e.checkpoint_every == 0):
+            if e.checkpoint_every and (self.finished or self.evals_done % e.checkpoint_every == 0):
                 checkpoint = str(self.save_checkpoint(checkpoint_root))
             if report:
                 report(metrics, checkpoint)
-            if stop:
-                break
-        save_adapter(self.model, self.out / "adapter", cfg.adapter, self.n_layers)
-        write_json_atomic(self.out / "result.json", result)
+        if not result:  # resumed from the final checkpoint: evaluate it again, so the caller gets its result
+            metrics, rows = self.evaluate(greedy=True)
+            result = {**metrics, K.PER_SEQUENCE: rows}
+            if report:
+                report(metrics, None)
+        self.save_final_adapter(self.out / "adapter")
+        if self.writes_outputs:
+            write_json_atomic(self.out / "result.json", result)
         return result
+
+    def save_final_adapter(self, folder: Path) -> None:
+        """The trained adapter in PEFT format (a sharded trial gathers it first)."""
+        save_adapter(self.model, folder, self.cfg.adapter, self.n_layers)
 
 
 def _truncate_jsonl(path: Path, keep: int) -> None:

@@ -138,6 +138,13 @@ def ensure_tiny_model(cfg: ModelConfig) -> Path:
             torch.manual_seed(cfg.seed)
             model = AutoModelForCausalLM.from_config(config)
         model.save_pretrained(tmp)
+        if not (tmp / "config.json").is_file():
+            # Once torch.distributed is up, transformers writes on rank 0 only; every ZeRO rank builds
+            # its own node's cache, so write the two files it would have written.
+            from safetensors.torch import save_file
+
+            model.config.save_pretrained(tmp)
+            save_file(model.state_dict(), str(tmp / "model.safetensors"), metadata={"format": "pt"})
         byte_tokenizer(config.vocab_size).save_pretrained(tmp)
         os.replace(tmp, folder) if not folder.exists() else shutil.rmtree(tmp)
     except OSError:
