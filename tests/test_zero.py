@@ -16,6 +16,7 @@ import math
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -79,6 +80,35 @@ def test_impossible_zero_sweeps_are_refused_before_ray(tmp_path):
     fine = write_sweep(tmp_path, name="fine", zero={"gpu_per_worker": 1, "workers_per_trial": 4, "pack": True},
                        cluster_file=str(cluster))
     assert load_sweep(str(fine)).zero.gpus_per_trial() == 4
+
+
+RANK_BUILDS_MODEL = """
+import os, sys
+import torch.distributed as dist
+dist.init_process_group("gloo", init_method="tcp://127.0.0.1:" + sys.argv[2], rank=int(sys.argv[1]), world_size=2)
+from trainables.config import ModelConfig
+from trainables.model import ensure_tiny_model
+if dist.get_rank() == 1:  # transformers' save_pretrained writes nothing on a non-zero rank
+    from transformers import AutoModelForCausalLM
+    AutoModelForCausalLM.from_pretrained(ensure_tiny_model(ModelConfig(name="tiny-xs")))
+dist.barrier()
+"""
+
+
+def test_a_non_zero_rank_builds_a_loadable_tiny_model(tmp_path):
+    """Each ZeRO rank builds its own node's model cache, though transformers saves on rank 0 only."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    env = {**os.environ, "MEMLAW_CACHE": str(tmp_path)}
+    procs = [subprocess.Popen([sys.executable, "-c", RANK_BUILDS_MODEL, str(rank), port], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for rank in (0, 1)]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs[1][-3000:]
+    folder = next((tmp_path / "models").glob("tiny-xs-*"))
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= {f.name for f in folder.iterdir()}
 
 
 # -- real: 2 ranks on a local Ray -------------------------------------------------------------------
