@@ -9,6 +9,7 @@
     memlaw export PATH --out results.parquet|csv
     memlaw plot PATH --out law.png
     memlaw validate FILE.yaml [--set k=v ...]      a trial file or a sweep file
+    memlaw reproduce [--out docs/reproduction.md] [--storage DIR] [--experiment PATH]
 
 Heavy imports (torch, transformers, ray) happen inside the subcommands, so `memlaw --help` and
 config errors answer at once. Exit codes: 0 done, 2 bad input (nothing was run), 1 the run failed.
@@ -404,6 +405,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    """docs/reproduction.md from real sweeps (reused when their experiments are complete)."""
+    import shlex
+
+    from orchestrator.reproduction import reproduce
+
+    command = shlex.join(["memlaw", "reproduce", *sys.argv[2:]]) if sys.argv[1:2] == ["reproduce"] else \
+        f"memlaw reproduce --out {args.out} --storage {args.storage}"
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    try:
+        reproduce(args.out, args.storage, command, law_experiment=args.experiment)
+    except RuntimeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"memlaw reproduce: wrote {args.out} (facts in {Path(args.out).with_suffix('.json')})", file=sys.stderr)
+    return 0
+
+
 # -- parser --------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="memlaw", description="How much can a LoRA adapter memorize? "
@@ -460,6 +479,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", help="the experiment folder")
     p.add_argument("--out", required=True, help="law.png")
     p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("reproduce", help="run (or reuse) the CPU sweeps and write docs/reproduction.md")
+    p.add_argument("--out", default="docs/reproduction.md", help="the Markdown file (JSON and figure next to it)")
+    p.add_argument("--storage", default="memlaw-runs/reproduction",
+                   help="where the sweeps' experiments go; complete ones found there are reused (a new folder "
+                        "runs everything again)")
+    p.add_argument("--experiment", help="use this finished law grid instead of running examples/law_grid_cpu.yaml")
+    p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("validate", help="check a trial or sweep file without running it")
     p.add_argument("file")

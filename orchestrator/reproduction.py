@@ -1,0 +1,301 @@
+"""docs/reproduction.md: the paper's measurements, redone on this machine with a tiny model, as one document.
+
+`memlaw reproduce` runs (or reuses) three kinds of real sweeps through the ordinary sweep path
+(orchestrator.tuner.run_sweep), then reads only what they stored:
+
+    law grid   examples/law_grid_cpu.yaml: the fitted law per group (α, β, C, b with 95 % intervals,
+               R², MAPE, leave-one-length-out error), the figure and recall heatmap (orchestrator.plot),
+               bits per adapter parameter at capacity
+    Optuna     examples/memft_optuna_cpu.yaml: the best MemFT margin/budget setting by its objectives
+    Table 2    the Optuna example's task at ranks TABLE2_RANKS, one grid sweep per method (SFT,
+               MemFT-OT, MemFT-SW, the Optuna setting), all at the same steps and lr: greedy token accuracy
+
+and the certificate check over every trial folder of all of them (result.json's per-sequence list):
+how many certified sequences decoded exactly (must be all), how many decoded exactly uncertified.
+
+An experiment folder that already holds all its trials is reused, so regenerating the document
+needs no new training; one that holds some but not all is an error (resume it with `memlaw resume`).
+The facts go to a JSON file next to the document, so two runs can be compared number by number.
+`collect` and `render` are separate from running, so a test can feed them a small real sweep.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from orchestrator import law
+from orchestrator.config import SweepConfig, load_sweep
+from orchestrator.export import load_experiment
+from orchestrator.record_log import law_rows
+from orchestrator.records import TrialRecord
+from trainables import metric_names as K
+
+LN2 = math.log(2.0)
+ROOT = Path(__file__).resolve().parents[1]
+LAW_FILE = ROOT / "examples" / "law_grid_cpu.yaml"
+OPTUNA_FILE = ROOT / "examples" / "memft_optuna_cpu.yaml"
+TABLE2_RANKS = (1, 2, 4, 8)
+#: Table 2's fixed methods: label -> the method fields every trial of that column gets.
+TABLE2_METHODS: dict[str, dict[str, Any]] = {
+    "SFT": {"method.name": "sft"},
+    "MemFT-OT": {"method.name": "memft", "method.threshold_margin": 0.0, "method.budget_ratio": 1.0},
+    "MemFT-SW": {"method.name": "memft_sw"},
+}
+OPTUNA_LABEL = "MemFT (Optuna best m, ρ)"
+#: The Optuna setting carried into Table 2: the margin/budget knobs only (lr stays the same for all).
+OPTUNA_KNOBS = ("method.threshold_margin", "method.budget_ratio")
+#: Related-work capacities (SCIENCE.md §2), bits per parameter.
+RELATED_BITS = {"Allen-Zhu & Li (knowledge capacity)": 2.0, "Morris et al. 2025 (GPT-style, random data)": 3.6}
+PAPER = {"alpha": (0.75, 0.8), "beta": (0.6, 0.65), "r2": (0.981, 0.990), "mape": (0.5, 8.3), "bits_r1_10k": 2.3}
+TRIAL_FOLDER = "memlaw_trial"  # orchestrator.trainable.TRIAL_FOLDER, without importing Ray here
+
+
+# -- running (or reusing) the sweeps ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Experiments:
+    """Where each sweep's results live."""
+
+    law: str
+    optuna: str | None = None
+    table2: tuple[tuple[str, str], ...] = ()  # (method label, experiment path)
+
+    def all(self) -> list[str]:
+        return [p for p in (self.law, self.optuna, *(p for _, p in self.table2)) if p]
+
+
+def expected_trials(sweep: SweepConfig) -> int:
+    if sweep.search.kind == "grid":
+        return len(sweep.grid()) * sweep.num_samples
+    return sweep.num_samples
+
+
+def finished_records(path: str) -> list[TrialRecord] | None:
+    """The experiment's records, or None when there is no experiment at `path` yet."""
+    if not os.path.isdir(path):
+        return None
+    return load_experiment(path)
+
+
+def ensure_experiment(sweep: SweepConfig) -> str:
+    """Run the sweep unless its experiment already holds every trial; its experiment path."""
+    records = finished_records(sweep.experiment_uri)
+    if records is not None and len(records) >= expected_trials(sweep):
+        print(f"memlaw reproduce: reusing {sweep.experiment_uri} ({len(records)} trials)", flush=True)
+        return sweep.experiment_uri
+    if records:
+        raise RuntimeError(f"{sweep.experiment_uri} holds {len(records)} of {expected_trials(sweep)} trials: "
+                           f"finish it with `memlaw resume {sweep.experiment_uri}` or remove it")
+    from orchestrator.tuner import run_sweep
+
+    print(f"memlaw reproduce: running {sweep.name} ({expected_trials(sweep)} trials) -> {sweep.experiment_uri}",
+          flush=True)
+    run_sweep(sweep)
+    return sweep.experiment_uri
+
+
+def table2_sweep(label: str, values: dict[str, Any], storage: str) -> SweepConfig:
+    """One column of Table 2: the Optuna example's trial at every rank of TABLE2_RANKS, one method."""
+    base = load_sweep(str(OPTUNA_FILE))
+    slug = label.lower().replace(" ", "-").replace("(", "").replace(")", "").replace(",", "").replace("ρ", "rho")
+    return SweepConfig.from_dict({
+        "name": f"table2-{slug}", "trial": base.trial, "space": "law_grid_smoke",
+        "space_overrides": {"adapter.rank": list(TABLE2_RANKS), "data.target_tokens": [base.base_trial().data.target_tokens],
+                            **values},
+        "search": {"kind": "grid"}, "resources": {"cpu": 1}, "max_concurrency": 2, "storage_path": storage,
+        "max_failures": 0,
+    })
+
+
+def run_all(storage: str, law_experiment: str | None = None) -> Experiments:
+    """Every sweep the document needs, on one local Ray (started once, stopped at the end)."""
+    import ray
+
+    try:
+        law_path = law_experiment or ensure_experiment(load_sweep(str(LAW_FILE), {"storage_path": storage}))
+        optuna_path = ensure_experiment(load_sweep(str(OPTUNA_FILE), {"storage_path": storage}))
+        best = best_optuna(load_experiment(optuna_path))
+        columns = dict(TABLE2_METHODS)
+        if best is not None:
+            columns[OPTUNA_LABEL] = {"method.name": "memft", **{k: best["values"][k] for k in OPTUNA_KNOBS}}
+        table2 = tuple((label, ensure_experiment(table2_sweep(label, values, storage)))
+                       for label, values in columns.items())
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+    return Experiments(law_path, optuna_path, table2)
+
+
+# -- collecting the facts (reads storage only) ------------------------------------------------------
+
+
+def _dotted(config: dict[str, Any], name: str) -> Any:
+    node: Any = config
+    for part in name.split("."):
+        node = (node or {}).get(part)
+    return node
+
+
+def best_optuna(records: list[TrialRecord]) -> dict[str, Any] | None:
+    """The best finished MemFT (margin/budget) trial by the example's objectives, in order:
+    greedy exact match, then the certified-token fraction, then greedy token accuracy."""
+    memft = [r for r in records if r.ok and _dotted(r.config, "method.name") == "memft"]
+    if not memft:
+        return None
+    key = lambda r: tuple(float(r.metrics.get(k) or 0.0) for k in (K.GREEDY_EXACT_MATCH, K.FRAC_P_GT_HALF,
+                                                                      K.GREEDY_TOKEN_ACC))
+    best = max(memft, key=key)
+    return {"trial_id": best.trial_id, "values": {k: _dotted(best.config, k) for k in (*OPTUNA_KNOBS, "budget.lr")},
+            "metrics": {k: best.metrics.get(k) for k in (K.GREEDY_EXACT_MATCH, K.FRAC_P_GT_HALF, K.GREEDY_TOKEN_ACC)},
+            "memft_trials": len(memft), "trials": len(records)}
+
+
+def law_facts(path: str) -> dict[str, Any]:
+    """The fit per group, with bits per parameter measured and at the law's capacity."""
+    records = [r for r in load_experiment(path) if r.ok]
+    fits = law.fit_groups(law_rows(records))
+    groups = {}
+    for label, g in fits.items():
+        mine = [r for r in records if r.group == label]
+        groups[label] = {**g.to_dict(), "bits": bits_facts(g, mine), "trials": len(mine),
+                         "loss_init_mean": g.loss_init_mean, "vocab": _vocab(mine)}
+    grid = {"steps": sorted({r.metrics.get(K.STEP) for r in records if r.metrics.get(K.STEP) is not None}),
+            "ranks": sorted({r.metrics[K.RANK] for r in records}),
+            "lengths": sorted({r.metrics[K.TARGET_TOKENS] for r in records})}
+    return {"experiment": path, "groups": groups, "grid": grid}
+
+
+def _vocab(records: list[TrialRecord]) -> int | None:
+    from trainables.config import TrialConfig
+    from trainables.model import model_dims
+
+    try:
+        return model_dims(TrialConfig.from_dict(records[0].config).model).vocab
+    except Exception:  # noqa: BLE001 - a model whose config cannot be read here: no chance level then
+        return None
+
+
+def bits_facts(g: law.GroupFit, records: list[TrialRecord]) -> dict[str, Any]:
+    """Bits per adapter parameter: measured per trial, and at capacity as the fitted law puts it."""
+    vocab = _vocab(records)
+    measured = []
+    for r in records:
+        m = r.metrics
+        n = m.get(K.TRAINABLE_PARAMS)
+        if not n or m.get(K.DELTA_LOSS) is None:
+            continue
+        above = max(0.0, math.log(vocab) - m[K.LOSS_FINAL]) if vocab else None
+        measured.append({"rank": m[K.RANK], "tokens": m[K.TARGET_TOKENS], "bits_per_param": m.get(K.BITS_PER_PARAM),
+                         "above_chance": None if above is None else m[K.TARGET_TOKENS] * above / LN2 / n})
+    at_capacity = []
+    if g.fit.status == "ok" and g.loss_init_mean and g.params_per_rank:
+        for tokens in sorted({row["tokens"] for row in measured}):
+            est = law.required_capacity(g.fit, tokens, g.loss_init_mean, params_per_rank=g.params_per_rank)
+            if est.status != "ok":
+                at_capacity.append({"tokens": tokens, "status": est.status})
+                continue
+            params = est.capacity * g.params_per_rank
+            at_capacity.append({"tokens": tokens, "status": "ok", "rank": est.capacity, "params": params,
+                                "bits_per_param": tokens * est.required_delta_loss / LN2 / params,
+                                "extrapolated": est.extrapolated})
+    return {"measured": measured, "at_capacity": at_capacity}
+
+
+def trial_results(path: str) -> list[dict[str, Any]]:
+    """Every trial folder's result.json under an experiment (local storage)."""
+    out = []
+    for found in sorted(Path(path).glob(f"*/{TRIAL_FOLDER}/result.json")):
+        try:
+            out.append(json.loads(found.read_text()))
+        except (OSError, json.JSONDecodeError):
+            continue
+    return out
+
+
+def certificate_facts(paths: list[str]) -> dict[str, Any]:
+    """Certified sequences that decoded exactly, and exact sequences that were not certified."""
+    counts = {"trials": 0, "trials_with_results": 0, "sequences": 0, "certified": 0, "certified_exact": 0,
+              "exact": 0, "exact_uncertified": 0}
+    for path in paths:
+        counts["trials"] += sum(1 for r in load_experiment(path) if r.ok)
+        for result in trial_results(path):
+            counts["trials_with_results"] += 1
+            for seq in result.get(K.PER_SEQUENCE) or []:
+                certified, exact = bool(seq[K.SEQ_CERTIFIED]), bool(seq[K.SEQ_GREEDY_EXACT])
+                counts["sequences"] += 1
+                counts["certified"] += certified
+                counts["exact"] += exact
+                counts["certified_exact"] += certified and exact
+                counts["exact_uncertified"] += exact and not certified
+    return counts
+
+
+def table2_facts(columns: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+    """Greedy token accuracy (and exact match) per method and rank, mean over that cell's trials."""
+    table: dict[str, dict[str, Any]] = {}
+    for label, path in columns:
+        records = [r for r in load_experiment(path) if r.ok]
+        cells = {}
+        for rank in sorted({r.metrics[K.RANK] for r in records}):
+            mine = [r.metrics for r in records if r.metrics[K.RANK] == rank]
+            cells[str(rank)] = {k: float(np.mean([m[k] for m in mine])) for k in
+                                (K.GREEDY_TOKEN_ACC, K.GREEDY_EXACT_MATCH, K.FRAC_P_GT_HALF)}
+            cells[str(rank)]["steps"] = mine[0][K.STEP]
+        table[label] = {"experiment": path, "cells": cells,
+                        "config": records[0].config if records else {}}
+    return table
+
+
+def collect(experiments: Experiments) -> dict[str, Any]:
+    """Every figure the document shows, as JSON-safe data."""
+    optuna = best_optuna(load_experiment(experiments.optuna)) if experiments.optuna else None
+    return {
+        "law": law_facts(experiments.law),
+        "certificate": certificate_facts(experiments.all()),
+        "optuna_best": optuna,
+        "optuna_experiment": experiments.optuna,
+        "table2": table2_facts(experiments.table2),
+        "machine": {"cpu": _cpu(), "cores": os.cpu_count(), "load_1min": os.getloadavg()[0],
+                    "python": platform.python_version()},
+        "generated_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+# -- the document ----------------------------------------------------------------------------------
+
+
+def reproduce(out: str, storage: str, command: str, law_experiment: str | None = None,
+              experiments: Experiments | None = None) -> dict[str, Any]:
+    """Run (or reuse) the sweeps, then write `out` (Markdown), its JSON facts and its figure; the facts."""
+    from orchestrator.plot import plot_law
+    from orchestrator.reproduction_doc import render
+
+    experiments = experiments or run_all(storage, law_experiment)
+    facts = collect(experiments)
+    out_path = Path(out)
+    figure = out_path.parent / "figures" / f"{out_path.stem}_law.png"
+    figure.parent.mkdir(parents=True, exist_ok=True)
+    plot_law(experiments.law, str(figure))
+    out_path.write_text(render(facts, command, os.path.relpath(figure, out_path.parent)))
+    out_path.with_suffix(".json").write_text(json.dumps(facts, indent=1, default=str) + "\n")
+    return facts

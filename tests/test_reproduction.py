@@ -1,0 +1,95 @@
+"""docs/reproduction.md's generator: the facts it collects from a real sweep, and the document it writes.
+
+The sweep is the six-trial smoke grid on tiny-xs (a few steps each) through the ordinary sweep path on a
+local Ray; the generator then reads only storage, as `memlaw reproduce` does when it reuses experiments.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from orchestrator import reproduction
+from orchestrator.records import TrialRecord
+from orchestrator.reproduction_doc import render
+from trainables import metric_names as K
+
+
+def _record(trial_id: str, method: str, em: float, frac: float, margin: float = 0.0, ratio: float = 1.0):
+    config = {"method": {"name": method, "threshold_margin": margin, "budget_ratio": ratio},
+              "budget": {"lr": 0.01}}
+    return TrialRecord(trial_id, "s", "ok", config, {K.GREEDY_EXACT_MATCH: em, K.FRAC_P_GT_HALF: frac,
+                                                      K.GREEDY_TOKEN_ACC: frac})
+
+
+def test_best_optuna_is_the_best_memft_trial_by_exact_match_then_certified_share():
+    records = [_record("a", "sft", 1.0, 1.0), _record("b", "memft", 0.5, 0.9, 0.1, 0.7),
+               _record("c", "memft", 0.5, 0.95, 0.2, 0.4), _record("d", "memft_sw", 0.9, 0.9)]
+    best = reproduction.best_optuna(records)
+    assert best["trial_id"] == "c"  # SFT and SW are not margin/budget settings, even when better
+    assert best["values"] == {"method.threshold_margin": 0.2, "method.budget_ratio": 0.4, "budget.lr": 0.01}
+    assert (best["memft_trials"], best["trials"]) == (2, 4)
+    assert reproduction.best_optuna([_record("a", "sft", 1.0, 1.0)]) is None
+
+
+@pytest.fixture(scope="module")
+def smoke_experiment(tmp_path_factory):
+    """Six real trials (3 ranks x 2 lengths, tiny-xs, 20 steps) on a local Ray, stopped afterwards."""
+    import ray
+
+    from orchestrator.config import SweepConfig
+    from orchestrator.tuner import run_sweep
+
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    sweep = SweepConfig.from_dict({
+        "name": "repro-smoke", "space": "law_grid_smoke", "storage_path": str(tmp_path_factory.mktemp("runs")),
+        "max_concurrency": 2, "resources": {"cpu": 1}, "max_failures": 0,
+        "trial": {"model": {"name": "tiny-xs"}, "adapter": {"placement": "paper"},
+                  "budget": {"preset": "cpu", "steps": 20}, "eval": {"every": 10}},
+    })
+    try:
+        grid = run_sweep(sweep, address=None)
+    finally:
+        ray.shutdown()
+    assert not grid.errors, grid.errors
+    return sweep.experiment_uri
+
+
+@pytest.mark.slow  # a local Ray and six trials: ~30 s on 2 idle cores
+def test_collect_and_render_a_real_sweep(smoke_experiment, tmp_path):
+    experiments = reproduction.Experiments(law=smoke_experiment)
+    facts = reproduction.collect(experiments)
+
+    cert = facts["certificate"]
+    # every trial's folder (per-sequence results) is in the experiment's storage, not only Ray's session folder
+    assert cert["trials"] == 6 and cert["trials_with_results"] == 6
+    assert cert["sequences"] == 6  # one sequence per trial
+    assert cert["certified_exact"] <= cert["certified"] and cert["exact_uncertified"] <= cert["exact"]
+
+    (label, group), = facts["law"]["groups"].items()
+    assert label == "tiny-xs|random|0|paper|sft" and group["trials"] == 6
+    assert group["vocab"] == 512 and group["params_per_rank"] == 2 * 64
+    assert sorted(facts["law"]["grid"]["ranks"]) == [1, 2, 4] and facts["law"]["grid"]["steps"] == [20]
+    assert len(group["bits"]["measured"]) == 6
+
+    doc = render(facts, "memlaw reproduce --test", "figures/x.png")
+    assert "`memlaw reproduce --test`" in doc
+    for heading in ("## 1. The fitted law per group", "## 2. Bits per adapter parameter at capacity",
+                    "## 3. The p > 0.5 certificate", "## 4. Table 2", "## 5. Where the tiny-model numbers differ"):
+        assert heading in doc
+    assert "| tiny-xs\\|random\\|0\\|paper\\|sft |" in doc  # the group's "|" cannot break the table
+    assert f"| certified (p > 0.5 at every target token) | {cert['certified']} | of 6 sequences |" in doc
+    assert "Not run." in doc  # no Table 2 sweeps were given
+
+
+@pytest.mark.slow
+def test_reproduce_writes_the_document_json_and_figure_from_existing_experiments(smoke_experiment, tmp_path):
+    out = tmp_path / "docs" / "reproduction.md"
+    out.parent.mkdir()
+    facts = reproduction.reproduce(str(out), str(tmp_path / "unused"), "memlaw reproduce --out x",
+                                   experiments=reproduction.Experiments(law=smoke_experiment))
+    assert out.read_text().startswith("# Reproduction on a CPU")
+    assert (tmp_path / "docs" / "figures" / "reproduction_law.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "figures/reproduction_law.png" in out.read_text()
+    assert out.with_suffix(".json").is_file() and facts["certificate"]["trials"] == 6
