@@ -77,6 +77,12 @@ class ZeroTrial(MemorizationTrial):
                 super().save_final_adapter(folder)
 
     # -- checkpoints (each rank its own folder; Ray Train merges them) ----------------------------
+    def save_checkpoint(self, root: Path) -> Path:
+        """This rank's complete folder, then a barrier: no rank reports a checkpoint another is still writing."""
+        folder = super().save_checkpoint(root)
+        torch.distributed.barrier()
+        return folder
+
     def _save_training_state(self, folder: Path) -> None:
         self.engine.save_checkpoint(str(folder / DS_FOLDER), tag=DS_TAG, save_latest=False,
                                     exclude_frozen_parameters=True)
