@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from typing import Any
 
 import ray
@@ -26,14 +27,17 @@ FLUSH_TIMEOUT_S = 60.0
 
 
 def failure_category(error_text: str | None) -> str:
-    """Which kind of failure a trial's error trace shows (R4 counts them apart)."""
+    """Which kind of failure a trial's error trace shows (R4 counts them apart).
+
+    The limits' errors come first: the watchdog raises them wherever the trial happens to be, so
+    their trace may show any line of the trial (a `raise TrialDiverged` one included)."""
     text = error_text or ""
-    if "TrialDiverged" in text or "NaN" in text:
-        return "nan"
-    if "OutOfMemoryError" in text or "out of memory" in text.lower():
-        return "oom"
-    if "TrialTimeout" in text or "timed out" in text.lower():
+    if "TrialTimedOut" in text or "TrialTimeout" in text or "timed out" in text.lower():
         return "timeout"
+    if "TrialOutOfMemory" in text or "OutOfMemoryError" in text or "out of memory" in text.lower():
+        return "oom"
+    if "TrialDiverged" in text or "NaN" in text:
+        return "inf" if re.search(r"TrialDiverged: \S.* -?inf\b", text) else "nan"
     return "error"
 
 

@@ -9,6 +9,8 @@
     max_concurrency: 2
     storage_path: memlaw-runs
     max_failures: 1
+    trial_timeout_s: 600        # optional per-trial limits (0: none): past them a trial fails as
+    trial_memory_mb: 4096       # timeout / oom (trainables/limits.py)
 
 `validate_sweep` reports every problem at once: the file's own fields, then the base trial, then
 every grid point (or every Optuna range) against TrialConfig's ranges, then the base model's shape.
@@ -27,6 +29,7 @@ from search_spaces.law_grid import GridSpace
 from search_spaces.memft import OptunaSpace, Param
 from trainables import metric_names as K
 from trainables.config import TrialConfig
+from trainables.limits import TrialLimits
 from trainables.zero_config import ZeroConfig, trial_problems
 from trainables.schema import Config, ConfigError, Problem, load_yaml_mapping, range_problem, spec
 
@@ -35,6 +38,8 @@ OBJECTIVES = (K.GREEDY_EXACT_MATCH, K.GREEDY_TOKEN_ACC, K.FRAC_P_GT_HALF, K.FRAC
               K.TF_TOKEN_ACC, K.DELTA_LOSS, K.LOSS_FINAL, K.STEPS_TO_CERTIFIED, K.WALL_S)
 #: Resource names Ray or Tune own; `resources.custom` may not use them (cpu and gpu have their own fields).
 RESERVED_RESOURCES = frozenset({"cpu", "gpu", "memory", "object_store_memory", "custom_resources"})
+
+MIN_TRIAL_MEMORY_MB = 512
 
 
 @dataclass(frozen=True)
@@ -117,6 +122,11 @@ class SweepConfig(Config):
     storage_path: str = spec("memlaw-runs", "where the experiment lives: a local path or a cloud URI (s3://...)")
     max_failures: int = spec(1, "retries of a failed trial (from its last checkpoint)", lo=0, hi=100)
     checkpoint_every: int = spec(0, "checkpoint every k evaluations (0: none; set >0 to survive node loss)", lo=0)
+    trial_timeout_s: float = spec(0.0, "wall-time limit of one trial run in seconds (0: none); a trial past it "
+                                       "fails as timeout", lo=0.0, hi=7 * 86400.0)
+    trial_memory_mb: float = spec(0.0, "resident-memory limit of a trial's process in MB (0: none), also asked "
+                                       "of Ray as the trial's memory; a trial past it fails as oom",
+                                  lo=0.0, hi=16 * 2**20)
     capacity_variable: Literal["rank", "trainable_params"] = spec("rank", "the law's capacity variable x")
 
     def cross_checks(self) -> list[Problem]:
@@ -138,6 +148,12 @@ class SweepConfig(Config):
                                                      "zero.gpu_per_worker instead"))
         if self.cluster_file is not None:
             problems.extend(cluster_problems(self))
+        if self.trainable == "zero" and (self.trial_timeout_s or self.trial_memory_mb):
+            problems.append(Problem("trial_timeout_s" if self.trial_timeout_s else "trial_memory_mb",
+                                    "per-trial limits apply to trainable: memorize only (not yet to zero's ranks)"))
+        if 0 < self.trial_memory_mb < MIN_TRIAL_MEMORY_MB:
+            problems.append(Problem("trial_memory_mb", f"must be 0 (no limit) or at least {MIN_TRIAL_MEMORY_MB} "
+                                                       f"(torch alone holds ~300 MB), got {self.trial_memory_mb:g}"))
         return problems
 
     @property
@@ -155,6 +171,9 @@ class SweepConfig(Config):
         if self.search.kind == "optuna" and any(m in GREEDY_METRICS for m in self.search.metrics):
             values["eval.greedy_every"] = 1
         return apply_values(self.trial, values)
+
+    def trial_limits(self) -> TrialLimits:
+        return TrialLimits(timeout_s=self.trial_timeout_s, memory_mb=self.trial_memory_mb)
 
     def base_trial(self) -> TrialConfig:
         return TrialConfig.from_dict(self.trial_base())

@@ -5,8 +5,9 @@ through JSON (the journal) and flattens to one pandas row (the export). Its `tri
 identity that makes delivery idempotent: the same trial sent twice counts once.
 
 Status: "ok" for a trial that finished; failures carry their category so that faults are counted
-apart and never reach the fit: "nan" (loss became NaN/inf), "error" (an exception), "timeout",
-"oom" (killed for memory).
+apart and never reach the fit: "nan" (loss became NaN), "inf" (loss became infinite), "error" (an
+exception), "timeout" (past the sweep's trial_timeout_s), "oom" (past trial_memory_mb, or out of
+device memory).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any, Mapping
 
 from trainables import metric_names as K
 
-STATUSES = ("ok", "nan", "error", "timeout", "oom")
+STATUSES = ("ok", "nan", "inf", "error", "timeout", "oom")
 #: What makes trials comparable under one law: same model, data kind and random share, adapter
 #: placement and method. A group label joins their values with "|".
 GROUP_FIELDS = (("model", "name"), ("data", "kind"), ("data", "random_share"), ("adapter", "placement"),

@@ -4,7 +4,7 @@ The trial's Tune config is a flat dict of dotted TrialConfig fields sampled by t
 base trial comes in through `tune.with_parameters`. Evaluations become `tune.report` calls, with
 the trial's checkpoint when one was written, and a restarted trial resumes from Tune's latest
 checkpoint. A diverged trial raises, so Tune and Optuna record it as failed, never as COMPLETE
-with a NaN objective.
+with a NaN objective; so does a trial past the sweep's time or memory limit (trainables/limits.py).
 
 `memorize` runs the trial in the Tune trial's own process. `memorize_zero` (trainable: zero) runs
 it on `zero.workers_per_trial` Ray Train workers under DeepSpeed ZeRO: the Tune trial builds a
@@ -23,10 +23,12 @@ import ray
 from ray import tune
 
 from orchestrator.config import resolve_trial
+from trainables.limits import TrialLimits, Watchdog
 from trainables.memorize import CHECKPOINT_PREFIX, train
 
 TRIAL_FOLDER = "memlaw_trial"
 NODE_ID = "node_id"
+REPLAYED = "replayed_from_journal"  # a finished trial that Tune ran again after a driver crash
 ZERO_RUNS = "zero_runs"  # under the experiment: one Ray Train run per zero trial, named by trial id
 
 
@@ -38,9 +40,12 @@ def _resume_folder(checkpoint) -> Path | None:
     return inner[-1] if inner else folder
 
 
-def memorize(config: dict[str, Any], base: dict[str, Any]) -> None:
-    """Tune entry point: resolve the trial, train, report every evaluation."""
+def memorize(config: dict[str, Any], base: dict[str, Any], limits: TrialLimits = TrialLimits(),
+             experiment_uri: str | None = None) -> None:
+    """Tune entry point: resolve the trial, train within the sweep's limits, report every evaluation."""
     cfg = resolve_trial(base, config)
+    if experiment_uri and _replay_journaled(experiment_uri):
+        return
     # Tune writes its own result.json into the trial folder: ours go one level down.
     out = Path(tune.get_context().get_trial_dir()) / TRIAL_FOLDER
     os.environ.setdefault("OMP_NUM_THREADS", str(cfg.threads))
@@ -51,9 +56,26 @@ def memorize(config: dict[str, Any], base: dict[str, Any]) -> None:
         ckpt = tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
         tune.report(_reportable(metrics, node_id), checkpoint=ckpt)
 
-    train(cfg, out, report=report, resume_from=_resume_folder(tune.get_checkpoint()),
-          checkpoint_root=out / "checkpoints")
+    with Watchdog(limits):  # per trial: a reused worker starts a new one for its next trial
+        train(cfg, out, report=report, resume_from=_resume_folder(tune.get_checkpoint()),
+              checkpoint_root=out / "checkpoints")
     persist_trial_folder(out)
+
+
+def _replay_journaled(experiment_uri: str) -> bool:
+    """Report the journaled result of a trial that already finished, instead of training it again.
+
+    Why: Tune saves its trial states every few seconds; a driver killed after a trial finished (and
+    its record was journaled) but before Tune's next save leaves that trial RUNNING in Tune's state,
+    and `memlaw resume` would train it again. The journal's first record is final in any case.
+    """
+    from orchestrator.record_log import RecordLog
+
+    record = RecordLog.for_experiment(experiment_uri).records.get(tune.get_context().get_trial_id())
+    if record is None or not record.ok:
+        return False
+    tune.report({**_reportable(record.metrics, record.node_id), REPLAYED: True})
+    return True
 
 
 def persist_trial_folder(out: Path) -> None:

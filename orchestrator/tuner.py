@@ -109,28 +109,42 @@ def optuna_storage_path(sweep: SweepConfig) -> str:
     return os.path.join(sweep.experiment_uri, OPTUNA_FILE)
 
 
+def optuna_storage(sweep: SweepConfig):
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    return JournalStorage(JournalFileBackend(optuna_storage_path(sweep)))
+
+
+def fail_orphaned_optuna_trials(sweep: SweepConfig) -> list[int]:
+    """After Tuner.fit(): no Tune trial runs, so a RUNNING Optuna trial was orphaned by a crashed
+    driver (orchestrator/optuna_study.py)."""
+    if sweep.search.kind != "optuna":
+        return []
+    from orchestrator.optuna_study import fail_orphaned_trials
+
+    return fail_orphaned_trials(optuna_storage(sweep), sweep.name)
+
+
 def _search_alg(sweep: SweepConfig):
     if sweep.search.kind == "adaptive":  # issue 9: law-guided points; it limits its own concurrency
         return _adaptive_searcher(sweep)
     if sweep.search.kind != "optuna":
         return None
     import optuna
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
     from ray.tune.search import ConcurrencyLimiter
-    from ray.tune.search.optuna import OptunaSearch
 
+    from orchestrator.optuna_study import TaggedOptunaSearch
     from search_spaces.memft import define_by_run
 
     s = sweep.search
     sampler = (optuna.samplers.NSGAIISampler(seed=s.seed) if s.sampler == "nsga2"
                else optuna.samplers.TPESampler(seed=s.seed))
     Path(sweep.experiment_uri).mkdir(parents=True, exist_ok=True)
-    storage = JournalStorage(JournalFileBackend(optuna_storage_path(sweep)))
     metric = list(s.metrics) if len(s.metrics) > 1 else s.metrics[0]
     mode = list(s.modes) if len(s.modes) > 1 else s.modes[0]
-    searcher = OptunaSearch(space=define_by_run(sweep.optuna_space()), metric=metric, mode=mode, sampler=sampler,
-                            storage=storage, study_name=sweep.name)
+    searcher = TaggedOptunaSearch(space=define_by_run(sweep.optuna_space()), metric=metric, mode=mode,
+                                  sampler=sampler, storage=optuna_storage(sweep), study_name=sweep.name)
     return ConcurrencyLimiter(searcher, max_concurrent=sweep.max_concurrency)
 
 
@@ -190,8 +204,11 @@ def _trainable(sweep: SweepConfig):
         fn = tune.with_parameters(memorize_zero, base=sweep.trial_base(), zero=sweep.zero.to_dict(),
                                   experiment_uri=sweep.experiment_uri)
         return tune.with_resources(fn, {"cpu": ZERO_DRIVER_CPU, **sweep.resources.custom})
-    fn = tune.with_parameters(memorize, base=sweep.trial_base())
-    return tune.with_resources(fn, {"cpu": sweep.resources.cpu, "gpu": sweep.resources.gpu, **sweep.resources.custom})
+    fn = tune.with_parameters(memorize, base=sweep.trial_base(), limits=sweep.trial_limits(),
+                              experiment_uri=sweep.experiment_uri)
+    memory = {"memory": sweep.trial_memory_mb * 2**20} if sweep.trial_memory_mb else {}  # Ray packs nodes by it
+    return tune.with_resources(fn, {"cpu": sweep.resources.cpu, "gpu": sweep.resources.gpu, **memory,
+                                    **sweep.resources.custom})
 
 
 LIVE_COLUMNS = (K.STEP, K.LOSS_FINAL, K.DELTA_LOSS, K.FRAC_P_GT_HALF, K.GREEDY_EXACT_MATCH)
@@ -203,7 +220,10 @@ def _reporter(sweep: SweepConfig):
 
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # the classic reporter takes our columns; the new one prints every metric
     grid_like = sweep.search.kind in ("grid", "adaptive")  # adaptive proposes points of a grid space
-    params = list(sweep.grid().axes) if grid_like else [p.name for p in sweep.optuna_space().params]
+    # Only parameters every trial has: the reporter's best-trial line raises KeyError on a trial
+    # without one (an SFT trial draws no MemFT margin), which ended single-metric Optuna sweeps.
+    params = list(sweep.grid().axes) if grid_like else [p.name for p in sweep.optuna_space().params
+                                                        if not p.methods]
     return CLIReporter(parameter_columns=params, metric_columns=list(LIVE_COLUMNS), max_report_frequency=15,
                        max_progress_rows=40, sort_by_metric=False)
 
@@ -245,6 +265,7 @@ def run_sweep(sweep: SweepConfig, address: str | None = None) -> tune.ResultGrid
     results_actor.get_or_create(sweep.name, sweep.experiment_uri, sweep.capacity_variable)
     grid = build_tuner(sweep).fit()
     reconcile(sweep, grid)
+    fail_orphaned_optuna_trials(sweep)
     return grid
 
 
@@ -256,6 +277,7 @@ def resume_sweep(sweep: SweepConfig, address: str | None = None) -> tune.ResultG
                                restart_errored=False, param_space=_param_space(sweep) or None)
     grid = tuner.fit()
     reconcile(sweep, grid)
+    fail_orphaned_optuna_trials(sweep)
     return grid
 
 

@@ -186,8 +186,9 @@ class TrialConfig(Config):
     dtype: Literal["float32", "bfloat16", "float16"] = spec("float32", "base model dtype (adapter trains in fp32)")
     device: str = spec("auto", "auto | cpu | cuda | cuda:N")
     threads: int = spec(1, "torch CPU threads for this trial (one per trial beats two on 2 cores)", lo=1, hi=1024)
-    inject_fault: Literal["none", "nan", "error", "hang"] = spec(
-        "none", "fault drills and tests: make the trial fail on purpose at step `inject_at_step`")
+    inject_fault: Literal["none", "nan", "inf", "error", "hang", "alloc"] = spec(
+        "none", "fault drills and tests: make the trial fail on purpose at step `inject_at_step` (nan/inf: the "
+                "loss diverges; error: raises; hang: blocks; alloc: allocates memory until stopped)")
     inject_at_step: int = spec(1, "the step at which inject_fault strikes", lo=1)
 
     def cross_checks(self) -> list[Problem]:

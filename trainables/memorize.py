@@ -21,7 +21,6 @@ import math
 import os
 import shutil
 import tempfile
-import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -278,11 +277,13 @@ class MemorizationTrial:
         kind = self.cfg.inject_fault
         if kind == "none" or self.step + 1 != self.cfg.inject_at_step:
             return loss
-        if kind == "nan":
-            return loss * float("nan")
+        if kind in ("nan", "inf"):
+            return loss * float(kind)
         if kind == "error":
             raise RuntimeError(f"injected fault at step {self.step + 1}")
-        threading.Event().wait()  # "hang": block until the trial is stopped from outside
+        if kind == "alloc":
+            _allocate_until_stopped()
+        _wait_until_stopped()  # "hang"
         return loss
 
     # -- evaluation -------------------------------------------------------------------------------
@@ -427,6 +428,26 @@ class MemorizationTrial:
     def save_final_adapter(self, folder: Path) -> None:
         """The trained adapter in PEFT format (a sharded trial gathers it first)."""
         save_adapter(self.model, folder, self.cfg.adapter, self.n_layers)
+
+
+def _wait_until_stopped() -> None:
+    """Block until the trial is stopped from outside, in short waits: an exception raised into this
+    thread (trainables/limits.py's watchdog) is delivered between them, never inside one untimed wait."""
+    while True:
+        time.sleep(0.05)
+
+
+ALLOC_CHUNK_MB = 32
+ALLOC_CAP_MB = 4096  # a drill must not take the machine down if nothing stops it: it then hangs
+
+
+def _allocate_until_stopped() -> None:
+    """The `alloc` drill: grow resident memory in written (so resident) chunks until stopped."""
+    held = []
+    while len(held) * ALLOC_CHUNK_MB < ALLOC_CAP_MB:
+        held.append(np.ones(ALLOC_CHUNK_MB * 2**20, dtype=np.uint8))
+        time.sleep(0.01)
+    _wait_until_stopped()
 
 
 def _truncate_jsonl(path: Path, keep: int) -> None:

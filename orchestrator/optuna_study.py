@@ -1,0 +1,72 @@
+"""The sweep's Optuna study kept consistent with Tune's trials, across a driver crash.
+
+OptunaSearch asks Optuna for a trial (RUNNING in `<experiment>/optuna.journal` at once) when Tune
+creates a trial, and tells Optuna the outcome when the Tune trial ends. Tune saves its trials and
+the searcher together, every few seconds; the journal is written at every ask. A driver killed
+between an ask and Tune's next save leaves an Optuna trial that no Tune trial will ever end: after
+`memlaw resume` it would stay RUNNING forever, which optuna-dashboard shows as a live trial and
+which samplers that consider running trials would keep avoiding.
+
+So each Optuna trial names its Tune trial (user attribute `tune_trial_id`), and when a sweep's
+Tuner.fit() returns, when no Tune trial runs any more, every Optuna trial still RUNNING is an
+orphan: it is marked FAIL with the reason in `memlaw_failed_reason`. A Tune trial that Tune
+restores (its own snapshot had it) keeps its Optuna trial, and the resumed run tells it; one that
+Tune restores as running although it had finished (and Optuna was told) keeps its first outcome.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from optuna.exceptions import UpdateFinishedTrialError
+from ray.tune.search.optuna import OptunaSearch
+
+log = logging.getLogger(__name__)
+TUNE_TRIAL_ID = "tune_trial_id"
+FAILED_REASON = "memlaw_failed_reason"
+ORPHANED = "orphaned: the driver stopped before Tune saved the trial that asked for it (driver crash)"
+
+
+class TaggedOptunaSearch(OptunaSearch):
+    """OptunaSearch whose Optuna trials record the Tune trial they belong to (see the module doc)."""
+
+    def suggest(self, trial_id: str):
+        params = super().suggest(trial_id)
+        self._ot_trials[trial_id].set_user_attr(TUNE_TRIAL_ID, trial_id)
+        return params
+
+    def _told_before_crash(self) -> set[str]:
+        return self.__dict__.setdefault("_told_before", set())  # a restored older searcher lacks it
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        """A trial told before a driver crash that Tune's older snapshot runs again: its Optuna trial
+        is finished, and reporting to it raised UpdateFinishedTrialError, which ended the resume."""
+        if trial_id in self._told_before_crash():
+            return
+        try:
+            super().on_trial_result(trial_id, result)
+        except UpdateFinishedTrialError:
+            log.info("memlaw: Optuna already has the outcome of trial %s (told before a driver crash)", trial_id)
+            self._told_before_crash().add(trial_id)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if trial_id in self._told_before_crash():  # the first outcome stands, as in the records journal
+            self._completed_trials.add(trial_id)
+            return
+        super().on_trial_complete(trial_id, result=result, error=error)
+
+
+def fail_orphaned_trials(storage, study_name: str) -> list[int]:
+    """Mark FAIL every RUNNING trial of the study; call it only when no Tune trial runs. Returns
+    the numbers of the trials it failed."""
+    import optuna
+
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    failed = []
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        storage.set_trial_user_attr(trial._trial_id, FAILED_REASON, ORPHANED)
+        study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+        failed.append(trial.number)
+    if failed:
+        log.warning("memlaw: %d Optuna trial(s) left RUNNING by a crashed driver marked FAIL: %s", len(failed), failed)
+    return failed
