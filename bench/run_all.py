@@ -29,6 +29,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from orchestrator.machine import cpu_model
+
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_DIR = ROOT / "bench"
 DEFAULT_OUT = ROOT / "docs" / "benchmarks.md"
@@ -157,22 +159,12 @@ def _text(value: str | bytes | None) -> str:
 def machine_info() -> dict[str, Any]:
     """What the figures depend on: CPU, cores, memory, library versions, commit, date."""
     return {
-        "cpu": _cpu_model(), "cores": os.cpu_count(), "ram_gib": _ram_gib(), "gpu": _gpu(),
+        "cpu": cpu_model(), "cores": os.cpu_count(), "ram_gib": _ram_gib(), "gpu": _gpu(),
         "python": platform.python_version(), "torch": _version("torch"), "ray": _version("ray"),
         "transformers": _version("transformers"), "peft": _version("peft"),
         "commit": _commit(), "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "os": platform.platform(),
     }
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _ram_gib() -> float | None:

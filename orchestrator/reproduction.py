@@ -35,6 +35,7 @@ import numpy as np
 from orchestrator import law
 from orchestrator.config import SweepConfig, load_sweep
 from orchestrator.export import load_experiment
+from orchestrator.machine import cpu_model
 from orchestrator.record_log import law_rows
 from orchestrator.records import TrialRecord
 from trainables import metric_names as K
@@ -265,20 +266,10 @@ def collect(experiments: Experiments) -> dict[str, Any]:
         "optuna_best": optuna,
         "optuna_experiment": experiments.optuna,
         "table2": table2_facts(experiments.table2),
-        "machine": {"cpu": _cpu(), "cores": os.cpu_count(), "load_1min": os.getloadavg()[0],
+        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "load_1min": os.getloadavg()[0],
                     "python": platform.python_version()},
         "generated_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 # -- the document ----------------------------------------------------------------------------------
