@@ -87,22 +87,25 @@ def persist_trial_folder(out: Path) -> None:
     report, which comes before result.json is written. With actor reuse, all but a worker's first
     trial then left their per-sequence results and adapters only in /tmp/ray/session_*/.
     """
+    storage = tune.get_context().get_storage()
+    copy_trial_folder(out, storage.storage_filesystem, f"{storage.trial_fs_path}/{TRIAL_FOLDER}")
+
+
+def copy_trial_folder(out: Path, filesystem, target: str) -> None:
+    """Copy `out` (checkpoints excepted) to `target` on a pyarrow filesystem (local disk or a cloud store)."""
     import pyarrow.fs
 
-    storage = tune.get_context().get_storage()
-    target = f"{storage.trial_fs_path}/{TRIAL_FOLDER}"
     local = pyarrow.fs.LocalFileSystem()
-    if isinstance(storage.storage_filesystem, pyarrow.fs.LocalFileSystem) and \
-            os.path.realpath(target) == os.path.realpath(out):
+    if isinstance(filesystem, pyarrow.fs.LocalFileSystem) and os.path.realpath(target) == os.path.realpath(out):
         return  # the staging folder is the storage folder: nothing to copy
-    storage.storage_filesystem.create_dir(target, recursive=True)
+    filesystem.create_dir(target, recursive=True)
     for child in sorted(out.iterdir()):
         if child.name == "checkpoints":
             continue
         if child.is_dir():  # copy_files does not create the destination folder itself
-            storage.storage_filesystem.create_dir(f"{target}/{child.name}", recursive=True)
+            filesystem.create_dir(f"{target}/{child.name}", recursive=True)
         pyarrow.fs.copy_files(str(child), f"{target}/{child.name}", source_filesystem=local,
-                              destination_filesystem=storage.storage_filesystem)
+                              destination_filesystem=filesystem)
 
 
 def _reportable(metrics: dict[str, Any], node_id: str) -> dict[str, Any]:
@@ -121,11 +124,12 @@ def memorize_zero(config: dict[str, Any], base: dict[str, Any], zero: dict[str, 
 
     cfg, zcfg = resolve_trial(base, config), ZeroConfig.from_dict(zero)
     context = tune.get_context()
+    storage = context.get_storage()  # rank 0 copies the trial folder there, wherever it runs
     per_worker = {"CPU": zcfg.cpu_per_worker, **({"GPU": zcfg.gpu_per_worker} if zcfg.uses_gpu else {})}
     trainer = TorchTrainer(
         zero_worker,
-        train_loop_config={"trial": cfg.to_dict(), "zero": zcfg.to_dict(),
-                           "out": str(Path(context.get_trial_dir()) / TRIAL_FOLDER)},
+        train_loop_config={"trial": cfg.to_dict(), "zero": zcfg.to_dict(), "filesystem": storage.storage_filesystem,
+                           "target": f"{storage.trial_fs_path}/{TRIAL_FOLDER}"},
         scaling_config=ScalingConfig(num_workers=zcfg.workers_per_trial, use_gpu=zcfg.uses_gpu,
                                      resources_per_worker=per_worker,
                                      placement_strategy="STRICT_PACK" if zcfg.pack else "PACK"),
@@ -151,7 +155,7 @@ def zero_worker(config: dict[str, Any]) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", str(cfg.threads))
     rank = ray.train.get_context().get_world_rank()
     node_id = ray.get_runtime_context().get_node_id()
-    local = Path(tempfile.mkdtemp(prefix=f"memlaw-zero-rank{rank}-"))  # this rank's checkpoint shards
+    local = Path(tempfile.mkdtemp(prefix=f"memlaw-zero-rank{rank}-"))  # shards; rank 0: the trial folder
     latest = ray.train.get_checkpoint()
     resume = Path(latest.to_directory(str(local / "resume"))) if latest is not None else None
 
@@ -161,8 +165,10 @@ def zero_worker(config: dict[str, Any]) -> None:
         ray.train.report(_reportable(metrics, node_id), checkpoint=ckpt)
 
     try:
-        train_zero(cfg, zcfg, config["out"], rank, report=report, resume_from=_inner_checkpoint(resume),
+        train_zero(cfg, zcfg, local / TRIAL_FOLDER, rank, report=report, resume_from=_inner_checkpoint(resume),
                    checkpoint_root=local / "checkpoints")
+        if rank == 0:
+            copy_trial_folder(local / TRIAL_FOLDER, config["filesystem"], config["target"])
     finally:
         shutil.rmtree(local, ignore_errors=True)
 
