@@ -1,34 +1,64 @@
-"""cluster.yaml: valid for Ray's own autoscaler schema, and it says what memlaw's clusters promise."""
+"""cluster.yaml (AWS) and cluster-gcp.yaml: valid for Ray's own autoscaler schema, they say what
+memlaw's clusters promise, and they describe the same cluster node type for node type."""
 
 from __future__ import annotations
 
+import pytest
 import yaml
 
 import ray
 from conftest import REPO
 from ray.autoscaler._private.util import prepare_config, validate_config
 
-
-def load() -> dict:
-    return yaml.safe_load((REPO / "cluster.yaml").read_text())
+CLUSTER_FILES = ("cluster.yaml", "cluster-gcp.yaml")
 
 
-def test_cluster_yaml_validates_against_rays_autoscaler_schema():
+def load(name: str) -> dict:
+    return yaml.safe_load((REPO / name).read_text())
+
+
+def is_spot(node_config: dict) -> bool:
+    """AWS: a spot market request; GCP: the SPOT provisioning model (or the older preemptible flag)."""
+    aws = node_config.get("InstanceMarketOptions", {}).get("MarketType") == "spot"
+    scheduling = node_config.get("scheduling", {})
+    scheduling = scheduling[0] if isinstance(scheduling, list) else scheduling
+    gcp = scheduling.get("provisioningModel") == "SPOT" or scheduling.get("preemptible") is True
+    return aws or gcp
+
+
+@pytest.mark.parametrize("name", CLUSTER_FILES)
+def test_cluster_file_validates_against_rays_autoscaler_schema(name):
     # What `ray up` does: fill in the provider's defaults, then validate against ray-schema.json
     # (jsonschema.ValidationError on any unknown or mistyped field).
-    validate_config(prepare_config(load()))
+    validate_config(prepare_config(load(name)))
 
 
-def test_cluster_yaml_machines_and_security():
-    cfg = load()
+@pytest.mark.parametrize("name", CLUSTER_FILES)
+def test_cluster_file_machines_and_security(name):
+    cfg = load(name)
     types = cfg["available_node_types"]
     assert types[cfg["head_node_type"]]["resources"] == {"GPU": 0}
     drivers = [t for t in types.values() if "memlaw_driver" in t.get("resources", {})]
-    assert drivers and all("InstanceMarketOptions" not in t["node_config"] for t in drivers)
-    spot = [t for t in types.values() if t["node_config"].get("InstanceMarketOptions", {}).get("MarketType") == "spot"]
+    assert drivers and not any(is_spot(t["node_config"]) for t in drivers)
+    spot = [t for t in types.values() if is_spot(t["node_config"])]
     assert len(spot) >= 2 and all(t["min_workers"] == 0 and t["max_workers"] > 0 for t in spot)
+    assert all(t["resources"].get("GPU", 0) >= 1 for t in spot)  # stated, for sweeps' cluster_file checks
     assert cfg["provider"]["cache_stopped_nodes"] is False and cfg["idle_timeout_minutes"] > 0
     assert cfg["docker"]["image"].startswith(f"rayproject/ray:{ray.__version__}-")
     head = " ".join(cfg["head_start_ray_commands"])
     assert "--dashboard-host=127.0.0.1" in head and "RAY_AUTH_MODE=token" in head
     assert all("RAY_AUTH_MODE=token" in c for c in cfg["worker_start_ray_commands"] if "ray start" in c)
+
+
+def test_the_clouds_describe_the_same_cluster():
+    aws, gcp = (load(name) for name in CLUSTER_FILES)
+    assert aws["head_node_type"] == gcp["head_node_type"]
+    assert set(aws["available_node_types"]) == set(gcp["available_node_types"])
+    for name, node in aws["available_node_types"].items():
+        other = gcp["available_node_types"][name]
+        assert node["resources"] == other["resources"], name
+        assert (node.get("min_workers"), node.get("max_workers")) == (other.get("min_workers"), other.get("max_workers"))
+        assert is_spot(node["node_config"]) == is_spot(other["node_config"]), name
+    for key in ("docker", "file_mounts", "setup_commands", "head_start_ray_commands", "worker_start_ray_commands",
+                "idle_timeout_minutes", "max_workers"):
+        assert aws[key] == gcp[key], key
