@@ -47,25 +47,38 @@ def test_every_example_validates(example, hub_env):
     assert done.stdout.startswith("ok: ")
 
 
+PAPER_FACTS = """
+import json, sys
+from orchestrator.config import load_sweep
+from trainables.model import model_dims
+sweep = load_sweep(sys.argv[1])
+trial, grid = sweep.base_trial(), sweep.grid()
+dims = model_dims(trial.model)
+print(json.dumps({"ranks": grid.axes["adapter.rank"], "lengths": grid.axes["data.target_tokens"],
+                  "model": trial.model.name, "placement": trial.adapter.placement, "layer": trial.adapter.layer,
+                  "budget": [trial.budget.steps, trial.budget.lr, trial.budget.grad_clip, trial.budget.batch_size],
+                  "dtype": trial.dtype, "hidden": dims.hidden, "layers": dims.layers, "gpu": sweep.resources.gpu}))
+"""
+
+
 @pytest.mark.parametrize("example, model, hidden, layers", [
     ("paper_qwen3_8b.yaml", "Qwen/Qwen3-8B", 4096, 36),
     ("paper_llama31_8b.yaml", "meta-llama/Llama-3.1-8B-Instruct", 4096, 32),
 ])
-def test_paper_sweeps_are_the_papers_grid(example, model, hidden, layers, hub_env, monkeypatch):
-    """Ranks 1-512 x lengths 50-10k, the paper's placement, layer and budget, on the named model."""
-    from orchestrator.config import load_sweep
-    from trainables.model import model_dims
+def test_paper_sweeps_are_the_papers_grid(example, model, hidden, layers, hub_env):
+    """Ranks 1-512 x lengths 50-10k, the paper's placement, layer and budget, on the named model.
+    In a fresh process: the hub client reads HF_HOME once, at import, and other tests import it first."""
+    import json
+    import sys
 
-    for key in ("HF_HOME", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
-        monkeypatch.setenv(key, hub_env[key])
-    sweep = load_sweep(str(EXAMPLES / example))
-    trial = sweep.base_trial()
-    grid = sweep.grid()
-    assert grid.axes["adapter.rank"] == (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
-    assert grid.axes["data.target_tokens"] == (50, 100, 200, 500, 1000, 2000, 5000, 10000)
-    assert trial.model.name == model and trial.adapter.placement == "paper"
-    assert (trial.budget.steps, trial.budget.lr, trial.budget.grad_clip, trial.budget.batch_size) == (2000, 1e-2, 1.0, 1)
-    assert trial.adapter.layer == {36: 24, 32: 18}[layers] and trial.dtype == "bfloat16"
-    dims = model_dims(trial.model)
-    assert (dims.hidden, dims.layers) == (hidden, layers)
-    assert sweep.resources.gpu == 1
+    done = subprocess.run([sys.executable, "-c", PAPER_FACTS, str(EXAMPLES / example)], cwd=REPO, env=hub_env,
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    facts = json.loads(done.stdout.strip().splitlines()[-1])
+    assert facts["ranks"] == [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
+    assert facts["lengths"] == [50, 100, 200, 500, 1000, 2000, 5000, 10000]
+    assert facts["model"] == model and facts["placement"] == "paper"
+    assert facts["budget"] == [2000, 1e-2, 1.0, 1]
+    assert facts["layer"] == {36: 24, 32: 18}[layers] and facts["dtype"] == "bfloat16"
+    assert (facts["hidden"], facts["layers"]) == (hidden, layers)
+    assert facts["gpu"] == 1
