@@ -51,6 +51,16 @@ def _error_text(trial) -> str:
     return str(error) if error is not None else ""
 
 
+def checkpoint_path(checkpoint, metrics: dict[str, Any] | None) -> str | None:
+    """Where a trial's latest checkpoint lives: Tune's own, or for a zero trial the merged Ray Train
+    checkpoint whose path TuneReportCallback adds to every reported result."""
+    from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY
+
+    if checkpoint is not None:
+        return checkpoint.path
+    return (metrics or {}).get(CHECKPOINT_PATH_KEY)
+
+
 class ResultsForwarder(Callback):
     def __init__(self, sweep: str, experiment_uri: str, resolve_config, capacity_variable: str = K.RANK):
         """`resolve_config(tune_config) -> dict`: the resolved trial config of a Tune trial."""
@@ -86,7 +96,7 @@ class ResultsForwarder(Callback):
             self._pending.pop(trial_id, None)
 
     def _record(self, trial, status: str, error: str | None = None) -> dict[str, Any]:
-        checkpoint = trial.checkpoint.path if trial.checkpoint is not None else None
+        checkpoint = checkpoint_path(trial.checkpoint, trial.last_result)
         return record_from_result(trial.trial_id, self.sweep, self.resolve_config(trial.config), trial.last_result,
                                   status=status, error=error, checkpoint=checkpoint).to_dict()
 

@@ -22,7 +22,7 @@ import ray
 from ray import tune
 
 from orchestrator import results_actor
-from orchestrator.callbacks import ResultsForwarder
+from orchestrator.callbacks import ResultsForwarder, checkpoint_path
 from orchestrator.config import SweepConfig, resolve_trial
 from orchestrator.law_report import format_report
 from orchestrator.records import record_from_result
@@ -291,7 +291,7 @@ def reconcile(sweep: SweepConfig, grid: tune.ResultGrid) -> int:
         if result.error is not None or not trial_id:
             continue
         config = resolve_trial(sweep.trial_base(), result.config).to_dict()
-        checkpoint = result.checkpoint.path if result.checkpoint is not None else None
+        checkpoint = checkpoint_path(result.checkpoint, result.metrics)
         record = record_from_result(trial_id, sweep.name, config, result.metrics, checkpoint=checkpoint)
         refs.append(actor.add.remote(record.to_dict()))
     return sum(ray.get(refs))

@@ -142,7 +142,10 @@ def process_label(p: psutil.Process) -> str:
         base = os.path.basename(arg)
         if base.endswith(".py") or base in ("gcs_server", "raylet"):
             return base
-    return p.name()
+    try:
+        return p.name()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):  # it ended while we looked (nodes scaling down)
+        return ""
 
 
 def listeners(processes: list[psutil.Process]) -> set[Listener]:

@@ -170,6 +170,7 @@ def test_zero_trials_match_single_process_and_survive_a_killed_rank(tmp_path, re
     law = json.loads(subprocess.run(memlaw_cmd("law", "--experiment", str(experiment), "--json"),
                                     capture_output=True, text=True, check=True).stdout)
     assert law["trials_accepted"] == 2  # both reached the law's records (a fit needs 5 points)
+    assert all(Path(r.checkpoint, "state.json").is_file() for r in records)  # the merged Ray Train checkpoint
 
     resumed, clean = _split_resumed(experiment, records)
     single = train(TrialConfig.from_dict(resumed.config), tmp_path / "single")
