@@ -248,8 +248,8 @@ def _space_problems(sweep: SweepConfig) -> list[Problem]:
         base = sweep.base_trial()
     except ConfigError as err:
         return err.prefixed("trial").problems
-    if sweep.trainable == "zero" and trial_problems(base, sweep.zero):
-        return trial_problems(base, sweep.zero)
+    if sweep.trainable == "zero" and (problems := trial_problems(base, sweep.zero)):
+        return problems
     try:
         space = search_spaces.get(sweep.space)
     except KeyError as err:
@@ -445,8 +445,10 @@ def cluster_problems(sweep: SweepConfig) -> list[Problem]:
     """Trials that no node of the pinned cluster could ever hold (the autoscaler would wait forever)."""
     try:
         types = node_types(os.path.expanduser(sweep.cluster_file))
-    except (ConfigError, OSError) as err:
-        return err.problems if isinstance(err, ConfigError) else [Problem("cluster_file", str(err))]
+    except ConfigError as err:
+        return err.problems
+    except OSError as err:
+        return [Problem("cluster_file", str(err))]
     unstated = sorted(name for name, res in types.items() if "GPU" not in res)
     if unstated:
         return [Problem("cluster_file", f"node type(s) {unstated} do not state resources: {{GPU: n}}; "

@@ -32,10 +32,12 @@ REPLAYED = "replayed_from_journal"  # a finished trial that Tune ran again after
 ZERO_RUNS = "zero_runs"  # under the experiment: one Ray Train run per zero trial, named by trial id
 
 
-def _resume_folder(checkpoint) -> Path | None:
+def _resume_folder(checkpoint, into: Path | None = None) -> Path | None:
+    """Download a reported checkpoint (to `into`, else a temp folder) and return the trial checkpoint in it:
+    Tune's copy wraps our checkpoint folder (CHECKPOINT_PREFIX + step), a merged Ray Train copy is it."""
     if checkpoint is None:
         return None
-    folder = Path(checkpoint.to_directory())
+    folder = Path(checkpoint.to_directory(str(into) if into else None))
     inner = sorted(p for p in folder.iterdir() if p.name.startswith(CHECKPOINT_PREFIX))
     return inner[-1] if inner else folder
 
@@ -156,8 +158,6 @@ def zero_worker(config: dict[str, Any]) -> None:
     rank = ray.train.get_context().get_world_rank()
     node_id = ray.get_runtime_context().get_node_id()
     local = Path(tempfile.mkdtemp(prefix=f"memlaw-zero-rank{rank}-"))  # shards; rank 0: the trial folder
-    latest = ray.train.get_checkpoint()
-    resume = Path(latest.to_directory(str(local / "resume"))) if latest is not None else None
 
     def report(metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
         # Every rank reports (Ray Train's barrier); rank 0's metrics reach Tune, the shards are merged.
@@ -165,20 +165,13 @@ def zero_worker(config: dict[str, Any]) -> None:
         ray.train.report(_reportable(metrics, node_id), checkpoint=ckpt)
 
     try:
-        train_zero(cfg, zcfg, local / TRIAL_FOLDER, rank, report=report, resume_from=_inner_checkpoint(resume),
+        resume = _resume_folder(ray.train.get_checkpoint(), into=local / "resume")
+        train_zero(cfg, zcfg, local / TRIAL_FOLDER, rank, report=report, resume_from=resume,
                    checkpoint_root=local / "checkpoints")
         if rank == 0:
             copy_trial_folder(local / TRIAL_FOLDER, config["filesystem"], config["target"])
     finally:
         shutil.rmtree(local, ignore_errors=True)
-
-
-def _inner_checkpoint(folder: Path | None) -> Path | None:
-    """A reported checkpoint holds one checkpoint_XXXX folder (ours); Ray's copy may add its own files."""
-    if folder is None:
-        return None
-    inner = sorted(p for p in folder.iterdir() if p.name.startswith(CHECKPOINT_PREFIX))
-    return inner[-1] if inner else folder
 
 
 def _join(uri: str, name: str) -> str:
