@@ -19,7 +19,8 @@ os.environ.setdefault("MEMLAW_CACHE", os.path.join(tempfile.gettempdir(), "memla
 
 from bench_result import emit  # noqa: E402
 from orchestrator.config import SweepConfig  # noqa: E402
-from orchestrator.tuner import run_sweep, start_ray  # noqa: E402
+from orchestrator.ray_session import start_ray  # noqa: E402
+from orchestrator.tuner import run_sweep  # noqa: E402
 
 
 def main() -> None:

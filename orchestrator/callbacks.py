@@ -19,8 +19,8 @@ import ray
 from ray.tune import Callback
 
 from orchestrator import results_actor
+from orchestrator.config import FitConfig
 from orchestrator.records import record_from_result
-from trainables import metric_names as K
 
 log = logging.getLogger(__name__)
 FLUSH_TIMEOUT_S = 60.0
@@ -62,10 +62,10 @@ def checkpoint_path(checkpoint, metrics: dict[str, Any] | None) -> str | None:
 
 
 class ResultsForwarder(Callback):
-    def __init__(self, sweep: str, experiment_uri: str, resolve_config, capacity_variable: str = K.RANK):
+    def __init__(self, sweep: str, experiment_uri: str, resolve_config, fit: FitConfig = FitConfig()):
         """`resolve_config(tune_config) -> dict`: the resolved trial config of a Tune trial."""
         self.sweep, self.experiment_uri = sweep, experiment_uri
-        self.resolve_config, self.capacity_variable = resolve_config, capacity_variable
+        self.resolve_config, self.fit = resolve_config, fit
         self._pending: dict[str, dict[str, Any]] = {}
         self._refs: dict[Any, str] = {}
         self._errored: list = []
@@ -74,7 +74,7 @@ class ResultsForwarder(Callback):
     # -- plumbing ----------------------------------------------------------------------------------
     def _handle(self):
         if self._actor is None:
-            self._actor = results_actor.get_or_create(self.sweep, self.experiment_uri, self.capacity_variable)
+            self._actor = results_actor.get_or_create(self.sweep, self.experiment_uri, self.fit)
         return self._actor
 
     def _send(self, record: dict[str, Any]) -> None:

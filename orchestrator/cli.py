@@ -129,7 +129,7 @@ def _check_not_empty(path: str) -> None:
     """An empty file (no YAML document: nothing, or only comments) is a mistake, not a default trial."""
     import yaml
 
-    from trainables.schema import Problem, load_yaml_mapping
+    from trainables.schema import load_yaml_mapping
 
     if load_yaml_mapping(path):  # also raises for a missing, binary, non-YAML or non-mapping file
         return
@@ -172,12 +172,7 @@ def _validate_sweep(path: str) -> int:
     except ConfigError as err:
         _print_error(path, err)
         return EXIT_BAD_INPUT
-    if sweep.search.kind == "grid":
-        size = len(sweep.grid()) * sweep.num_samples
-    elif sweep.search.kind == "adaptive":
-        size = sweep.search.max_trials or len(sweep.grid())  # at most: the stopping rule may end it sooner
-    else:
-        size = sweep.num_samples
+    size = sweep.trial_count()  # adaptive: at most (its stopping rule may end it sooner)
     print(f"ok: {path} is a valid sweep {sweep.name!r}: {size} trials ({sweep.search.kind} over {sweep.space}), "
           f"storage {sweep.experiment_uri}")
     return 0
@@ -200,11 +195,11 @@ def _summarize_sweep(sweep, grid) -> None:
 
     import ray
 
+    from orchestrator.searches import search_of
+
     report = ray.get(results_actor.find(sweep.name).report.remote(wait_s=30.0))
     errors = sum(1 for r in grid if r.error is not None)
-    from orchestrator.tuner import stopping_lines
-
-    print("\n".join([format_report(report), *stopping_lines(sweep, report)]))
+    print("\n".join([format_report(report), *search_of(sweep).stopping_lines(sweep, report)]))
     print(f"\nmemlaw: {len(grid)} trials ({errors} failed). Experiment: {sweep.experiment_uri}", file=sys.stderr)
     print(f"  memlaw law --experiment {sweep.experiment_uri}        the fit, from storage", file=sys.stderr)
     print(f"  memlaw export {sweep.experiment_uri} --out results.parquet", file=sys.stderr)
@@ -222,27 +217,28 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
-def _saved_sweep(path: str):
-    from orchestrator.config import SweepConfig
-    from orchestrator.storage import Store
-    from orchestrator.tuner import SWEEP_FILE
+def _open_experiment(path: str):
+    """The experiment at `path` for reading (no Ray): its saved sweep, fully validated."""
+    from orchestrator.experiment import open_experiment
 
-    store = Store(path)
-    if not store.exists(SWEEP_FILE):
-        raise ConfigError([Problem("", f"{path}: not a memlaw experiment (no {SWEEP_FILE})")])
-    return SweepConfig.from_dict(store.read_json(SWEEP_FILE))
+    return open_experiment(path)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
+    from orchestrator.config import model_problems
+
     try:
-        sweep = _saved_sweep(args.path)
+        experiment = _open_experiment(args.path)
+        problems = model_problems(experiment.sweep)  # it trains again: the model must be at hand
+        if problems:
+            raise ConfigError(problems)
     except ConfigError as err:
         _print_error(args.path, err)
         return EXIT_BAD_INPUT
     from orchestrator.tuner import resume_sweep
 
-    grid = resume_sweep(sweep, address=args.address)
-    _summarize_sweep(sweep, grid)
+    grid = resume_sweep(experiment, address=args.address)
+    _summarize_sweep(experiment.sweep, grid)
     return 0
 
 
@@ -251,8 +247,8 @@ def _report_from_experiment(path: str) -> dict:
     from orchestrator.law_report import build_report
     from orchestrator.record_log import RecordLog
 
-    sweep = _saved_sweep(path)
-    report = build_report(sweep.name, RecordLog.for_experiment(path).all(), sweep.capacity_variable)
+    sweep = _open_experiment(path).sweep
+    report = build_report(sweep.name, RecordLog.for_experiment(path).all(), sweep.fit)
     report["sweep_config"] = sweep.to_dict()
     return report
 
@@ -262,16 +258,17 @@ def _stopping(report: dict) -> list[str]:
     if "sweep_config" not in report:
         return []
     from orchestrator.config import SweepConfig
-    from orchestrator.tuner import stopping_lines
+    from orchestrator.searches import search_of
 
-    return stopping_lines(SweepConfig.from_dict(report["sweep_config"]), report)
+    sweep = SweepConfig.from_dict(report["sweep_config"])
+    return search_of(sweep).stopping_lines(sweep, report)
 
 
 def _report_from_actor(address: str, sweep: str | None) -> dict:
     import ray
 
     from orchestrator import results_actor
-    from orchestrator.tuner import start_ray
+    from orchestrator.ray_session import start_ray
 
     start_ray(address)
     return ray.get(results_actor.find(sweep).report.remote(wait_s=10.0))
@@ -370,11 +367,11 @@ def cmd_plot(args: argparse.Namespace) -> int:
     from orchestrator.plot import plot_law
 
     try:
-        sweep = _saved_sweep(args.path)
+        sweep = _open_experiment(args.path).sweep
     except ConfigError as err:
         _print_error(args.path, err)
         return EXIT_BAD_INPUT
-    paths = plot_law(args.path, args.out, capacity_variable=sweep.capacity_variable)
+    paths = plot_law(args.path, args.out, fit=sweep.fit)
     print("memlaw plot: wrote " + ", ".join(paths))
     return 0
 
@@ -393,14 +390,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     from orchestrator.tuner import run_sweep
 
-    print(f"memlaw demo: {len(sweep.grid())} trials of {sweep.space} on a local Ray (CPU); results in "
+    print(f"memlaw demo: {sweep.trial_count()} trials of {sweep.space} on a local Ray (CPU); results in "
           f"{sweep.experiment_uri}", file=sys.stderr)
     grid = run_sweep(sweep)
     _summarize_sweep(sweep, grid)
     from orchestrator.plot import plot_law
 
     png = os.path.join(sweep.experiment_uri, "law.png")
-    for written in plot_law(sweep.experiment_uri, png, capacity_variable=sweep.capacity_variable):
+    for written in plot_law(sweep.experiment_uri, png, fit=sweep.fit):
         print(f"memlaw demo: figure {written}", file=sys.stderr)
     return 0
 
@@ -424,12 +421,34 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 # -- parser --------------------------------------------------------------------------------------
+def fields_epilog(kind: str) -> str:
+    """Every field a trial or sweep file may set, with its default and doc: the same field metadata
+    that validation's errors quote, so `--help` and the errors never disagree."""
+    if kind == "trial":
+        from trainables.config import TrialConfig as cls
+    else:
+        from orchestrator.config import SweepConfig as cls
+    rows = cls.field_docs()
+    width = min(34, max(len(name) for name, _, _ in rows))
+    how = "as errors name them and --set sets them" if kind == "trial" else "as errors name them"
+    lines = [f"{kind} file fields (dotted, {how}):"]
+    for name, doc, default in rows:
+        shown = "" if default is None else f" [default {default}]"
+        lines.append(f"  {name:<{width}}  {doc}{shown}")
+    return "\n".join(lines)
+
+
+def _with_fields(sub, name: str, kind: str, **kwargs) -> argparse.ArgumentParser:
+    return sub.add_parser(name, epilog=fields_epilog(kind), formatter_class=argparse.RawDescriptionHelpFormatter,
+                          **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="memlaw", description="How much can a LoRA adapter memorize? "
                                      "Trials, sweeps and the live Parametric Memory Law.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("trial", help="run one memorization trial in this process")
+    p = _with_fields(sub, "trial", "trial", help="run one memorization trial in this process")
     p.add_argument("file", help="trial config (YAML), e.g. examples/trial_tiny.yaml")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a field, e.g. --set adapter.rank=8 (repeatable)")
@@ -444,7 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="sweep name (default from the file)")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("sweep", help="run a sweep file on Ray Tune")
+    p = _with_fields(sub, "sweep", "sweep", help="run a sweep file on Ray Tune")
     p.add_argument("file")
     p.add_argument("--address", help="join a running cluster (auto, or ray://host:10001); default: a local Ray")
     p.add_argument("--storage", help="override storage_path (a path or s3://..., gs://...)")
@@ -496,7 +515,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from orchestrator.ray_session import default_token_auth
+
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    default_token_auth()  # before any subcommand can import Ray
     args = build_parser().parse_args(argv)
     return args.func(args)
 

@@ -1,10 +1,11 @@
-"""SweepConfig: what a sweep file may say, validated completely before Ray starts.
+"""SweepConfig: what a sweep file may say, validated completely at construction, before Ray starts.
 
     name: law-grid-cpu
     trial: {model: {name: tiny-s}, adapter: {placement: paper}, ...}   # the base TrialConfig
     space: law_grid_cpu                                                # from search_spaces/
     space_overrides: {adapter.rank: [1, 2, 4]}                         # replace axes or ranges
-    search: {kind: grid}                                               # or optuna (see SearchConfig)
+    search: {kind: grid}                                               # orchestrator/searches.py
+    fit: {capacity_variable: rank}                                     # how the law is fitted
     resources: {cpu: 1, gpu: 0}                                        # + custom: {memlaw_driver: 1}
     max_concurrency: 2
     storage_path: memlaw-runs
@@ -12,8 +13,11 @@
     trial_timeout_s: 600        # optional per-trial limits (0: none): past them a trial fails as
     trial_memory_mb: 4096       # timeout / oom (trainables/limits.py)
 
-`validate_sweep` reports every problem at once: the file's own fields, then the base trial, then
-every grid point (or every Optuna range) against TrialConfig's ranges, then the base model's shape.
+One construction path: `SweepConfig.from_dict` (a sweep file, a saved experiment, a sweep built in
+code) checks the file's own fields, the base trial, and every grid point or Optuna range against
+TrialConfig's ranges (through the search kind), and reports every problem at once. What needs the
+base model's files (rank <= hidden size, layer indices) is `model_problems`, which `load_sweep`
+adds for the commands that will train: reading a finished experiment needs no model.
 """
 
 from __future__ import annotations
@@ -21,62 +25,21 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Literal, Mapping
 
 import search_spaces
+from orchestrator.searches import SearchConfig, resolve_trial, search_of
 from orchestrator.storage import check_uri
-from search_spaces.law_grid import GridSpace
-from search_spaces.memft import OptunaSpace, Param
 from trainables import metric_names as K
 from trainables.config import TrialConfig
 from trainables.limits import TrialLimits
+from trainables.schema import Config, ConfigError, Problem, load_yaml_mapping, set_dotted, spec
 from trainables.zero_config import ZeroConfig, trial_problems
-from trainables.schema import Config, ConfigError, Problem, load_yaml_mapping, range_problem, spec
 
-GREEDY_METRICS = (K.GREEDY_EXACT_MATCH, K.GREEDY_TOKEN_ACC, K.FIRST_GREEDY_ERROR_POS)
-OBJECTIVES = (K.GREEDY_EXACT_MATCH, K.GREEDY_TOKEN_ACC, K.FRAC_P_GT_HALF, K.FRAC_SEQUENCES_CERTIFIED,
-              K.TF_TOKEN_ACC, K.DELTA_LOSS, K.LOSS_FINAL, K.STEPS_TO_CERTIFIED, K.WALL_S)
 #: Resource names Ray or Tune own; `resources.custom` may not use them (cpu and gpu have their own fields).
 RESERVED_RESOURCES = frozenset({"cpu", "gpu", "memory", "object_store_memory", "custom_resources"})
-
 MIN_TRIAL_MEMORY_MB = 512
-
-
-@dataclass(frozen=True)
-class SearchConfig(Config):
-    """How trials are chosen: a full grid, or an Optuna search."""
-
-    kind: Literal["grid", "optuna", "adaptive"] = spec(
-        "grid", "grid: every point of a grid space; optuna: TPE/NSGA-II search; adaptive: law-guided "
-                "rank x length points of a grid space (orchestrator/adaptive.py)")
-    sampler: Literal["tpe", "nsga2"] = spec("tpe", "optuna: the sampler (nsga2 for several objectives)")
-    metrics: tuple[str, ...] = spec(factory=lambda: (K.GREEDY_EXACT_MATCH,), doc="optuna: objective metric(s)")
-    modes: tuple[str, ...] = spec(factory=lambda: ("max",), doc="optuna: max or min, one per metric")
-    seed: int = spec(0, "optuna: sampler seed; adaptive: tie-break seed of the initial design", lo=0)
-    # adaptive (issue 9): stop once both exponents' 95 % intervals are this narrow, or the budget is spent
-    alpha_tol: float = spec(0.05, "adaptive: stop when the 95 % interval of alpha is at most this wide",
-                            lo=0.0, lo_open=True)
-    beta_tol: float = spec(0.05, "adaptive: stop when the 95 % interval of beta is at most this wide",
-                           lo=0.0, lo_open=True)
-    max_trials: int = spec(0, "adaptive: trials at most, retries included (0: the grid's size)", lo=0, hi=100000)
-    initial_points: int = spec(6, "adaptive: space-filling points run before the first law-guided one",
-                               lo=5, hi=100000)
-
-    def cross_checks(self) -> list[Problem]:
-        problems = []
-        bad = [m for m in self.metrics if m not in OBJECTIVES]
-        if bad:
-            problems.append(Problem("metrics", f"unknown metric(s) {bad} (allowed: {', '.join(OBJECTIVES)})"))
-        if not self.metrics:
-            problems.append(Problem("metrics", "needs at least one metric"))
-        if len(self.modes) != len(self.metrics):
-            problems.append(Problem("modes", f"needs one mode per metric ({len(self.metrics)}), got {len(self.modes)}"))
-        if any(m not in ("max", "min") for m in self.modes):
-            problems.append(Problem("modes", f"each mode must be max or min, got {list(self.modes)}"))
-        if self.kind == "adaptive" and 0 < self.max_trials < self.initial_points:  # adaptive: budget covers the design
-            problems.append(Problem("max_trials", f"must be 0 or at least initial_points ({self.initial_points}), "
-                                                  f"got {self.max_trials}"))
-        return problems
 
 
 @dataclass(frozen=True)
@@ -101,6 +64,14 @@ class ResourcesConfig(Config):
 
 
 @dataclass(frozen=True)
+class FitConfig(Config):
+    """How the sweep's law is fitted (orchestrator/law.py): the results actor, `memlaw law`, plot."""
+
+    capacity_variable: Literal["rank", "trainable_params"] = spec(
+        K.RANK, "the law's capacity variable x in ΔL = C·x^α·ℓ^(−β) + b: the LoRA rank, or trainable parameters")
+
+
+@dataclass(frozen=True)
 class SweepConfig(Config):
     """A sweep: a base trial, a search space, how to search it, and where results go."""
 
@@ -108,7 +79,8 @@ class SweepConfig(Config):
     trial: dict = spec(factory=dict, doc="the base trial config (same keys as a trial file)")
     space: str = spec("law_grid_cpu", "a search space from search_spaces/ (law_grid_cpu, memft_optuna, ...)")
     space_overrides: dict = spec(factory=dict, doc="replace grid axes ({field: [values]}) or Optuna ranges")
-    search: SearchConfig = spec(factory=SearchConfig, doc="grid or optuna")
+    search: SearchConfig = spec(factory=SearchConfig, doc="grid, optuna or adaptive (orchestrator/searches.py)")
+    fit: FitConfig = spec(factory=FitConfig, doc="how the law is fitted")
     trainable: Literal["memorize", "zero"] = spec(
         "memorize", "the trial function: memorize (one process) or zero (DeepSpeed ZeRO ranks under Ray Train)")
     zero: ZeroConfig = spec(factory=ZeroConfig, doc="trainable zero: stage, ranks per trial, offload, per-rank "
@@ -127,9 +99,25 @@ class SweepConfig(Config):
     trial_memory_mb: float = spec(0.0, "resident-memory limit of a trial's process in MB (0: none), also asked "
                                        "of Ray as the trial's memory; a trial past it fails as oom",
                                   lo=0.0, hi=16 * 2**20)
-    capacity_variable: Literal["rank", "trainable_params"] = spec("rank", "the law's capacity variable x")
+
+    @classmethod
+    def from_dict(cls, data: Any, prefix: str = "") -> SweepConfig:
+        """The one way to build a sweep: every problem of `data` at once, or a valid SweepConfig."""
+        data = _migrated(data)
+        try:
+            return super().from_dict(data, prefix)
+        except ConfigError as err:
+            raise ConfigError(err.problems + _raw_problems(data, err.problems)) from None
 
     def cross_checks(self) -> list[Problem]:
+        problems = self._own_problems()
+        if self.cluster_file is not None:
+            from orchestrator.cluster_file import cluster_problems
+
+            problems.extend(cluster_problems(self))
+        return problems + self._space_problems()
+
+    def _own_problems(self) -> list[Problem]:
         problems = []
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", self.name):
             problems.append(Problem("name", f"must be 1-100 letters, digits, '_', '.', '-', got {self.name!r}"))
@@ -139,15 +127,18 @@ class SweepConfig(Config):
         elif self.storage_path.startswith("memory://"):
             problems.append(Problem("storage_path", "memory:// is private to each process; the results actor "
                                                     "and the driver need shared storage (a path or s3://, gs://)"))
-        if self.scheduler == "asha" and (self.search.kind != "optuna" or len(self.search.metrics) != 1):
-            problems.append(Problem("scheduler", "asha needs search.kind: optuna with exactly one metric"))
+        scheduler = search_of(self).scheduler_problem(self)
+        if scheduler:
+            problems.append(Problem("scheduler", scheduler))
+        return problems + self._trainable_problems()
+
+    def _trainable_problems(self) -> list[Problem]:
+        problems = []
         if self.trainable != "zero" and self.zero != ZeroConfig():
             problems.append(Problem("zero", "only for trainable: zero"))
         if self.trainable == "zero" and self.resources.gpu > 0:
             problems.append(Problem("resources.gpu", "with trainable: zero the ranks take the GPUs: set "
                                                      "zero.gpu_per_worker instead"))
-        if self.cluster_file is not None:
-            problems.extend(cluster_problems(self))
         if self.trainable == "zero" and (self.trial_timeout_s or self.trial_memory_mb):
             problems.append(Problem("trial_timeout_s" if self.trial_timeout_s else "trial_memory_mb",
                                     "per-trial limits apply to trainable: memorize only (not yet to zero's ranks)"))
@@ -156,73 +147,56 @@ class SweepConfig(Config):
                                                        f"(torch alone holds ~300 MB), got {self.trial_memory_mb:g}"))
         return problems
 
+    def _space_problems(self) -> list[Problem]:
+        """The base trial, then the space through its search kind. Returns problems, never raises:
+        Config swallows a ValueError from cross_checks, so a raised ConfigError would be lost."""
+        try:
+            base = self.base_trial
+        except ConfigError as err:
+            return err.prefixed("trial").problems
+        if self.trainable == "zero" and (problems := trial_problems(base, self.zero)):
+            return problems
+        if self.space not in search_spaces.SPACES:
+            return [Problem("space", f"unknown search space {self.space!r} "
+                                     f"(allowed: {', '.join(sorted(search_spaces.SPACES))})")]
+        bad_keys = [k for k in self.space_overrides if not isinstance(k, str)]
+        if bad_keys:
+            return [Problem(f"space_overrides.{k}", f"must be a dotted trial field such as adapter.rank, "
+                                                    f"got {type(k).__name__} {k!r}") for k in bad_keys]
+        return search_of(self).problems(self, base)
+
+    # -- what the sweep resolves to ----------------------------------------------------------------
     @property
     def experiment_uri(self) -> str:
         if "://" in self.storage_path:
             return f"{self.storage_path.rstrip('/')}/{self.name}"
         return os.path.join(os.path.abspath(os.path.expanduser(self.storage_path)), self.name)
 
-    def trial_base(self) -> dict[str, Any]:
-        """The base trial with what the sweep itself requires: its checkpoint cadence, and greedy
-        decoding at every evaluation when a search metric needs it (a searcher must see it each time)."""
-        values: dict[str, Any] = {}
-        if self.checkpoint_every:
-            values["eval.checkpoint_every"] = self.checkpoint_every
-        if self.search.kind == "optuna" and any(m in GREEDY_METRICS for m in self.search.metrics):
-            values["eval.greedy_every"] = 1
-        return apply_values(self.trial, values)
+    @cached_property
+    def base_trial(self) -> TrialConfig:
+        """The base trial with what the sweep itself requires (its checkpoint cadence, the search
+        kind's fields), resolved once; every trial of the sweep is this plus its sampled values."""
+        values: dict[str, Any] = {"eval.checkpoint_every": self.checkpoint_every} if self.checkpoint_every else {}
+        values.update(search_of(self).trial_overrides(self))
+        return TrialConfig.from_dict(set_dotted(self.trial, values))
+
+    def trial_config(self, values: Mapping[str, Any]) -> TrialConfig:
+        """The TrialConfig of one trial of this sweep: the base trial with its sampled values."""
+        return resolve_trial(self.base_trial, dict(values))
 
     def trial_limits(self) -> TrialLimits:
         return TrialLimits(timeout_s=self.trial_timeout_s, memory_mb=self.trial_memory_mb)
 
-    def base_trial(self) -> TrialConfig:
-        return TrialConfig.from_dict(self.trial_base())
-
-    def grid(self) -> GridSpace:
-        space = search_spaces.get(self.space)
-        assert isinstance(space, GridSpace)
-        return space.with_axes(self.space_overrides)
-
-    def optuna_space(self) -> OptunaSpace:
-        space = search_spaces.get(self.space)
-        assert isinstance(space, OptunaSpace)
-        return space.with_ranges({k: [_as_number(x) for x in v] if isinstance(v, (list, tuple)) else v
-                                  for k, v in self.space_overrides.items()})
+    def trial_count(self) -> int:
+        return search_of(self).trial_count(self)
 
 
-# -- resolving a Tune trial's config ---------------------------------------------------------------
-def apply_values(base: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
-    """Set dotted fields ({"adapter.rank": 4}) in a nested dict (copying what it touches)."""
-    out = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in base.items()}
-    for dotted, value in values.items():
-        node = out
-        *parents, leaf = dotted.split(".")
-        for part in parents:
-            child = node.get(part)
-            node[part] = dict(child) if isinstance(child, Mapping) else {}
-            node = node[part]
-        node[leaf] = value
-    return out
-
-
-def resolve_trial(base: Mapping[str, Any], values: Mapping[str, Any]) -> TrialConfig:
-    """The TrialConfig of one sweep trial: the base trial with the trial's sampled values."""
-    return TrialConfig.from_dict(apply_values(base, values))
-
-
-# -- validation ------------------------------------------------------------------------------------
-def load_sweep(path: str, overrides: Mapping[str, Any] | None = None) -> SweepConfig:
-    """Read and fully validate a sweep file; raises one ConfigError listing every problem."""
-    data = load_yaml_mapping(path)
-    data.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    try:
-        sweep = SweepConfig.from_dict(data)
-    except ConfigError as err:
-        raise ConfigError(err.problems + _raw_problems(data, err.problems)) from None
-    problems = _space_problems(sweep)
-    if problems:
-        raise ConfigError(problems)
-    return sweep
+def _migrated(data: Any) -> Any:
+    """Experiments saved before `fit:` existed hold `capacity_variable` at the top level."""
+    if isinstance(data, Mapping) and "capacity_variable" in data and "fit" not in data:
+        data = dict(data)
+        data["fit"] = {"capacity_variable": data.pop("capacity_variable")}
+    return data
 
 
 def _raw_problems(data: Mapping[str, Any], known: list[Problem]) -> list[Problem]:
@@ -243,180 +217,29 @@ def _raw_problems(data: Mapping[str, Any], known: list[Problem]) -> list[Problem
     return problems
 
 
-def _space_problems(sweep: SweepConfig) -> list[Problem]:
-    try:
-        base = sweep.base_trial()
-    except ConfigError as err:
-        return err.prefixed("trial").problems
-    if sweep.trainable == "zero" and (problems := trial_problems(base, sweep.zero)):
-        return problems
-    try:
-        space = search_spaces.get(sweep.space)
-    except KeyError as err:
-        return [Problem("space", str(err.args[0]))]
-    bad_keys = [k for k in sweep.space_overrides if not isinstance(k, str)]
-    if bad_keys:
-        return [Problem(f"space_overrides.{k}", f"must be a dotted trial field such as adapter.rank, "
-                                                f"got {type(k).__name__} {k!r}") for k in bad_keys]
-    if sweep.search.kind in ("grid", "adaptive") and not isinstance(space, GridSpace):
-        return [Problem("space", f"{sweep.space!r} is an Optuna space; search.kind: {sweep.search.kind} needs a "
-                                 "grid space")]
-    if sweep.search.kind == "adaptive":  # the adaptive searcher needs rank and length axes, others fixed
-        problems = _adaptive_problems(sweep)
-        if problems:
-            return problems
-    if sweep.search.kind == "optuna" and not isinstance(space, OptunaSpace):
-        return [Problem("space", f"{sweep.space!r} is a grid; search.kind: optuna needs an Optuna space")]
-    if isinstance(space, GridSpace):
-        problems = _grid_problems(sweep, base)
-    else:
-        problems = _optuna_problems(sweep)
-    return problems + _model_problems(sweep, base)
-
-
-def _grid_problems(sweep: SweepConfig, base: TrialConfig) -> list[Problem]:
-    problems = []
-    for key, values in sweep.space_overrides.items():
-        if isinstance(values, (list, tuple)) and not values:
-            problems.append(Problem(f"space_overrides.{key}", "an empty list leaves the grid with no trials"))
+# -- loading, and the checks that need the model's files ----------------------------------------------
+def load_sweep(path: str, overrides: Mapping[str, Any] | None = None) -> SweepConfig:
+    """Read a sweep file for a run: every problem, the model's shape included, as one ConfigError."""
+    data = load_yaml_mapping(path)
+    data.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    sweep = SweepConfig.from_dict(data)
+    problems = model_problems(sweep)
     if problems:
-        return problems
-    grid = sweep.grid()
-    seen: set[str] = set()
-    for point in grid.points():
-        try:
-            resolve_trial(sweep.trial_base(), point)
-        except ConfigError as err:
-            for p in err.problems:
-                where = f"space_overrides.{p.field}" if p.field in sweep.space_overrides else f"space {sweep.space}: {p.field}"
-                text = f"{where}: {p.message}"
-                if text not in seen:
-                    seen.add(text)
-                    problems.append(Problem(where, p.message))
-    return problems
+        raise ConfigError(problems)
+    return sweep
 
 
-def _adaptive_problems(sweep: SweepConfig) -> list[Problem]:
-    """search.kind adaptive: the grid must give candidates (rank and length axes, other axes single)."""
-    from orchestrator.adaptive import candidates_from_grid  # numpy/scipy: only when a sweep is adaptive
-
-    try:
-        candidates = candidates_from_grid(sweep.grid())
-    except ValueError as err:
-        return [Problem("space_overrides" if sweep.space_overrides else "space", str(err))]
-    n = len(candidates.points)
-    if sweep.search.initial_points > n:
-        return [Problem("search.initial_points", f"the grid has only {n} rank x length points, "
-                                                 f"got {sweep.search.initial_points}")]
-    return []
-
-
-def _field_meta(dotted: str) -> tuple[Any, Any] | None:
-    """The dataclass field behind a dotted TrialConfig name: (field, annotation), or None."""
-    import dataclasses
-    from typing import get_type_hints
-
-    cls: Any = TrialConfig
-    *parents, leaf = dotted.split(".")
-    for part in parents:
-        hints = get_type_hints(cls)
-        if part not in hints or not dataclasses.is_dataclass(hints[part]):
-            return None
-        cls = hints[part]
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    return (fields[leaf], get_type_hints(cls)[leaf]) if leaf in fields else None
-
-
-def _optuna_problems(sweep: SweepConfig) -> list[Problem]:
-    problems = []
-    known = {p.name for p in search_spaces.get(sweep.space).params}
-    for key in sweep.space_overrides:
-        if key not in known:
-            problems.append(Problem(f"space_overrides.{key}", f"not a parameter of {sweep.space} "
-                                                              f"(allowed: {', '.join(sorted(known))})"))
-    if problems:
-        return problems
-    for p in search_spaces.get(sweep.space).params:  # the shape of each override, before it is used
-        value = sweep.space_overrides.get(p.name, [])
-        if not isinstance(value, (list, tuple)):
-            problems.append(Problem(f"space_overrides.{p.name}", (
-                "must be a list of choices" if p.kind == "categorical" else "must be a range [low, high]")
-                + f", got {type(value).__name__} {value!r}"))
-        elif p.kind != "categorical" and p.name in sweep.space_overrides and not (
-                len(value) == 2 and all(_is_number(_as_number(x)) for x in value)):
-            problems.append(Problem(f"space_overrides.{p.name}", f"must be a range [low, high] of two numbers, "
-                                                                 f"got {value!r}"))
-    if problems:
-        return problems
-    for p in sweep.optuna_space().params:
-        problems.extend(_param_problems(p, f"space_overrides.{p.name}" if p.name in sweep.space_overrides
-                                        else f"space {sweep.space}: {p.name}"))
-    return problems
-
-
-def _as_number(value: Any) -> Any:
-    """A range end: YAML 1.1 reads 1e-3 (no dot) as a string, which TrialConfig's floats accept too."""
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _param_problems(p: Param, where: str) -> list[Problem]:
-    meta = _field_meta(p.name)
-    if meta is None:
-        return [Problem(where, "not a TrialConfig field")]
-    f, _ = meta
-    if p.kind == "categorical":
-        if not p.choices:
-            return [Problem(where, "needs at least one choice")]
-        bad = []
-        for c in p.choices:
-            try:
-                resolve_trial({}, {p.name: c})
-            except ConfigError:
-                bad.append(c)
-        return [Problem(where, f"invalid choice(s) {bad}")] if bad else []
-    if p.low is None or p.high is None or not p.low < p.high:
-        return [Problem(where, f"needs low < high, got [{p.low}, {p.high}]")]
-    if p.log and p.low <= 0:
-        return [Problem(where, f"a log range needs low > 0, got {p.low}")]
-    for end in (p.low, p.high):
-        message = range_problem(end, f.metadata)
-        if message:
-            return [Problem(where, f"range end {message}")]
-    return []
-
-
-def _model_problem_field(sweep: SweepConfig, field: str, model_from_axis: bool) -> str:
-    """Name the field the user wrote: a grid axis in space_overrides, else the base trial's field."""
-    if field.startswith("adapter.rank") and "adapter.rank" in sweep.space_overrides:
-        return "space_overrides.adapter.rank"
-    if field.startswith("model.") and model_from_axis and "model.name" in sweep.space_overrides:
-        return "space_overrides.model.name"
-    return f"trial.{field}"
-
-
-def _model_problems(sweep: SweepConfig, base: TrialConfig) -> list[Problem]:
+def model_problems(sweep: SweepConfig) -> list[Problem]:
     """Shape rules (rank <= hidden size, ...) for every distinct model × largest rank in the sweep."""
     from trainables.model import check_against_model
 
-    ranks = [base.adapter.rank]
-    models = [base.model.name]
-    if sweep.search.kind in ("grid", "adaptive"):
-        grid = sweep.grid()
-        ranks += list(grid.axes.get("adapter.rank", ()))
-        models += list(grid.axes.get("model.name", ()))
+    base = sweep.base_trial
+    axis_ranks, axis_models = search_of(sweep).model_axes(sweep)
+    rank, models = max([base.adapter.rank, *axis_ranks]), [base.model.name, *axis_models]
     problems = []
     for model in dict.fromkeys(models):
         try:
-            cfg = resolve_trial(sweep.trial_base(), {"model.name": model, "adapter.rank": max(ranks)})
+            cfg = sweep.trial_config({"model.name": model, "adapter.rank": rank})
         except ConfigError:
             continue  # already reported as a grid problem
         try:
@@ -427,43 +250,10 @@ def _model_problems(sweep: SweepConfig, base: TrialConfig) -> list[Problem]:
     return problems
 
 
-# -- the cluster a sweep is pinned to ----------------------------------------------------------------
-def node_types(path: str) -> dict[str, dict[str, float]]:
-    """Each node type's resources as a cluster launcher file states them (available_node_types)."""
-    data = load_yaml_mapping(path)
-    types = data.get("available_node_types")
-    if not isinstance(types, Mapping) or not types:
-        raise ConfigError([Problem("cluster_file", f"{path} has no available_node_types")])
-    out = {}
-    for name, node in types.items():
-        resources = node.get("resources") if isinstance(node, Mapping) else None
-        out[str(name)] = dict(resources) if isinstance(resources, Mapping) else {}
-    return out
-
-
-def cluster_problems(sweep: SweepConfig) -> list[Problem]:
-    """Trials that no node of the pinned cluster could ever hold (the autoscaler would wait forever)."""
-    try:
-        types = node_types(os.path.expanduser(sweep.cluster_file))
-    except ConfigError as err:
-        return err.problems
-    except OSError as err:
-        return [Problem("cluster_file", str(err))]
-    unstated = sorted(name for name, res in types.items() if "GPU" not in res)
-    if unstated:
-        return [Problem("cluster_file", f"node type(s) {unstated} do not state resources: {{GPU: n}}; "
-                                        "state them so GPU requests can be checked")]
-    largest = max(res["GPU"] for res in types.values())
-    z = sweep.zero
-    if sweep.trainable == "zero" and z.gpu_per_worker > largest:
-        return [Problem("zero.gpu_per_worker", f"{z.gpu_per_worker:g} GPUs per rank, but the largest node of "
-                                               f"{sweep.cluster_file} has {largest:g}")]
-    if sweep.trainable == "zero" and z.pack and z.gpus_per_trial() > largest:
-        return [Problem("zero.workers_per_trial", f"pack: true puts {z.workers_per_trial} ranks x "
-                                                  f"{z.gpu_per_worker:g} GPUs = {z.gpus_per_trial():g} GPUs on one "
-                                                  f"node, but the largest node of {sweep.cluster_file} has "
-                                                  f"{largest:g}")]
-    if sweep.resources.gpu > largest:
-        return [Problem("resources.gpu", f"{sweep.resources.gpu:g} GPUs per trial, but the largest node of "
-                                         f"{sweep.cluster_file} has {largest:g}")]
-    return []
+def _model_problem_field(sweep: SweepConfig, field: str, model_from_axis: bool) -> str:
+    """Name the field the user wrote: a grid axis in space_overrides, else the base trial's field."""
+    if field.startswith("adapter.rank") and "adapter.rank" in sweep.space_overrides:
+        return "space_overrides.adapter.rank"
+    if field.startswith("model.") and model_from_axis and "model.name" in sweep.space_overrides:
+        return "space_overrides.model.name"
+    return f"trial.{field}"

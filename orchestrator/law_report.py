@@ -10,12 +10,12 @@ import time
 from typing import Any, Iterable
 
 from orchestrator import law
+from orchestrator.config import FitConfig
 from orchestrator.record_log import law_rows
 from orchestrator.records import TrialRecord
-from trainables import metric_names as K
 
 
-def build_report(sweep: str, records: Iterable[TrialRecord], capacity_variable: str = K.RANK) -> dict[str, Any]:
+def build_report(sweep: str, records: Iterable[TrialRecord], fit: FitConfig = FitConfig()) -> dict[str, Any]:
     """Fit every group of finished trials; count failures by category."""
     records = list(records)
     ok = [r for r in records if r.ok]
@@ -23,11 +23,11 @@ def build_report(sweep: str, records: Iterable[TrialRecord], capacity_variable: 
     for r in records:
         if not r.ok:
             failures[r.status] = failures.get(r.status, 0) + 1
-    groups = law.fit_groups(law_rows(ok), capacity_variable=capacity_variable)
+    groups = law.fit_groups(law_rows(ok), capacity_variable=fit.capacity_variable)
     return {
         "sweep": sweep,
         "updated_at": time.time(),
-        "capacity_variable": capacity_variable,
+        "capacity_variable": fit.capacity_variable,
         "trials_accepted": len(records),
         "trials_ok": len(ok),
         "trials_failed": failures,

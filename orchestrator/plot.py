@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from orchestrator import law
+from orchestrator.config import FitConfig
 from orchestrator.export import load_experiment, write_output
 from orchestrator.record_log import law_rows
 from orchestrator.records import TrialRecord
@@ -46,12 +47,12 @@ class RecallGrid:
     values: np.ndarray
 
 
-def plot_law(experiment_path: str, out: str, capacity_variable: str = K.RANK) -> list[str]:
+def plot_law(experiment_path: str, out: str, fit: FitConfig = FitConfig()) -> list[str]:
     """Write the law figure of the experiment's finished trials to `out` (PNG); the paths written."""
     finished = [r for r in load_experiment(experiment_path) if r.ok]
     if not finished:
         raise ValueError(f"no finished trials in {experiment_path!r}: nothing to plot")
-    fits = law.fit_groups(law_rows(finished), capacity_variable=capacity_variable)
+    fits = law.fit_groups(law_rows(finished), capacity_variable=fit.capacity_variable)
     groups: dict[str, list[TrialRecord]] = {}
     for record in finished:
         groups.setdefault(record.group, []).append(record)

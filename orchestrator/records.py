@@ -12,12 +12,12 @@ device memory).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
 from trainables import metric_names as K
+from trainables.schema import canonical_hash, set_dotted
 
 STATUSES = ("ok", "nan", "inf", "error", "timeout", "oom")
 #: What makes trials comparable under one law: same model, data kind and random share, adapter
@@ -102,8 +102,7 @@ def group_label(config: Mapping[str, Any]) -> str:
 
 
 def config_hash(config: Mapping[str, Any]) -> str:
-    blob = json.dumps(config, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return canonical_hash(config)
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -120,16 +119,9 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
-    tree: dict[str, Any] = {}
-    for name, value in flat.items():
-        node = tree
-        *parents, leaf = name.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        if isinstance(value, str) and value.startswith("["):
-            value = json.loads(value)
-        node[leaf] = value
-    return tree
+    """The inverse of `flatten`: list cells back to lists, dotted names back to nested sections."""
+    return set_dotted({}, {name: json.loads(v) if isinstance(v, str) and v.startswith("[") else v
+                           for name, v in flat.items()})
 
 
 def _plain(value: Any) -> Any:

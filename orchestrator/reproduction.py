@@ -54,9 +54,6 @@ TABLE2_METHODS: dict[str, dict[str, Any]] = {
 OPTUNA_LABEL = "MemFT (Optuna best m, ρ)"
 #: The Optuna setting carried into Table 2: the margin/budget knobs only (lr stays the same for all).
 OPTUNA_KNOBS = ("method.threshold_margin", "method.budget_ratio")
-#: Related-work capacities (SCIENCE.md §2), bits per parameter.
-RELATED_BITS = {"Allen-Zhu & Li (knowledge capacity)": 2.0, "Morris et al. 2025 (GPT-style, random data)": 3.6}
-PAPER = {"alpha": (0.75, 0.8), "beta": (0.6, 0.65), "r2": (0.981, 0.990), "mape": (0.5, 8.3), "bits_r1_10k": 2.3}
 TRIAL_FOLDER = "memlaw_trial"  # orchestrator.trainable.TRIAL_FOLDER, without importing Ray here
 
 
@@ -76,9 +73,7 @@ class Experiments:
 
 
 def expected_trials(sweep: SweepConfig) -> int:
-    if sweep.search.kind == "grid":
-        return len(sweep.grid()) * sweep.num_samples
-    return sweep.num_samples
+    return sweep.trial_count()
 
 
 def finished_records(path: str) -> list[TrialRecord] | None:
@@ -111,7 +106,7 @@ def table2_sweep(label: str, values: dict[str, Any], storage: str) -> SweepConfi
     slug = label.lower().replace(" ", "-").replace("(", "").replace(")", "").replace(",", "").replace("ρ", "rho")
     return SweepConfig.from_dict({
         "name": f"table2-{slug}", "trial": base.trial, "space": "law_grid_smoke",
-        "space_overrides": {"adapter.rank": list(TABLE2_RANKS), "data.target_tokens": [base.base_trial().data.target_tokens],
+        "space_overrides": {"adapter.rank": list(TABLE2_RANKS), "data.target_tokens": [base.base_trial.data.target_tokens],
                             **values},
         "search": {"kind": "grid"}, "resources": {"cpu": 1}, "max_concurrency": 2, "storage_path": storage,
         "max_failures": 0,

@@ -22,13 +22,13 @@ from typing import Any
 
 import ray
 
+from orchestrator.config import FitConfig
 from orchestrator.law_report import build_report
+from orchestrator.ray_session import NAMESPACE
 from orchestrator.record_log import FIT, RecordLog
 from orchestrator.records import TrialRecord
-from trainables import metric_names as K
 
 logger = logging.getLogger(__name__)
-NAMESPACE = "memlaw"
 ACTOR_PREFIX = "memlaw-results:"
 #: Gauge names as they appear in Prometheus (Ray prefixes each with `ray_`). Lower case only: Ray's
 #: exporter lower-cases names, so a gauge named `memlaw_law_C` is scraped as `ray_memlaw_law_c`.
@@ -68,8 +68,8 @@ class _Gauges:
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=8)
 class ResultsActor:
-    def __init__(self, sweep: str, experiment_uri: str, capacity_variable: str = K.RANK):
-        self.sweep, self.experiment_uri, self.capacity_variable = sweep, experiment_uri, capacity_variable
+    def __init__(self, sweep: str, experiment_uri: str, fit: FitConfig = FitConfig()):
+        self.sweep, self.experiment_uri, self.fit = sweep, experiment_uri, fit
         self.log = RecordLog.for_experiment(experiment_uri)
         self._cond = threading.Condition()
         self._accepted = len(self.log.records)  # version: records accepted so far
@@ -83,7 +83,7 @@ class ResultsActor:
     # -- the API -----------------------------------------------------------------------------------
     def info(self) -> dict[str, Any]:
         return {"sweep": self.sweep, "experiment_uri": self.experiment_uri,
-                "capacity_variable": self.capacity_variable}
+                "fit": self.fit.to_dict()}
 
     def add(self, record: dict[str, Any]) -> bool:
         """Persist then count a record; False if its trial id was already accepted."""
@@ -101,7 +101,7 @@ class ResultsActor:
         with self._cond:
             while self._fitted < self._accepted and time.monotonic() < deadline:
                 self._cond.wait(timeout=max(0.0, deadline - time.monotonic()))
-            report = dict(self._report or build_report(self.sweep, [], self.capacity_variable))
+            report = dict(self._report or build_report(self.sweep, [], self.fit))
         report["fit_latency_s"] = self.last_latency_s
         return report
 
@@ -118,7 +118,7 @@ class ResultsActor:
                 while self._fitted >= self._accepted:
                     self._cond.wait()
                 version = self._accepted
-            report = build_report(self.sweep, self.log.all(), self.capacity_variable)
+            report = build_report(self.sweep, self.log.all(), self.fit)
             with self._cond:
                 self._report, self._fitted = report, version
                 arrived = self._arrivals.pop(version, None)
@@ -134,10 +134,10 @@ class ResultsActor:
                 logger.exception("memlaw: could not write %s or publish gauges; refits go on", FIT)
 
 
-def get_or_create(sweep: str, experiment_uri: str, capacity_variable: str = K.RANK):
+def get_or_create(sweep: str, experiment_uri: str, fit: FitConfig = FitConfig()):
     """The sweep's actor, started if needed. Refuses one that was started for other storage."""
     actor = ResultsActor.options(name=actor_name(sweep), namespace=NAMESPACE, lifetime="detached",
-                                 get_if_exists=True).remote(sweep, experiment_uri, capacity_variable)
+                                 get_if_exists=True).remote(sweep, experiment_uri, fit)
     info = ray.get(actor.info.remote())
     if info["experiment_uri"] != experiment_uri:
         raise RuntimeError(f"a results actor for sweep {sweep!r} already runs with storage {info['experiment_uri']}; "

@@ -22,9 +22,10 @@ from typing import Any
 import ray
 from ray import tune
 
-from orchestrator.config import resolve_trial
+from trainables.config import TrialConfig
 from trainables.limits import TrialLimits, Watchdog
 from trainables.memorize import CHECKPOINT_PREFIX, train
+from trainables.schema import set_dotted
 
 TRIAL_FOLDER = "memlaw_trial"
 NODE_ID = "node_id"
@@ -45,7 +46,7 @@ def _resume_folder(checkpoint, into: Path | None = None) -> Path | None:
 def memorize(config: dict[str, Any], base: dict[str, Any], limits: TrialLimits = TrialLimits(),
              experiment_uri: str | None = None) -> None:
     """Tune entry point: resolve the trial, train within the sweep's limits, report every evaluation."""
-    cfg = resolve_trial(base, config)
+    cfg = TrialConfig.from_dict(set_dotted(base, config))
     if experiment_uri and _replay_journaled(experiment_uri):
         return
     # Tune writes its own result.json into the trial folder: ours go one level down.
@@ -124,7 +125,7 @@ def memorize_zero(config: dict[str, Any], base: dict[str, Any], zero: dict[str, 
 
     from trainables.zero_config import ZeroConfig
 
-    cfg, zcfg = resolve_trial(base, config), ZeroConfig.from_dict(zero)
+    cfg, zcfg = TrialConfig.from_dict(set_dotted(base, config)), ZeroConfig.from_dict(zero)
     context = tune.get_context()
     storage = context.get_storage()  # rank 0 copies the trial folder there, wherever it runs
     per_worker = {"CPU": zcfg.cpu_per_worker, **({"GPU": zcfg.gpu_per_worker} if zcfg.uses_gpu else {})}

@@ -342,13 +342,16 @@ ADAPTIVE_SWEEP = {"name": "ad", "trial": {"model": {"name": "tiny-s"}, "data": {
 
 
 def test_tuner_builds_the_adaptive_searcher():
-    from orchestrator import config, tuner  # imports torch through the trainable: a few seconds
+    from orchestrator import config
+    from orchestrator.searches import search_of
 
     sweep = config.SweepConfig.from_dict(ADAPTIVE_SWEEP)
-    searcher = tuner._search_alg(sweep)
-    assert isinstance(searcher, AdaptiveLawSearcher) and tuner._param_space(sweep) == {}
+    kind = search_of(sweep)
+    searcher = kind.search_alg(sweep, sweep.experiment_uri)
+    assert isinstance(searcher, AdaptiveLawSearcher) and kind.param_space(sweep) == {}
     assert searcher.design.settings.alpha_tol == 0.1 and searcher.design.budget == 16
     assert searcher.max_concurrent == sweep.max_concurrency and len(searcher.design.initial) == 5
+    assert kind.trial_count(sweep) == kind.tune_samples(sweep) == 16
 
 
 def test_sweep_config_validates_adaptive_searches():
@@ -357,12 +360,12 @@ def test_sweep_config_validates_adaptive_searches():
     base = ADAPTIVE_SWEEP
     sweep = config.SweepConfig.from_dict(base)
     assert sweep.search.max_trials == 0 and sweep.search.beta_tol == 0.05
-    assert config._adaptive_problems(sweep) == []
-    density = config.SweepConfig.from_dict({**base, "space": "density_grid_cpu"})
-    problems = config._adaptive_problems(density)
-    assert len(problems) == 1 and "data.random_share" in problems[0].message
-    too_many = config.SweepConfig.from_dict({**base, "search": {"kind": "adaptive", "initial_points": 17}})
-    assert "initial_points" in config._adaptive_problems(too_many)[0].field
+    with pytest.raises(config.ConfigError, match="data.random_share") as err:
+        config.SweepConfig.from_dict({**base, "space": "density_grid_cpu"})
+    assert len(err.value.problems) == 1
+    with pytest.raises(config.ConfigError) as err:
+        config.SweepConfig.from_dict({**base, "search": {"kind": "adaptive", "initial_points": 17}})
+    assert [p.field for p in err.value.problems] == ["search.initial_points"]
     with pytest.raises(config.ConfigError, match="max_trials"):
         config.SweepConfig.from_dict({**base, "search": {"kind": "adaptive", "max_trials": 3}})
     with pytest.raises(config.ConfigError, match="alpha_tol"):

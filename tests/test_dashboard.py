@@ -10,7 +10,9 @@ import sys
 
 import pytest
 
-import orchestrator  # noqa: F401  (sets RAY_AUTH_MODE before Ray is imported)
+from orchestrator.ray_session import default_token_auth  # noqa: E402
+
+default_token_auth()  # RAY_AUTH_MODE before Ray is imported, as memlaw's own drivers do
 import ray
 from orchestrator import results_actor as ra
 from test_results_actor import law_records

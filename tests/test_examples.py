@@ -50,9 +50,10 @@ def test_every_example_validates(example, hub_env):
 PAPER_FACTS = """
 import json, sys
 from orchestrator.config import load_sweep
+from orchestrator.searches import sweep_grid
 from trainables.model import model_dims
 sweep = load_sweep(sys.argv[1])
-trial, grid = sweep.base_trial(), sweep.grid()
+trial, grid = sweep.base_trial, sweep_grid(sweep)
 dims = model_dims(trial.model)
 print(json.dumps({"ranks": grid.axes["adapter.rank"], "lengths": grid.axes["data.target_tokens"],
                   "model": trial.model.name, "placement": trial.adapter.placement, "layer": trial.adapter.layer,

@@ -21,6 +21,7 @@ sys.path.insert(0, str(ROOT))  # the editable install may predate the packages' 
 
 from orchestrator import export as ex  # noqa: E402
 from orchestrator import plot  # noqa: E402
+from orchestrator.config import FitConfig  # noqa: E402
 from orchestrator.record_log import RecordLog  # noqa: E402
 from orchestrator.records import RESULT_KEYS, TrialRecord, record_from_result  # noqa: E402
 from trainables import metric_names as K  # noqa: E402
@@ -214,7 +215,7 @@ def test_plot_law_puts_every_group_in_one_file_even_without_a_law(tmp_path, reco
     one_rank = [r for r in synthetic_records(method="memft", prefix="m") if r.metrics.get(K.RANK) == 2]
     path = experiment(tmp_path, [*records, *one_rank])  # the memft group's fit is "one_capacity"
     out = str(tmp_path / "law.png")
-    assert plot.plot_law(path, out, capacity_variable=K.TRAINABLE_PARAMS) == [out]
+    assert plot.plot_law(path, out, fit=FitConfig(capacity_variable=K.TRAINABLE_PARAMS)) == [out]
     assert Path(out).read_bytes().startswith(PNG_MAGIC)
 
 

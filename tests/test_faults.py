@@ -31,7 +31,8 @@ def test_r2_results_actor_killed_ten_times_loses_and_duplicates_nothing(tmp_path
     import ray
 
     from orchestrator import results_actor
-    from orchestrator.tuner import run_sweep, start_ray
+    from orchestrator.ray_session import start_ray
+    from orchestrator.tuner import run_sweep
 
     sweep = _sweep(tmp_path, "r2")
     start_ray(None, num_cpus=2)
@@ -66,7 +67,7 @@ def test_r2_results_actor_killed_ten_times_loses_and_duplicates_nothing(tmp_path
         assert len(grid) == 12 and not grid.errors
         assert not lost and duplicated == 0
         assert sorted(live["trial_ids"]) == sorted(tune_ids)
-        refit = build_report(sweep.name, stored, sweep.capacity_variable)
+        refit = build_report(sweep.name, stored, sweep.fit)
         for label, group in refit["groups"].items():
             for key in ("alpha", "beta", "C", "b", "r2", "n_points"):
                 assert live["groups"][label]["fit"][key] == group["fit"][key], key
@@ -261,7 +262,8 @@ def test_r4_each_broken_trial_in_its_own_category_none_in_the_fit(tmp_path, requ
 
     from conftest import memlaw_cmd, print_figure
     from orchestrator import results_actor
-    from orchestrator.tuner import run_sweep, start_ray
+    from orchestrator.ray_session import start_ray
+    from orchestrator.tuner import run_sweep
 
     sweep = _sweep(tmp_path, "r4", max_failures=0, trial_timeout_s=60, trial_memory_mb=1536,
                    space_overrides={"inject_fault": list(R4_FAULTS), "adapter.rank": [2], "data.target_tokens": [32]},

@@ -22,11 +22,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-import orchestrator  # noqa: F401  (sets RAY_AUTH_MODE before Ray is imported)
+from orchestrator.ray_session import default_token_auth  # noqa: E402
+
+default_token_auth()  # RAY_AUTH_MODE before Ray is imported, as memlaw's own drivers do
 import ray
 from conftest import print_figure
 from orchestrator import results_actor as ra
-from orchestrator.tuner import _loopback_node_ip
+from orchestrator.ray_session import loopback_node_ip
 from ray_heads import free_port
 from test_grafana_dashboard import load as load_dashboard
 from test_grafana_dashboard import panel_queries
@@ -61,7 +63,7 @@ def query(port: int, promql: str) -> list[dict]:
 @pytest.fixture
 def ray_head_with_dashboard():
     assert not ray.is_initialized(), "another test left Ray running"
-    with _loopback_node_ip():  # the embedded default's loopback binding, plus the dashboard head
+    with loopback_node_ip():  # the embedded default's loopback binding, plus the dashboard head
         ray.init(address="local", num_cpus=1, include_dashboard=True, dashboard_host="127.0.0.1",
                  dashboard_port=free_port(), object_store_memory=100 * 2**20, namespace=ra.NAMESPACE)
     try:

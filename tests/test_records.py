@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the editable install may predate the packages' __init__ files
 
 from orchestrator import law_report, storage  # noqa: E402
+from orchestrator.config import FitConfig  # noqa: E402
 from orchestrator.record_log import JOURNAL, LAW_FOLDER, SNAPSHOT, RecordLog, law_rows  # noqa: E402
 from orchestrator.records import (  # noqa: E402
     GROUP_FIELDS, RESULT_KEYS, STATUSES, TrialRecord, config_hash, group_label, record_from_result,
@@ -417,7 +418,7 @@ def test_build_report_does_not_depend_on_record_order():
 
 
 def test_build_report_with_parameters_as_capacity():
-    report = law_report.build_report("law", law_records(), capacity_variable=K.TRAINABLE_PARAMS)
+    report = law_report.build_report("law", law_records(), FitConfig(capacity_variable=K.TRAINABLE_PARAMS))
     fit = report["groups"]["tiny-s|random|0|paper|sft"]["fit"]
     assert fit["capacity_variable"] == K.TRAINABLE_PARAMS and fit["alpha"] == pytest.approx(0.75, abs=0.03)
 

@@ -28,7 +28,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the editable install may predate the packages' __init__ files
 
-import orchestrator  # noqa: E402,F401  (sets RAY_AUTH_MODE before Ray is imported)
+from orchestrator.ray_session import default_token_auth  # noqa: E402
+
+default_token_auth()  # RAY_AUTH_MODE before Ray is imported, as memlaw's own drivers do
 import ray  # noqa: E402
 
 from orchestrator import results_actor as ra  # noqa: E402

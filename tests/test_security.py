@@ -143,7 +143,7 @@ def test_the_token_never_reaches_logs_experiment_or_exports(embedded_sweep, tmp_
 
 @pytest.mark.slow
 def test_every_socket_of_the_embedded_ray_listens_on_loopback(embedded_sweep, request):
-    """The embedded Ray (orchestrator.tuner.start_ray) keeps its node address 127.0.0.1, so GCS,
+    """The embedded Ray (orchestrator.ray_session.start_ray) keeps its node address 127.0.0.1, so GCS,
     raylet, agents, workers and the driver bind loopback. No exceptions are needed: any socket that
     is not loopback fails this test, listed with its process."""
     found = sorted(embedded_sweep["listeners"], key=lambda x: (x.process, x.port))

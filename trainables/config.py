@@ -9,14 +9,12 @@ before any weights are loaded.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import re
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from trainables.schema import Config, ConfigError, Problem, apply_overrides, load_yaml_mapping, spec
+from trainables.schema import Config, ConfigError, Problem, apply_overrides, canonical_hash, load_yaml_mapping, spec
 
 TINY_PRESETS = ("tiny-xs", "tiny-s", "tiny-m", "tiny-l")
 METHODS = ("sft", "memft", "memft_sw", "memft_curriculum")
@@ -224,8 +222,7 @@ class TrialConfig(Config):
 
     def config_hash(self) -> str:
         """A stable short hash of the resolved config (provenance for records)."""
-        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return canonical_hash(self.to_dict())
 
 
 def _expand_presets(data: Any, prefix: str) -> Any:

@@ -99,6 +99,19 @@ class Config:
         return _to_plain(self)
 
     @classmethod
+    def field_meta(cls, dotted: str) -> Mapping[str, Any] | None:
+        """The metadata (doc, range) of a dotted leaf field such as "method.threshold_margin", or None."""
+        node: Any = cls
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            hints = get_type_hints(node)
+            node = _dataclass_in(hints[part]) if part in hints else None
+            if node is None:
+                return None
+        fields = {f.name: f for f in dataclasses.fields(node)}
+        return fields[leaf].metadata if leaf in fields and _dataclass_in(get_type_hints(node)[leaf]) is None else None
+
+    @classmethod
     def field_docs(cls, prefix: str = "") -> list[tuple[str, str, Any]]:
         """(dotted name, doc, default) for every leaf field: the source of help text."""
         rows = []
@@ -306,18 +319,37 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.split("."), value
 
 
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply `--set a.b=v` overrides to a nested dict (copying the mappings it touches)."""
-    out = dict(data)
-    for text in overrides:
-        keys, value = parse_override(text)
+def set_dotted(tree: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of `tree` with dotted fields set ({"adapter.rank": 4}); only the mappings on each
+    field's path are copied, so the input is never changed. The one dotted-path setter: `--set`,
+    sweep points and exported rows all go through it."""
+    out = dict(tree)
+    for dotted, value in values.items():
+        keys = dotted.split(".") if isinstance(dotted, str) else [dotted]
         node = out
         for k in keys[:-1]:
             child = node.get(k)
-            child = dict(child) if isinstance(child, Mapping) else {}
-            node[k] = child
-            node = child
+            node[k] = dict(child) if isinstance(child, Mapping) else {}
+            node = node[k]
         node[keys[-1]] = value
+    return out
+
+
+def canonical_hash(obj: Any) -> str:
+    """A stable short hash of a plain (JSON) value: the config hash of records and checkpoints."""
+    import hashlib
+    import json
+
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `--set a.b=v` overrides to a nested dict (copying the mappings it touches)."""
+    out = dict(data)
+    for text in overrides:  # one at a time: a later override of a whole section replaces an earlier field
+        keys, value = parse_override(text)
+        out = set_dotted(out, {".".join(keys): value})
     return out
 
 

@@ -1,0 +1,71 @@
+"""Starting or joining Ray for a memlaw driver: token authentication, and the embedded local Ray.
+
+Ray reads RAY_AUTH_MODE when it starts a cluster or connects, and every driver and node of a
+cluster must agree on it (Ray 2.60 turns token authentication on for new local clusters by
+default). memlaw asks for token authentication explicitly, before Ray is first used: `memlaw`'s
+entry point and `start_ray` call `default_token_auth()`; a user's own setting wins. Nothing here
+changes the environment at import.
+
+The embedded default is a new local Ray started in-process: every process bound to 127.0.0.1,
+token authentication on, no dashboard web server, a capped object store. `--address` joins an
+existing cluster instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+
+OBJECT_STORE_BYTES = 128 * 1024 * 1024
+NAMESPACE = "memlaw"
+AUTH_MODE_ENV = "RAY_AUTH_MODE"
+
+
+def default_token_auth() -> None:
+    """Token authentication unless the user chose otherwise (inherited by every Ray process we start).
+
+    Only before Ray is imported: Ray caches its config at import, and a mode set after that reaches
+    the processes ray.init starts but not the driver, which then never creates the token they need
+    (gcs_server dies: "Token authentication is enabled but Ray couldn't find an authentication
+    token"). When Ray came first, ray.init's own default applies: token authentication for a new
+    local cluster (Ray >= 2.60), the cluster's token when joining one."""
+    if "ray" not in sys.modules:
+        os.environ.setdefault(AUTH_MODE_ENV, "token")
+
+
+def start_ray(address: str | None, num_cpus: int | None = None) -> None:
+    """Join `address`, or start the embedded local Ray (no dashboard, small object store)."""
+    default_token_auth()
+    import ray
+
+    if ray.is_initialized():
+        return
+    if address:
+        ray.init(address=address, namespace=NAMESPACE, log_to_driver=False)
+        return
+    # address="local": always a new in-process cluster, never one that `ray start` left running.
+    with loopback_node_ip():
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, object_store_memory=OBJECT_STORE_BYTES,
+                 namespace=NAMESPACE, log_to_driver=False, _node_ip_address="127.0.0.1")
+
+
+@contextlib.contextmanager
+def loopback_node_ip():
+    """Keep the embedded node's address 127.0.0.1, so that every process it starts listens on loopback only.
+
+    ray.init turns a loopback `_node_ip_address` into the machine's address (so that other machines
+    could join) unless Ray clusters are off: `ray_constants.ENABLE_RAY_CLUSTER`, read once from
+    RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER at import and consulted only by `services.get_node_ip_address`.
+    With it off during ray.init, GCS, raylet, agents and workers get --node-ip-address=127.0.0.1 and
+    bind there (tests/test_security.py lists every socket; tests/test_private_apis.py fails loudly
+    if the constant goes away). Restored at once: joining a cluster with `--address` must still see
+    the machine's address."""
+    from ray._private import ray_constants
+
+    saved = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved

@@ -1,0 +1,61 @@
+"""The private attributes of Ray, Optuna and peft that memlaw relies on, checked where they are used.
+
+Each fails loudly, with the place in memlaw that needs it, when an upgrade removes or renames it;
+without these tests the failure would be a security regression (the embedded Ray listening on
+the machine's address) or a silently wrong Optuna study.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+
+def test_ray_cluster_switch_that_keeps_the_embedded_ray_on_loopback():
+    """orchestrator/ray_session.py:loopback_node_ip flips it during ray.init."""
+    from ray._private import ray_constants, services
+
+    assert isinstance(ray_constants.ENABLE_RAY_CLUSTER, bool)
+    assert "ENABLE_RAY_CLUSTER" in inspect.getsource(services.get_node_ip_address)
+
+
+def test_optuna_search_keeps_its_optuna_trials_by_tune_trial_id():
+    """orchestrator/optuna_study.py: TaggedOptunaSearch reads `_ot_trials[trial_id]` after suggest
+    and adds to `_completed_trials`, as OptunaSearch itself does."""
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    from orchestrator.optuna_study import TUNE_TRIAL_ID, TaggedOptunaSearch
+    from search_spaces.memft import MEMFT_KNOBS, define_by_run
+
+    searcher = TaggedOptunaSearch(space=define_by_run(MEMFT_KNOBS), metric="m", mode="max",
+                                  sampler=optuna.samplers.TPESampler(seed=0))
+    assert searcher.suggest("t1") is not None
+    assert isinstance(searcher._ot_trials["t1"], optuna.Trial)
+    assert searcher._ot_trials["t1"].user_attrs[TUNE_TRIAL_ID] == "t1"
+    assert isinstance(searcher._completed_trials, set)
+    assert "_completed_trials" in inspect.getsource(OptunaSearch.on_trial_complete)
+
+
+def test_optuna_frozen_trials_carry_their_storage_id(tmp_path):
+    """orchestrator/optuna_study.py:fail_orphaned_trials sets a user attribute by `trial._trial_id`."""
+    import optuna
+
+    from orchestrator.optuna_study import FAILED_REASON, fail_orphaned_trials
+    from orchestrator.searches import optuna_storage
+
+    storage = optuna_storage(str(tmp_path))
+    study = optuna.create_study(study_name="s", storage=storage)
+    study.ask()
+    assert isinstance(study.trials[0]._trial_id, int)
+    assert fail_orphaned_trials(storage, "s") == [0]
+    assert study.trials[0].state == optuna.trial.TrialState.FAIL and FAILED_REASON in study.trials[0].user_attrs
+
+
+def test_peft_custom_module_registration():
+    """trainables/model.py registers the paper placement's LoRA layer with LoraConfig._register_custom_module."""
+    from peft import LoraConfig
+
+    config = LoraConfig(target_modules=["x"])
+    assert callable(config._register_custom_module)
+    config._register_custom_module({int: object})
+    assert config._custom_modules == {int: object}
