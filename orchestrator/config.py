@@ -15,9 +15,10 @@
 
 One construction path: `SweepConfig.from_dict` (a sweep file, a saved experiment, a sweep built in
 code) checks the file's own fields, the base trial, and every grid point or Optuna range against
-TrialConfig's ranges (through the search kind), and reports every problem at once. What needs the
-base model's files (rank <= hidden size, layer indices) is `model_problems`, which `load_sweep`
-adds for the commands that will train: reading a finished experiment needs no model.
+TrialConfig's ranges (through the search kind), and reports every problem at once. With
+`models=True` (what `load_sweep` asks, for the commands that will train) it adds the rules that
+need the base model's config (rank <= hidden size, layer indices): reading a finished experiment
+needs neither the model's files nor torch.
 """
 
 from __future__ import annotations
@@ -101,13 +102,20 @@ class SweepConfig(Config):
                                   lo=0.0, hi=16 * 2**20)
 
     @classmethod
-    def from_dict(cls, data: Any, prefix: str = "") -> SweepConfig:
-        """The one way to build a sweep: every problem of `data` at once, or a valid SweepConfig."""
+    def from_dict(cls, data: Any, prefix: str = "", *, models: bool = False) -> SweepConfig:
+        """The one way to build a sweep: every problem of `data` at once, or a valid SweepConfig.
+        `models`: also the rules that need the base model's config (for the commands that train)."""
         data = _migrated(data)
         try:
-            return super().from_dict(data, prefix)
+            sweep = super().from_dict(data, prefix)
         except ConfigError as err:
             raise ConfigError(err.problems + _raw_problems(data, err.problems)) from None
+        problems = sweep.space_problems()
+        if models and not any(p.field == "space" or p.field.startswith(("trial", "search")) for p in problems):
+            problems += model_problems(sweep)
+        if problems:
+            raise ConfigError(problems)
+        return sweep
 
     def cross_checks(self) -> list[Problem]:
         problems = self._own_problems()
@@ -115,7 +123,7 @@ class SweepConfig(Config):
             from orchestrator.cluster_file import cluster_problems
 
             problems.extend(cluster_problems(self))
-        return problems + self._space_problems()
+        return problems
 
     def _own_problems(self) -> list[Problem]:
         problems = []
@@ -147,9 +155,8 @@ class SweepConfig(Config):
                                                        f"(torch alone holds ~300 MB), got {self.trial_memory_mb:g}"))
         return problems
 
-    def _space_problems(self) -> list[Problem]:
-        """The base trial, then the space through its search kind. Returns problems, never raises:
-        Config swallows a ValueError from cross_checks, so a raised ConfigError would be lost."""
+    def space_problems(self) -> list[Problem]:
+        """The base trial, then every point or range of the space through its search kind."""
         try:
             base = self.base_trial
         except ConfigError as err:
@@ -222,11 +229,7 @@ def load_sweep(path: str, overrides: Mapping[str, Any] | None = None) -> SweepCo
     """Read a sweep file for a run: every problem, the model's shape included, as one ConfigError."""
     data = load_yaml_mapping(path)
     data.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    sweep = SweepConfig.from_dict(data)
-    problems = model_problems(sweep)
-    if problems:
-        raise ConfigError(problems)
-    return sweep
+    return SweepConfig.from_dict(data, models=True)
 
 
 def model_problems(sweep: SweepConfig) -> list[Problem]:
@@ -235,7 +238,8 @@ def model_problems(sweep: SweepConfig) -> list[Problem]:
 
     base = sweep.base_trial
     axis_ranks, axis_models = search_of(sweep).model_axes(sweep)
-    rank, models = max([base.adapter.rank, *axis_ranks]), [base.model.name, *axis_models]
+    ranks = [r for r in axis_ranks if isinstance(r, int) and not isinstance(r, bool)]
+    rank, models = max([base.adapter.rank, *ranks]), [base.model.name, *axis_models]
     problems = []
     for model in dict.fromkeys(models):
         try:
