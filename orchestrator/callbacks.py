@@ -20,7 +20,7 @@ from ray.tune import Callback
 
 from orchestrator import results_actor
 from orchestrator.config import FitConfig
-from orchestrator.records import record_from_result
+from orchestrator.records import completion_status, record_from_result
 
 log = logging.getLogger(__name__)
 FLUSH_TIMEOUT_S = 60.0
@@ -62,9 +62,11 @@ def checkpoint_path(checkpoint, metrics: dict[str, Any] | None) -> str | None:
 
 
 class ResultsForwarder(Callback):
-    def __init__(self, sweep: str, experiment_uri: str, resolve_config, fit: FitConfig = FitConfig()):
-        """`resolve_config(tune_config) -> dict`: the resolved trial config of a Tune trial."""
-        self.sweep, self.experiment_uri = sweep, experiment_uri
+    def __init__(self, sweep: str, experiment_uri: str, resolve_config, fit: FitConfig = FitConfig(),
+                 pruning: bool = False):
+        """`resolve_config(tune_config) -> dict`: the resolved trial config of a Tune trial;
+        `pruning`: the sweep has a scheduler that may stop trials early (ASHA)."""
+        self.sweep, self.experiment_uri, self.pruning = sweep, experiment_uri, pruning
         self.resolve_config, self.fit = resolve_config, fit
         self._pending: dict[str, dict[str, Any]] = {}
         self._refs: dict[Any, str] = {}
@@ -102,7 +104,7 @@ class ResultsForwarder(Callback):
 
     # -- Tune hooks --------------------------------------------------------------------------------
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
-        self._send(self._record(trial, "ok"))
+        self._send(self._record(trial, completion_status(trial.last_result, self.pruning)))
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
         # Tune calls this before it writes the trial's error file: classify on the next step.

@@ -189,32 +189,72 @@ def _load_sweep_or_exit(path: str, **overrides):
         return None
 
 
-def _summarize_sweep(sweep, grid) -> None:
-    from orchestrator import results_actor
-    from orchestrator.law_report import format_report
-
+def _summarize_sweep(experiment, grid) -> None:
     import ray
 
+    from orchestrator import results_actor
+    from orchestrator.law_report import format_report
     from orchestrator.searches import search_of
 
+    sweep, uri = experiment.sweep, experiment.uri
     report = ray.get(results_actor.find(sweep.name).report.remote(wait_s=30.0))
     errors = sum(1 for r in grid if r.error is not None)
     print("\n".join([format_report(report), *search_of(sweep).stopping_lines(sweep, report)]))
-    print(f"\nmemlaw: {len(grid)} trials ({errors} failed). Experiment: {sweep.experiment_uri}", file=sys.stderr)
-    print(f"  memlaw law --experiment {sweep.experiment_uri}        the fit, from storage", file=sys.stderr)
-    print(f"  memlaw export {sweep.experiment_uri} --out results.parquet", file=sys.stderr)
-    print(f"  memlaw plot {sweep.experiment_uri} --out law.png", file=sys.stderr)
+    print(f"\nmemlaw: {len(grid)} trials ({errors} failed). Experiment: {uri}", file=sys.stderr)
+    print(f"  memlaw law --experiment {uri}        the fit, from storage", file=sys.stderr)
+    print(f"  memlaw export {uri} --out results.parquet", file=sys.stderr)
+    print(f"  memlaw plot {uri} --out law.png", file=sys.stderr)
+
+
+def _experiment_to_run(sweep, resume: bool, new: bool):
+    """What `memlaw sweep` runs: a new experiment, or (--resume) the same sweep's existing one, or
+    (--new) the sweep under a free suffixed name. An existing experiment is never merged into
+    silently, and a changed sweep file never continues an old one. Raises ConfigError."""
+    from orchestrator import experiment as ex
+
+    if not ex.exists(sweep.experiment_uri):
+        if resume:
+            raise ConfigError([Problem("--resume", f"no experiment at {sweep.experiment_uri} to continue")])
+        return ex.Experiment.of(sweep), False
+    if new:
+        return ex.Experiment.of(ex.free_name(sweep)), False
+    if not resume:
+        raise ConfigError([Problem("name", f"an experiment {sweep.name!r} already exists at {sweep.experiment_uri}: "
+                                           f"--resume continues it (same sweep file), --new starts "
+                                           f"{ex.free_name(sweep).name!r}, or pick another --name")])
+    saved = ex.open_experiment(sweep.experiment_uri)
+    changed = ex.changed_fields(saved.sweep, sweep)
+    if changed:
+        raise ConfigError([Problem("--resume", f"the sweep file differs from the one {sweep.experiment_uri} ran "
+                                               f"({', '.join(changed[:8])}); use --new for a fresh experiment")])
+    return saved, True
+
+
+def _run_or_resume(sweep, args, resume: bool, new: bool) -> int:
+    from orchestrator.experiment import ExperimentBusy
+
+    try:
+        experiment, continuing = _experiment_to_run(sweep, resume, new)
+    except ConfigError as err:
+        _print_error(args.file, err)
+        return EXIT_BAD_INPUT
+    from orchestrator.tuner import resume_sweep, run_sweep
+
+    try:
+        grid = (resume_sweep(experiment, address=args.address) if continuing
+                else run_sweep(experiment.sweep, address=args.address))
+    except ExperimentBusy as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    _summarize_sweep(experiment, grid)
+    return 0
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     sweep = _load_sweep_or_exit(args.file, storage_path=args.storage, name=args.name)
     if sweep is None:
         return EXIT_BAD_INPUT
-    from orchestrator.tuner import run_sweep
-
-    grid = run_sweep(sweep, address=args.address)
-    _summarize_sweep(sweep, grid)
-    return 0
+    return _run_or_resume(sweep, args, args.resume, args.new)
 
 
 def _open_experiment(path: str):
@@ -235,10 +275,15 @@ def cmd_resume(args: argparse.Namespace) -> int:
     except ConfigError as err:
         _print_error(args.path, err)
         return EXIT_BAD_INPUT
+    from orchestrator.experiment import ExperimentBusy
     from orchestrator.tuner import resume_sweep
 
-    grid = resume_sweep(experiment, address=args.address)
-    _summarize_sweep(experiment.sweep, grid)
+    try:
+        grid = resume_sweep(experiment, address=args.address)
+    except ExperimentBusy as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    _summarize_sweep(experiment, grid)
     return 0
 
 
@@ -388,12 +433,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
     sweep = _load_sweep_or_exit(path, storage_path=args.storage, name=args.name)
     if sweep is None:
         return EXIT_BAD_INPUT
+    from orchestrator import experiment as ex
     from orchestrator.tuner import run_sweep
 
+    if ex.exists(sweep.experiment_uri):  # a second demo is a new experiment, never merged into the first
+        sweep = ex.free_name(sweep)
     print(f"memlaw demo: {sweep.trial_count()} trials of {sweep.space} on a local Ray (CPU); results in "
           f"{sweep.experiment_uri}", file=sys.stderr)
-    grid = run_sweep(sweep)
-    _summarize_sweep(sweep, grid)
+    try:
+        grid = run_sweep(sweep)
+    except ex.ExperimentBusy as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    _summarize_sweep(ex.Experiment.of(sweep), grid)
     from orchestrator.plot import plot_law
 
     png = os.path.join(sweep.experiment_uri, "law.png")
@@ -468,6 +520,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", help="join a running cluster (auto, or ray://host:10001); default: a local Ray")
     p.add_argument("--storage", help="override storage_path (a path or s3://..., gs://...)")
     p.add_argument("--name", help="override the sweep name")
+    reuse = p.add_mutually_exclusive_group()
+    reuse.add_argument("--resume", action="store_true",
+                       help="continue the existing experiment of this sweep (the same sweep file; see also memlaw resume)")
+    reuse.add_argument("--new", action="store_true",
+                       help="if the experiment exists, start a fresh one under the next free name NAME-2, NAME-3, ...")
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("resume", help="continue an interrupted sweep from its experiment folder")

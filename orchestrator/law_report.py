@@ -12,7 +12,7 @@ from typing import Any, Iterable
 from orchestrator import law
 from orchestrator.config import FitConfig
 from orchestrator.record_log import law_rows
-from orchestrator.records import TrialRecord
+from orchestrator.records import FAILURES, TrialRecord
 
 
 def build_report(sweep: str, records: Iterable[TrialRecord], fit: FitConfig = FitConfig()) -> dict[str, Any]:
@@ -20,9 +20,12 @@ def build_report(sweep: str, records: Iterable[TrialRecord], fit: FitConfig = Fi
     records = list(records)
     ok = [r for r in records if r.ok]
     failures: dict[str, int] = {}
+    unfinished: dict[str, int] = {}
     for r in records:
-        if not r.ok:
+        if r.status in FAILURES:
             failures[r.status] = failures.get(r.status, 0) + 1
+        elif not r.ok:
+            unfinished[r.status] = unfinished.get(r.status, 0) + 1
     groups = law.fit_groups(law_rows(ok), capacity_variable=fit.capacity_variable)
     return {
         "sweep": sweep,
@@ -31,6 +34,7 @@ def build_report(sweep: str, records: Iterable[TrialRecord], fit: FitConfig = Fi
         "trials_accepted": len(records),
         "trials_ok": len(ok),
         "trials_failed": failures,
+        "trials_unfinished": unfinished,
         "trial_ids": sorted(r.trial_id for r in records),
         "groups": {label: g.to_dict() for label, g in groups.items()},
     }
@@ -68,8 +72,10 @@ def _width(pair: Any) -> float | None:
 def format_report(report: dict[str, Any]) -> str:
     """A human table: one block per group."""
     failed = sum(report["trials_failed"].values())
+    unfinished = ", ".join(f"{n} {status}" for status, n in sorted(report.get("trials_unfinished", {}).items()))
     lines = [f"sweep {report['sweep']}: {report['trials_accepted']} trials accepted, {report['trials_ok']} ok, "
-             f"{failed} failed {report['trials_failed'] or ''}".rstrip(),
+             f"{failed} failed {report['trials_failed'] or ''}".rstrip() + (f", {unfinished} (not in the fit)"
+                                                                           if unfinished else ""),
              f"law: ΔL = C · {report['capacity_variable']}^α · ℓ^(−β) + b   (95 % intervals)"]
     if not report["groups"]:
         lines.append("  no finished trials yet")

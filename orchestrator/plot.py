@@ -5,13 +5,13 @@ sweep has a single figure whatever its groups:
 
     left   ΔL (delta_loss, nats) against ℓ (target_tokens), log-log, one colour per LoRA rank.
            Filled markers: finished trials the fit uses; hollow markers: saturated trials
-           (loss_final < ln 2), which the fit leaves out (SCIENCE.md §2). Lines: the fitted law per
+           (loss_final < ln 2), which the fit leaves out (docs/science.md §5). Lines: the fitted law per
            rank (dashed for a rank whose trials all saturated), with R², α and β in the title. A
            group without an "ok" fit still shows its points, and its title says why there is no law.
     right  greedy exact match (greedy_exact_match, the fraction of sequences reproduced verbatim)
            over rank (rows) × ℓ (columns), the mean over repeats. Exact match rather than token
-           accuracy because verbatim recall is what the p > 0.5 certificate promises (§3); empty
-           cells are (rank, ℓ) pairs without a value.
+           accuracy because verbatim recall is what the p > 0.5 certificate promises
+           (docs/science.md §2); empty cells are (rank, ℓ) pairs without a value.
 
 Failed trials never appear. matplotlib is imported inside the functions and drives its Agg canvas
 directly (no pyplot), so the CLI starts fast and plotting touches no global backend state.

@@ -10,8 +10,8 @@ Why one file per journal entry rather than one appended file: object stores (s3,
 append, and a single atomic PUT per record is exactly one durable, idempotent write. A snapshot
 folds the journal into one file so loading stays fast; the journal entries it covers are then
 deleted. A crash between any two of these steps loses nothing: loading takes the snapshot plus
-every journal entry and de-duplicates by trial id (first acceptance wins), so a record is never
-counted twice either. Pure Python over `Store`: no Ray, so `memlaw law --experiment` reads it
+every journal entry in order and de-duplicates by trial id (the first final record wins, see
+`_accept`), so a record is never counted twice either. Pure Python over `Store`: no Ray, so `memlaw law --experiment` reads it
 offline.
 """
 
@@ -53,8 +53,7 @@ class RecordLog:
             snap = self.store.read_json(SNAPSHOT)
             through = snap["through_seq"]
             for data in snap["records"]:
-                record = TrialRecord.from_dict(data)
-                self.records.setdefault(record.trial_id, record)
+                self._accept(TrialRecord.from_dict(data))
         entries = self.journal.list()
         for name in entries:
             seq = int(name.split(".")[0])
@@ -62,21 +61,33 @@ class RecordLog:
                 record = TrialRecord.from_json(self.journal.read_bytes(name))
             except (ValueError, KeyError, TypeError):
                 continue  # cannot happen with atomic writes; a foreign file is not ours to count
-            self.records.setdefault(record.trial_id, record)
+            self._accept(record)
             through = max(through, seq)
             self._since_snapshot += 1
         self.next_seq = through + 1
 
+    def _accept(self, record: TrialRecord) -> bool:
+        """First final record wins: a trial's first ok, failed or pruned record is its result, and a
+        later one (a re-send, a replay, a second run) changes nothing. A stopped record is not final
+        (the trial was cut short and `memlaw resume` trains it on): the trial's next record replaces it."""
+        known = self.records.get(record.trial_id)
+        if known is not None and known.final:
+            return False
+        self.records[record.trial_id] = record
+        return True
+
     # -- writing -----------------------------------------------------------------------------------
     def add(self, record: TrialRecord) -> bool:
-        """Persist `record` durably, then count it. False (and no write) if its trial id is known."""
+        """Persist `record` durably, then count it. False (and no write) if its trial already has a
+        final record (see _accept)."""
         with self._lock:
-            if record.trial_id in self.records:
+            known = self.records.get(record.trial_id)
+            if known is not None and known.final:
                 return False
             seq = self.next_seq
             self.journal.write_bytes(f"{seq:010d}.json", record.to_json().encode())
             self.next_seq += 1
-            self.records[record.trial_id] = record
+            self._accept(record)
             self._since_snapshot += 1
             if self._since_snapshot >= self.snapshot_every:
                 self._snapshot_locked()

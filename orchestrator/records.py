@@ -19,7 +19,12 @@ from typing import Any, Mapping
 from trainables import metric_names as K
 from trainables.schema import canonical_hash, set_dotted
 
-STATUSES = ("ok", "nan", "inf", "error", "timeout", "oom")
+#: ok: the trial spent its budget or certified early, as its own final report says (FINISHED);
+#: nan ... oom: it failed (FAILURES); pruned: a scheduler (ASHA) or stopper ended it early, a final
+#: decision; stopped: Tune ended it for another reason (the driver stopped) before it finished, so
+#: it is not final: `memlaw resume` trains it on and its next record replaces this one.
+FAILURES = ("nan", "inf", "error", "timeout", "oom")
+STATUSES = ("ok", *FAILURES, "pruned", "stopped")
 #: What makes trials comparable under one law: same model, data kind and random share, adapter
 #: placement and method. A group label joins their values with "|".
 GROUP_FIELDS = (("model", "name"), ("data", "kind"), ("data", "random_share"), ("adapter", "placement"),
@@ -52,6 +57,11 @@ class TrialRecord:
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+    @property
+    def final(self) -> bool:
+        """Whether this record is the trial's last word (a stopped trial's next record replaces it)."""
+        return self.status != "stopped"
 
     @property
     def group(self) -> str:
@@ -131,6 +141,18 @@ def _plain(value: Any) -> Any:
     if isinstance(value, float) and value != value:
         return None
     return value
+
+
+def completion_status(last_result: dict[str, Any] | None, pruning: bool) -> str:
+    """What a trial that Tune completed really did. Tune hands on_trial_complete every trial it
+    stops (a scheduler's stop, a trial whose function returned early, pending trials at shutdown),
+    not only trials that ran to their end: only the trial's own final report (FINISHED) makes it ok.
+    An unfinished one is pruned when the sweep's scheduler prunes (Tune marks its decision `done`),
+    else stopped: not final, trained on by `memlaw resume`."""
+    result = last_result or {}
+    if result.get(K.FINISHED):
+        return "ok"
+    return "pruned" if pruning and result.get("done") else "stopped"
 
 
 def record_from_result(trial_id: str, sweep: str, config: Mapping[str, Any], result: Mapping[str, Any] | None,

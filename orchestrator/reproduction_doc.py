@@ -1,6 +1,6 @@
 """The Markdown of docs/reproduction.md from the facts orchestrator.reproduction collects. Pure: no Ray, no torch.
 
-Every number in the document comes from the facts; the comparison with the paper quotes SCIENCE.md's
+Every number in the document comes from the facts; the comparison with the paper quotes docs/science.md §5's
 published ranges (PAPER below) next to ours and says where they differ.
 """
 
@@ -91,8 +91,8 @@ def law_section(law: dict[str, Any], figure: str | None) -> list[str]:
 def bits_section(law: dict[str, Any]) -> list[str]:
     related = "; ".join(f"{name}: {bits:g}" for name, bits in RELATED_BITS.items())
     lines = ["## 2. Bits per adapter parameter at capacity", "",
-             f"Related work (SCIENCE.md §2), bits per parameter: {related}; the paper's figure implies about "
-             f"{PAPER['bits_r1_10k']} at r = 1, ℓ = 10k.", "",
+             f"Related work (docs/science.md §6), bits per parameter: {related}; the paper's figure "
+             f"implies about {PAPER['bits_r1_10k']} at r = 1, ℓ = 10k.", "",
              "*At capacity* is where the fitted law says the mean final loss reaches ln 2, the certificate's "
              "threshold: the rank r* solving f(r*, ℓ) = L_init − ln 2, and bits = ℓ · (L_init − ln 2) / ln 2 / "
              "(params per rank · r*).", ""]
@@ -113,8 +113,8 @@ def bits_section(law: dict[str, Any]) -> list[str]:
             top = max(measured, key=lambda r: r["bits_per_param"])
             above = [r for r in measured if r["above_chance"] is not None]
             top_above = max(above, key=lambda r: r["above_chance"]) if above else None
-            lines += ["", f"Measured, per trial (ℓ · ΔL / ln 2 / N_eff, SCIENCE.md's definition): highest "
-                          f"{top['bits_per_param']:.2f} bits/param (r = {top['rank']:g}, ℓ = {top['tokens']:g}). "
+            lines += ["", "Measured, per trial (ℓ · ΔL / ln 2 / N_eff, the definition of docs/science.md §6): "
+                          f"highest {top['bits_per_param']:.2f} bits/param (r = {top['rank']:g}, ℓ = {top['tokens']:g}). "
                           "Counting only loss below chance (ℓ · max(0, ln |V| − L_final) / ln 2 / N_eff): highest "
                           + (f"{top_above['above_chance']:.2f} (r = {top_above['rank']:g}, ℓ = {top_above['tokens']:g})."
                              if top_above else "-.")]
@@ -138,7 +138,7 @@ def certificate_section(c: dict[str, Any]) -> list[str]:
             f"| decoded exactly but not certified | {c['exact_uncertified']} | {_pct(uncertified)} of exact, "
             f"{_pct(c['exact_uncertified'] / c['sequences'] if c['sequences'] else None)} of all |",
             "", f"Result: {verdict}. Exact-but-uncertified sequences are the certificate's slack: an argmax can "
-                "be right with p ≤ 0.5 (SCIENCE.md §3).", ""]
+                "be right with p ≤ 0.5 (docs/science.md §2).", ""]
 
 
 def table2_section(table: dict[str, Any], best: dict[str, Any] | None, optuna_experiment: str | None) -> list[str]:

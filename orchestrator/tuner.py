@@ -23,10 +23,10 @@ from ray import tune
 from orchestrator import results_actor
 from orchestrator.callbacks import ResultsForwarder, checkpoint_path
 from orchestrator.config import SweepConfig
-from orchestrator.experiment import Experiment
+from orchestrator.experiment import Experiment, exclusive_run
 from orchestrator.law_report import format_report
 from orchestrator.ray_session import start_ray
-from orchestrator.records import record_from_result
+from orchestrator.records import completion_status, record_from_result
 from orchestrator.searches import search_of
 from orchestrator.trainable import memorize, memorize_zero
 from trainables import metric_names as K
@@ -75,7 +75,8 @@ def _scheduler(sweep: SweepConfig):
 
 def _callbacks(experiment: Experiment) -> list:
     sweep = experiment.sweep
-    return [ResultsForwarder(sweep.name, experiment.uri, lambda cfg: sweep.trial_config(cfg).to_dict(), sweep.fit),
+    resolve = lambda cfg: sweep.trial_config(cfg).to_dict()
+    return [ResultsForwarder(sweep.name, experiment.uri, resolve, sweep.fit, pruning=sweep.scheduler != "fifo"),
             LawLines(sweep)]
 
 
@@ -123,23 +124,27 @@ def build_tuner(experiment: Experiment) -> tune.Tuner:
 
 
 def run_sweep(sweep: SweepConfig, address: str | None = None) -> tune.ResultGrid:
-    """Start (or join) Ray, start the results actor, run every trial, reconcile the records."""
+    """Hold the experiment, start (or join) Ray, start the results actor, run every trial,
+    reconcile the records. ExperimentBusy before Ray starts when another run holds it."""
     experiment = Experiment.of(sweep)
-    start_ray(address)
-    experiment.save_sweep()
-    results_actor.get_or_create(sweep.name, experiment.uri, sweep.fit)
-    grid = build_tuner(experiment).fit()
-    return _finish(experiment, grid)
+    with exclusive_run(experiment.uri):
+        start_ray(address)
+        experiment.save_sweep()
+        results_actor.get_or_create(sweep.name, experiment.uri, sweep.fit)
+        grid = build_tuner(experiment).fit()
+        return _finish(experiment, grid)
 
 
 def resume_sweep(experiment: Experiment, address: str | None = None) -> tune.ResultGrid:
-    """Continue an interrupted sweep with Tuner.restore: finished trials are not rerun."""
+    """Continue an interrupted sweep where its folder is now, with Tuner.restore: finished trials are
+    not rerun. ExperimentBusy before Ray starts when another run holds it."""
     sweep = experiment.sweep
-    start_ray(address)
-    results_actor.get_or_create(sweep.name, experiment.uri, sweep.fit)
-    tuner = tune.Tuner.restore(experiment.uri, trainable=_trainable(experiment), resume_errored=False,
-                               restart_errored=False, param_space=search_of(sweep).param_space(sweep) or None)
-    return _finish(experiment, tuner.fit())
+    with exclusive_run(experiment.uri):
+        start_ray(address)
+        results_actor.get_or_create(sweep.name, experiment.uri, sweep.fit)
+        tuner = tune.Tuner.restore(experiment.uri, trainable=_trainable(experiment), resume_errored=False,
+                                   restart_errored=False, param_space=search_of(sweep).param_space(sweep) or None)
+        return _finish(experiment, tuner.fit())
 
 
 def _finish(experiment: Experiment, grid: tune.ResultGrid) -> tune.ResultGrid:
@@ -160,6 +165,7 @@ def reconcile(experiment: Experiment, grid: tune.ResultGrid) -> int:
             continue
         config = sweep.trial_config(result.config).to_dict()
         checkpoint = checkpoint_path(result.checkpoint, result.metrics)
-        record = record_from_result(trial_id, sweep.name, config, result.metrics, checkpoint=checkpoint)
+        status = completion_status(result.metrics, pruning=sweep.scheduler != "fifo")
+        record = record_from_result(trial_id, sweep.name, config, result.metrics, status=status, checkpoint=checkpoint)
         refs.append(actor.add.remote(record.to_dict()))
     return sum(ray.get(refs))

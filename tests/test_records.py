@@ -60,7 +60,7 @@ def result(rank: int, ell: int, delta: float, **extra) -> dict:
         K.FRAC_SEQUENCES_CERTIFIED: 0.0, K.GREEDY_TOKEN_ACC: 0.4, K.GREEDY_EXACT_MATCH: 0.0,
         K.FIRST_GREEDY_ERROR_POS: 2.0, K.GREEDY_EVALUATED: True, K.STEPS_TO_CERTIFIED: None, K.RANK: rank,
         K.TRAINABLE_PARAMS: rank * 128, K.TARGET_TOKENS: ell,
-        K.BITS_PER_PARAM: ell * delta / math.log(2) / (rank * 128), K.WALL_S: 1.5,
+        K.BITS_PER_PARAM: ell * delta / math.log(2) / (rank * 128), K.WALL_S: 1.5, K.FINISHED: True,
         K.PER_SEQUENCE: [{K.SEQ_CERTIFIED: False, K.SEQ_TARGET_TOKENS: ell}],
         "timestamp": 1_700_000_100.0, "time_total_s": 12.5, "node_ip": "10.0.0.7", "hostname": "worker-3",
         "training_iteration": 31, "trial_id": "ignored",
@@ -458,3 +458,38 @@ def test_pure_modules_import_without_ray_or_torch():
             "print('ok')")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+# -- honest outcomes -----------------------------------------------------------------------------------
+
+
+def test_only_a_finished_final_report_is_ok():
+    from orchestrator.records import completion_status
+
+    assert completion_status({K.FINISHED: True, "done": True}, pruning=False) == "ok"
+    assert completion_status({K.FINISHED: True}, pruning=True) == "ok"
+    # Tune completes trials it stopped: an interrupted worker's function, a pending trial (no result)
+    assert completion_status({K.FINISHED: False, K.STEP: 10, "done": True}, pruning=False) == "stopped"
+    assert completion_status({}, pruning=False) == completion_status(None, pruning=True) == "stopped"
+    assert completion_status({K.FINISHED: False, "done": True}, pruning=True) == "pruned"  # ASHA's decision
+    assert completion_status({K.STEP: 10}, pruning=True) == "stopped"
+
+
+def test_a_stopped_record_is_replaced_by_the_trials_next_record_a_final_one_never(tmp_path):
+    uri = str(tmp_path / "exp")
+    log = RecordLog.for_experiment(uri)
+    cut = record_from_result("t1", "law", config(4, 256), result(4, 256, 0.1, **{K.STEP: 100, K.FINISHED: False}),
+                             status="stopped")
+    done = record_from_result("t1", "law", config(4, 256), result(4, 256, 0.3))
+    assert not cut.final and cut.status == "stopped" and done.final
+    assert log.add(cut) and log.ok() == []
+    assert log.add(done) and [r.metrics[K.STEP] for r in log.ok()] == [300]
+    assert log.add(cut) is False and log.add(done) is False  # first final record wins; re-sends count once
+    reloaded = RecordLog.for_experiment(uri)
+    assert [(r.trial_id, r.status, r.metrics[K.STEP]) for r in reloaded.all()] == [("t1", "ok", 300)]
+    assert len(reloaded.journal.list()) == 2
+    report = law_report.build_report("law", [cut, record_from_result("t2", "law", config(), result(1, 64, 0.2),
+                                                                      status="pruned")])
+    assert report["trials_ok"] == 0 and report["trials_failed"] == {}
+    assert report["trials_unfinished"] == {"stopped": 1, "pruned": 1} and report["groups"] == {}
+    assert "1 pruned, 1 stopped (not in the fit)" in law_report.format_report(report)

@@ -102,7 +102,7 @@ def make_record(trial_id: str, rank: int, ell: int, delta: float, status: str = 
                 sweep: str = "s") -> dict:
     result = {K.STEP: 300, K.LOSS_INIT: LOSS_INIT, K.LOSS_FINAL: LOSS_INIT - delta, K.DELTA_LOSS: delta,
               K.RANK: rank, K.TARGET_TOKENS: ell, K.TRAINABLE_PARAMS: 128 * rank,
-              K.BITS_PER_PARAM: ell * delta / math.log(2) / (128 * rank), K.WALL_S: 1.0,
+              K.BITS_PER_PARAM: ell * delta / math.log(2) / (128 * rank), K.WALL_S: 1.0, K.FINISHED: True,
               "timestamp": 1_700_000_000.0, "time_total_s": 3.0, "node_ip": "127.0.0.1"}
     return record_from_result(trial_id, sweep, config(rank, ell), result, status=status,
                               error=None if status == "ok" else "boom").to_dict()

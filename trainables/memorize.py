@@ -405,6 +405,7 @@ class MemorizationTrial:
             self.finished = final or (e.early_stop_certified and metrics[K.FRAC_SEQUENCES_CERTIFIED] == 1.0)
             if self.finished and not greedy:
                 metrics, rows = self.evaluate(greedy=True)
+            metrics[K.FINISHED] = self.finished  # the report says whether the trial's work is done
             if self.finished:
                 result = {**metrics, K.PER_SEQUENCE: rows}
             if self.writes_outputs:
@@ -417,6 +418,7 @@ class MemorizationTrial:
                 report(metrics, checkpoint)
         if not result:  # resumed from the final checkpoint: evaluate it again, so the caller gets its result
             metrics, rows = self.evaluate(greedy=True)
+            metrics[K.FINISHED] = True
             result = {**metrics, K.PER_SEQUENCE: rows}
             if report:
                 report(metrics, None)

@@ -34,6 +34,7 @@ BITS_PER_PARAM = "bits_per_param"  # ℓ · ΔL / ln 2 / N_eff
 STEP = "steps"  # optimizer steps taken so far
 WALL_S = "wall_s"  # training wall time in seconds, summed over resumes
 GREEDY_EVALUATED = "greedy_evaluated"  # whether the greedy keys of this evaluation are fresh
+FINISHED = "finished"  # this evaluation is the trial's last: budget spent, or certified with early_stop_certified
 
 # -- per-sequence detail in the final result -----------------------------------------------------
 PER_SEQUENCE = "per_sequence"
@@ -48,5 +49,5 @@ EVAL_KEYS = (
     STEP, LOSS_INIT, LOSS_FINAL, DELTA_LOSS, FRAC_P_GT_HALF, FIRST_SUBTHRESHOLD_POS, TF_TOKEN_ACC,
     FIRST_TF_ERROR_POS, FRAC_SEQUENCES_CERTIFIED, GREEDY_TOKEN_ACC, GREEDY_EXACT_MATCH,
     FIRST_GREEDY_ERROR_POS, GREEDY_EVALUATED, STEPS_TO_CERTIFIED, TRAINABLE_PARAMS, RANK,
-    TARGET_TOKENS, BITS_PER_PARAM, WALL_S,
+    TARGET_TOKENS, BITS_PER_PARAM, WALL_S, FINISHED,
 )
