@@ -1,7 +1,7 @@
 """Grids that map the Parametric Memory Law: full factorials over rank × length (× data × model).
 
 Values are plain data, so sweep validation can build the TrialConfig of every grid point before
-Ray starts. The paper grid follows SCIENCE.md §5; the CPU grids are sized so that a tiny model
+Ray starts. The paper grid follows docs/science.md §4; the CPU grids are sized so that a tiny model
 with the paper's single-layer placement leaves most points unsaturated (final loss above ln 2),
 which the fit needs.
 """

@@ -1,4 +1,4 @@
-"""MemFT token weights (SCIENCE.md §4), checked against hand-computed values.
+"""MemFT token weights (docs/science.md §3), checked against hand-computed values.
 
 Notation as in trainables/memft.py: L [B, T] per-token losses, mask [B, T] real target tokens,
 S = {L >= τ} (sub-threshold), A = {L < τ} (learned), τ = -ln(0.5 + m).

@@ -1,4 +1,4 @@
-"""Recall metrics (SCIENCE.md §3) on hand-built logits whose target probabilities p_t are known.
+"""Recall metrics (docs/science.md §2) on hand-built logits whose target probabilities p_t are known.
 
 Layout: each row is prompt then target, right-padded; logits at position j predict token j + 1,
 so target token t of a row with prompt length P is scored at position P - 1 + t.

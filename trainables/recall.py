@@ -1,6 +1,6 @@
 """Recall metrics: the p > 0.5 certificate under teacher forcing, and greedy-decoding recall.
 
-Notation (SCIENCE.md §3)
+Notation (docs/science.md §2)
     N, T        sequences and padded target length; tensors below are [N, T] unless noted
     L_t         target-token cross-entropy (nats); p_t = exp(-L_t)
     mask        True on real target tokens
