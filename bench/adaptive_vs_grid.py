@@ -152,28 +152,47 @@ def main() -> None:
           f"width {beta_w:.4f};  dof {grid_fit.dof}")
     print(f"stopping rule   alpha width <= {alpha_w:.4f}, beta width <= {beta_w:.4f}, dof >= {settings.min_dof}, "
           f"{settings.initial_points} initial points, budget {len(points)}")
-    adaptive_n = {}
-    for concurrent in (1, 2):
-        searcher, proposed = replay(candidates, settings, oracle, concurrent)
-        fit, status = searcher.fit(), searcher.status()
-        reached = searcher.state.finished == "tolerance"
-        n = adaptive_n[concurrent] = len(proposed)
-        print(f"\nadaptive, {concurrent} at once: {n} trials, stopped by {searcher.state.finished}"
-              f" ({'reached' if reached else 'did NOT reach'} the grid's widths)")
-        print(f"  trials        grid {len(points)}  adaptive {n}  ratio {n / len(points):.2f}  (goal <= {GOAL_RATIO})")
-        print(f"  order         {' '.join(f'{r}x{ell}' for r, ell in proposed)}")
-        print(f"  widths        alpha {status['alpha_width']:.4f} (tol {alpha_w:.4f}, ratio {status['alpha_ratio']:.2f})"
-              f"  beta {status['beta_width']:.4f} (tol {beta_w:.4f}, ratio {status['beta_ratio']:.2f})  "
-              f"dof {fit.dof}  saturated {fit.n_excluded}")
-        print(f"  alpha         adaptive {fit.alpha:.4f} [{fit.alpha_ci[0]:.4f}, {fit.alpha_ci[1]:.4f}]  "
-              f"|diff| {abs(fit.alpha - grid_fit.alpha):.4f}  grid's in adaptive's interval "
-              f"{inside(grid_fit.alpha, fit.alpha_ci)}, adaptive's in grid's {inside(fit.alpha, grid_fit.alpha_ci)}")
-        print(f"  beta          adaptive {fit.beta:.4f} [{fit.beta_ci[0]:.4f}, {fit.beta_ci[1]:.4f}]  "
-              f"|diff| {abs(fit.beta - grid_fit.beta):.4f}  grid's in adaptive's interval "
-              f"{inside(grid_fit.beta, fit.beta_ci)}, adaptive's in grid's {inside(fit.beta, grid_fit.beta_ci)}")
+    adaptive_n = {c: report_adaptive(candidates, settings, oracle, grid_fit, c, len(points)) for c in (1, 2)}
     random_trials = random_orders(candidates, settings, oracle)
     print(f"\nrandom order of the grid, same stopping rule: median {np.median(random_trials):.1f} trials "
           f"(min {min(random_trials)}, max {max(random_trials)}, {RANDOM_ORDERS} orders)")
+    loose_rows = looser_tolerances(candidates, settings, oracle, alpha_w, beta_w)
+    if args.json:
+        ratio = adaptive_n[1] / len(points)
+        emit("adaptive law search vs full grid (trials to the grid's widths)", ratio, "x", f"<= {GOAL_RATIO}x",
+             ratio <= GOAL_RATIO, memlaw=f"{adaptive_n[1]} trials (adaptive, 1 at once)",
+             baseline=f"{len(points)} trials (full grid)", adaptive_2_at_once=adaptive_n[2],
+             random_order_median=float(np.median(random_trials)), looser_tolerances=loose_rows,
+             experiment=experiment)
+
+
+def report_adaptive(candidates: ad.Candidates, settings: ad.Settings, oracle: dict, grid_fit, concurrent: int,
+                    n_grid: int) -> int:
+    """Replay the adaptive search with `concurrent` trials at once; print how it compares; its trial count."""
+    alpha_w, beta_w = settings.alpha_tol, settings.beta_tol
+    searcher, proposed = replay(candidates, settings, oracle, concurrent)
+    fit, status = searcher.fit(), searcher.status()
+    reached = searcher.state.finished == "tolerance"
+    n = len(proposed)
+    print(f"\nadaptive, {concurrent} at once: {n} trials, stopped by {searcher.state.finished}"
+          f" ({'reached' if reached else 'did NOT reach'} the grid's widths)")
+    print(f"  trials        grid {n_grid}  adaptive {n}  ratio {n / n_grid:.2f}  (goal <= {GOAL_RATIO})")
+    print(f"  order         {' '.join(f'{r}x{ell}' for r, ell in proposed)}")
+    print(f"  widths        alpha {status['alpha_width']:.4f} (tol {alpha_w:.4f}, ratio {status['alpha_ratio']:.2f})"
+          f"  beta {status['beta_width']:.4f} (tol {beta_w:.4f}, ratio {status['beta_ratio']:.2f})  "
+          f"dof {fit.dof}  saturated {fit.n_excluded}")
+    print(f"  alpha         adaptive {fit.alpha:.4f} [{fit.alpha_ci[0]:.4f}, {fit.alpha_ci[1]:.4f}]  "
+          f"|diff| {abs(fit.alpha - grid_fit.alpha):.4f}  grid's in adaptive's interval "
+          f"{inside(grid_fit.alpha, fit.alpha_ci)}, adaptive's in grid's {inside(fit.alpha, grid_fit.alpha_ci)}")
+    print(f"  beta          adaptive {fit.beta:.4f} [{fit.beta_ci[0]:.4f}, {fit.beta_ci[1]:.4f}]  "
+          f"|diff| {abs(fit.beta - grid_fit.beta):.4f}  grid's in adaptive's interval "
+          f"{inside(grid_fit.beta, fit.beta_ci)}, adaptive's in grid's {inside(fit.beta, grid_fit.beta_ci)}")
+    return n
+
+
+def looser_tolerances(candidates: ad.Candidates, settings: ad.Settings, oracle: dict, alpha_w: float,
+                      beta_w: float) -> dict:
+    """Trials to meet k x the grid's widths, per order (grid, adaptive x1/x2, random median)."""
     print("\ntrials to meet tolerances k x the grid's widths (same rule; 'grid order' is Tune's trial order)")
     loose_rows = {}
     print(f"  {'k':>5} {'alpha_tol':>9} {'beta_tol':>9} {'grid order':>10} {'adaptive x1':>11} {'adaptive x2':>11} "
@@ -187,13 +206,7 @@ def main() -> None:
                                 "adaptive_2": adaptive_counts[1], "random_median": float(median)}
         print(f"  {k:>5.2f} {k * alpha_w:>9.4f} {k * beta_w:>9.4f} {grid_order:>10d} {adaptive_counts[0]:>11d} "
               f"{adaptive_counts[1]:>11d} {median:>13.1f}")
-    if args.json:
-        ratio = adaptive_n[1] / len(points)
-        emit("adaptive law search vs full grid (trials to the grid's widths)", ratio, "x", f"<= {GOAL_RATIO}x",
-             ratio <= GOAL_RATIO, memlaw=f"{adaptive_n[1]} trials (adaptive, 1 at once)",
-             baseline=f"{len(points)} trials (full grid)", adaptive_2_at_once=adaptive_n[2],
-             random_order_median=float(np.median(random_trials)), looser_tolerances=loose_rows,
-             experiment=experiment)
+    return loose_rows
 
 
 def random_orders(candidates: ad.Candidates, settings: ad.Settings, oracle: dict) -> list[int]:

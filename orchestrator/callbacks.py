@@ -19,7 +19,6 @@ import ray
 from ray.tune import Callback
 
 from orchestrator import results_actor
-from orchestrator.config import FitConfig
 from orchestrator.records import completion_status, record_from_result
 
 log = logging.getLogger(__name__)
@@ -62,12 +61,15 @@ def checkpoint_path(checkpoint, metrics: dict[str, Any] | None) -> str | None:
 
 
 class ResultsForwarder(Callback):
-    def __init__(self, sweep: str, experiment_uri: str, resolve_config, fit: FitConfig = FitConfig(),
-                 pruning: bool = False):
+    def __init__(self, sweep: str, resolve_config, pruning: bool = False):
         """`resolve_config(tune_config) -> dict`: the resolved trial config of a Tune trial;
-        `pruning`: the sweep has a scheduler that may stop trials early (ASHA)."""
-        self.sweep, self.experiment_uri, self.pruning = sweep, experiment_uri, pruning
-        self.resolve_config, self.fit = resolve_config, fit
+        `pruning`: the sweep has a scheduler that may stop trials early (ASHA).
+
+        It finds the sweep's actor by name, which the driver started (with the experiment's storage)
+        before Tuner.fit: Tune restores this callback from its pickle on `memlaw resume`, so nothing
+        here may name the experiment's place, which a moved or copied experiment has changed."""
+        self.sweep, self.pruning = sweep, pruning
+        self.resolve_config = resolve_config
         self._pending: dict[str, dict[str, Any]] = {}
         self._refs: dict[Any, str] = {}
         self._errored: list = []
@@ -76,7 +78,7 @@ class ResultsForwarder(Callback):
     # -- plumbing ----------------------------------------------------------------------------------
     def _handle(self):
         if self._actor is None:
-            self._actor = results_actor.get_or_create(self.sweep, self.experiment_uri, self.fit)
+            self._actor = results_actor.find(self.sweep)
         return self._actor
 
     def _send(self, record: dict[str, Any]) -> None:

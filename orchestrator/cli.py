@@ -499,7 +499,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="memlaw", description="How much can a LoRA adapter memorize? "
                                      "Trials, sweeps and the live Parametric Memory Law.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_running_commands(sub)
+    _add_reading_commands(sub)
+    return parser
 
+
+def _add_running_commands(sub) -> None:
+    """trial, demo, sweep, resume: the commands that train."""
     p = _with_fields(sub, "trial", "trial", help="run one memorization trial in this process")
     p.add_argument("file", help="trial config (YAML), e.g. examples/trial_tiny.yaml")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -532,6 +538,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address")
     p.set_defaults(func=cmd_resume)
 
+
+def _add_reading_commands(sub) -> None:
+    """law, plan, export, plot, reproduce, validate: the commands that read (reproduce may run sweeps)."""
     for name, helptext, func in (("law", "the current fit of the Parametric Memory Law", cmd_law),
                                  ("plan", "the rank needed to memorize N tokens, from the fit", cmd_plan)):
         p = sub.add_parser(name, help=helptext)
@@ -568,7 +577,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.set_defaults(func=cmd_validate)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -76,7 +76,7 @@ def _scheduler(sweep: SweepConfig):
 def _callbacks(experiment: Experiment) -> list:
     sweep = experiment.sweep
     resolve = lambda cfg: sweep.trial_config(cfg).to_dict()
-    return [ResultsForwarder(sweep.name, experiment.uri, resolve, sweep.fit, pruning=sweep.scheduler != "fifo"),
+    return [ResultsForwarder(sweep.name, resolve, pruning=sweep.scheduler != "fifo"),
             LawLines(sweep)]
 
 
