@@ -16,13 +16,14 @@
 One construction path: `SweepConfig.from_dict` (a sweep file, a saved experiment, a sweep built in
 code) checks the file's own fields, the base trial, and every grid point or Optuna range against
 TrialConfig's ranges (through the search kind), and reports every problem at once. With
-`models=True` (what `load_sweep` asks, for the commands that will train) it adds the rules that
-need the base model's config (rank <= hidden size, layer indices): reading a finished experiment
-needs neither the model's files nor torch.
+`preflight=True` (what `load_sweep` asks, for the commands that will train) it adds what needs
+this machine: the base model's config (rank <= hidden size, layer indices) and writable storage.
+Reading a finished experiment needs neither the model's files nor torch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from dataclasses import dataclass
@@ -102,17 +103,20 @@ class SweepConfig(Config):
                                   lo=0.0, hi=16 * 2**20)
 
     @classmethod
-    def from_dict(cls, data: Any, prefix: str = "", *, models: bool = False) -> SweepConfig:
+    def from_dict(cls, data: Any, prefix: str = "", *, preflight: bool = False) -> SweepConfig:
         """The one way to build a sweep: every problem of `data` at once, or a valid SweepConfig.
-        `models`: also the rules that need the base model's config (for the commands that train)."""
+        `preflight`: also what needs this machine (the base model's config, writable storage), for
+        the commands that will train."""
         data = _migrated(data)
         try:
             sweep = super().from_dict(data, prefix)
         except ConfigError as err:
             raise ConfigError(err.problems + _raw_problems(data, err.problems)) from None
         problems = sweep.space_problems()
-        if models and not any(p.field == "space" or p.field.startswith(("trial", "search")) for p in problems):
+        if preflight and not any(p.field == "space" or p.field.startswith(("trial", "search")) for p in problems):
             problems += model_problems(sweep)
+        if preflight and not any(p.field == "storage_path" for p in problems):
+            problems += storage_problems(sweep)
         if problems:
             raise ConfigError(problems)
         return sweep
@@ -229,7 +233,35 @@ def load_sweep(path: str, overrides: Mapping[str, Any] | None = None) -> SweepCo
     """Read a sweep file for a run: every problem, the model's shape included, as one ConfigError."""
     data = load_yaml_mapping(path)
     data.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    return SweepConfig.from_dict(data, models=True)
+    return SweepConfig.from_dict(data, preflight=True)
+
+
+def storage_problems(sweep: SweepConfig) -> list[Problem]:
+    """The experiment's folder can be written: a local path is probed with a file (a path through a
+    regular file, a read-only or full filesystem fail here, before Ray starts, not in the results
+    actor); an object-store URI must name a bucket (reaching it needs credentials, checked on use)."""
+    if "://" in sweep.storage_path:
+        bucket = sweep.storage_path.split("://", 1)[1].strip("/")
+        return [] if bucket else [Problem("storage_path", f"{sweep.storage_path!r} names no bucket or folder")]
+    folder = sweep.experiment_uri
+    created = [folder]  # the folders the probe creates, deepest first: removed again
+    while not os.path.exists(os.path.dirname(created[-1])) and os.path.dirname(created[-1]) != created[-1]:
+        created.append(os.path.dirname(created[-1]))
+    created = [f for f in created if not os.path.exists(f)]
+    try:
+        os.makedirs(folder, exist_ok=True)
+        probe = os.path.join(folder, f".memlaw-probe-{os.getpid()}")
+        with open(probe, "wb") as fh:
+            fh.write(b"probe")
+        os.remove(probe)
+    except OSError as err:
+        return [Problem("storage_path", f"cannot write the experiment folder {folder}: "
+                                        f"{err.strerror or err} (a writable local folder or an s3://, gs:// URI)")]
+    finally:
+        for made in created:  # validating creates nothing
+            with contextlib.suppress(OSError):
+                os.rmdir(made)
+    return []
 
 
 def model_problems(sweep: SweepConfig) -> list[Problem]:
