@@ -1,18 +1,21 @@
 """The `memlaw` command line.
 
     memlaw demo                                   the CPU law sweep, end to end, on a local Ray
-    memlaw trial FILE.yaml [--set k=v ...] [--out DIR] [--json] [--resume]
+    memlaw trial FILE.yaml [--set k=v ...] [--out DIR] [--json] [--resume | --force]
     memlaw sweep FILE.yaml [--address auto|ray://...] [--storage URI] [--name NAME]
     memlaw resume PATH [--address ...]
-    memlaw law (--experiment PATH | --address ADDR | --dashboard URL) [--sweep NAME] [--json]
-    memlaw plan --tokens N (--experiment PATH | --address ADDR) [--sweep NAME] [--group G] [--json]
-    memlaw export PATH --out results.parquet|csv
-    memlaw plot PATH --out law.png
+    memlaw law (--experiment PATH | --address ADDR | --dashboard URL [--insecure-http]) [--sweep NAME] [--json]
+               [--strict]
+    memlaw plan --tokens N (--experiment PATH | --address ADDR) [--sweep NAME] [--group G] [--json] [--strict]
+    memlaw export PATH --out results.parquet|csv [--strict]
+    memlaw plot PATH --out law.png [--strict]
     memlaw validate FILE.yaml [--set k=v ...]      a trial file or a sweep file
     memlaw reproduce [--out docs/reproduction.md] [--storage DIR] [--experiment PATH]
 
 Heavy imports (torch, transformers, ray) happen inside the subcommands, so `memlaw --help` and
 config errors answer at once. Exit codes: 0 done, 2 bad input (nothing was run), 1 the run failed.
+A damaged file in an experiment's record log (law, plan, export, plot) is a warning on stderr, one
+line per file; `--strict` makes it exit 2 instead.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -29,6 +33,8 @@ from trainables import metric_names as K
 from trainables.schema import ConfigError, Problem
 
 EXIT_BAD_INPUT = 2
+#: Most problems printed for one file; the rest are counted (a 1 MiB file may hold thousands).
+MAX_PROBLEMS_SHOWN = 50
 
 SUMMARY_KEYS = (
     K.STEP, K.RANK, K.TRAINABLE_PARAMS, K.TARGET_TOKENS, K.LOSS_INIT, K.LOSS_FINAL, K.DELTA_LOSS,
@@ -45,8 +51,27 @@ def _fmt(value: Any) -> str:
 
 def _print_error(source: str, err: ConfigError) -> None:
     print(f"error: {source} is not valid:", file=sys.stderr)
-    for problem in err.problems:
+    for problem in err.problems[:MAX_PROBLEMS_SHOWN]:
         print(f"  - {problem}", file=sys.stderr)
+    if len(err.problems) > MAX_PROBLEMS_SHOWN:
+        print(f"  ... and {len(err.problems) - MAX_PROBLEMS_SHOWN} more problems", file=sys.stderr)
+
+
+def _report_damage(where: str, damaged: list, strict: bool) -> bool:
+    """One line with the count, then one per file and its reason, on stderr. True when the command
+    must stop (--strict: exit 2). `damaged`: record_log.Damage objects or their dicts."""
+    rows = [d if isinstance(d, dict) else d.to_dict() for d in damaged]
+    if not rows:
+        return False
+    lost = [r for r in rows if r["kind"] != "stray"]
+    strays = len(rows) - len(lost)
+    counts = ([f"{len(lost)} damaged file{'s' * (len(lost) != 1)} left out (records in them are not counted)"]
+              if lost else []) + ([f"{strays} stray file{'s' * (strays != 1)} ignored"] if strays else [])
+    head = "error" if strict else "warning"
+    print(f"{head}: {where}: {'; '.join(counts)}" + (" (--strict)" if strict else ""), file=sys.stderr)
+    for r in rows:
+        print(f"  {r['name']}: {r['reason']}", file=sys.stderr)
+    return strict
 
 
 def _default_out(config_path: str) -> Path:
@@ -64,7 +89,38 @@ def cmd_trial(args: argparse.Namespace) -> int:
         _print_error(args.file, err)
         return EXIT_BAD_INPUT
     out = Path(args.out) if args.out else _default_out(args.file)
+    if out.exists() and not out.is_dir():
+        print(f"error: --out {out} is a file, not a folder", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if not args.resume:
+        existing = _trial_files_in(out)
+        if existing and not args.force:
+            print(f"error: {out} already holds a trial ({', '.join(existing)}): use --resume to continue it or "
+                  "--force to overwrite it", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        _clear_trial_files(out, existing)
     return _run_trial(cfg, out, args)
+
+
+#: What `memlaw trial` writes into its folder (trainables/memorize.py).
+TRIAL_FILES = ("config.yaml", "evals.jsonl", "result.json", "adapter", "checkpoints")
+
+
+def _trial_files_in(out: Path) -> list[str]:
+    return [name for name in TRIAL_FILES if (out / name).exists()] if out.is_dir() else []
+
+
+def _clear_trial_files(out: Path, names: list[str]) -> None:
+    """--force: remove the old trial's files (only those memlaw writes), so that no old checkpoint,
+    evaluation or result outlives the trial that overwrites it."""
+    import shutil
+
+    for name in names:
+        path = out / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
 
 
 def _run_trial(cfg, out: Path, args: argparse.Namespace) -> int:
@@ -289,12 +345,16 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 # -- the law -------------------------------------------------------------------------------------
 def _report_from_experiment(path: str) -> dict:
+    """The fit from storage, with the files its record log could not use under "damaged"."""
     from orchestrator.law_report import build_report
-    from orchestrator.record_log import RecordLog
+    from orchestrator.record_log import LAW_FOLDER, RecordLog
 
     sweep = _open_experiment(path).sweep
-    report = build_report(sweep.name, RecordLog.for_experiment(path).all(), sweep.fit)
+    log = RecordLog.for_experiment(path)
+    report = build_report(sweep.name, log.all(), sweep.fit)
     report["sweep_config"] = sweep.to_dict()
+    report["damaged"] = [d.to_dict() for d in log.damaged]
+    report["damaged_in"] = f"{path.rstrip('/')}/{LAW_FOLDER}"
     return report
 
 
@@ -313,18 +373,57 @@ def _report_from_actor(address: str, sweep: str | None) -> dict:
     import ray
 
     from orchestrator import results_actor
-    from orchestrator.ray_session import start_ray
+    from orchestrator.ray_session import start_ray, tighten_token_file
 
     start_ray(address)
+    tighten_token_file()  # joining a cluster may have written the token
     return ray.get(results_actor.find(sweep).report.remote(wait_s=10.0))
 
 
-def _report_from_dashboard(url: str, sweep: str | None) -> dict:
+LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost")
+
+
+def dashboard_url_problem(url: str, insecure_http: bool = False) -> str | None:
+    """Why memlaw must not send the Ray token to `url`, else None. Pure: no I/O, no DNS.
+
+    The Jobs API client sends the cluster's bearer token with every request, so it may go only
+    where nobody can read it on the way: https, or plain http to this machine's loopback (127.0.0.0/8,
+    ::1, localhost: the `ray dashboard cluster.yaml` tunnel). Plain http elsewhere needs the
+    explicit `insecure_http`. A URL without a scheme is http, as Ray reads it."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url if "://" in url else f"http://{url}")
+        host = parts.hostname
+    except ValueError:  # a malformed [ipv6] part
+        return f"--dashboard {url!r}: not a URL"
+    if parts.scheme not in ("http", "https"):
+        return f"--dashboard {url!r}: the Jobs API is http:// or https://, not {parts.scheme}://"
+    if not host:
+        return f"--dashboard {url!r}: no host in the URL"
+    if parts.scheme == "https" or insecure_http:
+        return None
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name: only the loopback names are known without asking DNS
+        loopback = host.lower() in LOOPBACK_NAMES
+    if loopback:
+        return None
+    return (f"--dashboard {url!r}: memlaw sends the cluster's Ray token with each request, and plain http to "
+            f"{host} would show it to anyone on the network. Use https://, or a tunnel to 127.0.0.1 "
+            "(`ray dashboard cluster.yaml`), or pass --insecure-http if this network is yours alone")
+
+
+def _report_from_dashboard(url: str, sweep: str | None, insecure_http: bool = False) -> dict:
     """Through the Ray Jobs API: a short job on the cluster reads the actor and prints JSON."""
+    problem = dashboard_url_problem(url, insecure_http)
+    if problem:
+        raise ConfigError([Problem("", problem)])
     from ray.job_submission import JobStatus, JobSubmissionClient
 
     client = JobSubmissionClient(url)
-    entry = "memlaw law --address auto --json" + (f" --sweep {sweep}" if sweep else "")
+    entry = law_job_entrypoint(sweep)
     job = client.submit_job(entrypoint=entry)
     deadline = time.monotonic() + 120
     while client.get_job_status(job) not in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
@@ -338,11 +437,16 @@ def _report_from_dashboard(url: str, sweep: str | None) -> dict:
     return json.loads(logs[start:logs.rindex("}") + 1])["report"]  # the job prints `memlaw law --json`
 
 
+def law_job_entrypoint(sweep: str | None) -> str:
+    """The shell command of the law job; the sweep name is quoted (it reaches a shell on the cluster)."""
+    return "memlaw law --address auto --json" + (f" --sweep {shlex.quote(sweep)}" if sweep else "")
+
+
 def _get_report(args: argparse.Namespace) -> dict:
     if args.experiment:
         return _report_from_experiment(args.experiment)
     if args.dashboard:
-        return _report_from_dashboard(args.dashboard, args.sweep)
+        return _report_from_dashboard(args.dashboard, args.sweep, args.insecure_http)
     return _report_from_actor(args.address, args.sweep)
 
 
@@ -352,15 +456,22 @@ def cmd_law(args: argparse.Namespace) -> int:
     try:
         report = _get_report(args)
     except ConfigError as err:
-        _print_error(args.experiment or "", err)
+        if args.experiment:
+            _print_error(args.experiment, err)
+        else:  # a refused --dashboard URL: one line
+            print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except LookupError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    damaged = report.get("damaged", [])
+    if _report_damage(report.get("damaged_in", "the record log"), damaged, args.strict):
+        return EXIT_BAD_INPUT
     if args.json:
         print(json.dumps({"sweep": report["sweep"], "updated_at": report["updated_at"],
                           "trials_accepted": report["trials_accepted"], "trials_failed": report["trials_failed"],
-                          "fits": flat_fits(report), "stopping": _stopping(report), "report": report}, indent=1))
+                          "fits": flat_fits(report), "stopping": _stopping(report), "damaged": damaged,
+                          "report": report}, indent=1))
     else:
         print("\n".join([format_report(report), *_stopping(report)]))
     return 0
@@ -373,6 +484,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
         report = _get_report(args)
     except (ConfigError, LookupError) as err:
         print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if _report_damage(report.get("damaged_in", "the record log"), report.get("damaged", []), args.strict):
         return EXIT_BAD_INPUT
     groups = {label: GroupFit.from_dict(g) for label, g in report["groups"].items()}
     if args.group:
@@ -400,15 +513,43 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_export(args: argparse.Namespace) -> int:
-    from orchestrator.export import export
+def _write_failed(out: str, err: OSError) -> int:
+    """A write refused by the system (permissions, a read-only disk, a file in a folder's place) is
+    bad input: one line, exit 2. Any other OSError (a full disk) is a failed run, raised."""
+    import errno
 
-    n = export(args.path, args.out)
+    if isinstance(err, (PermissionError, NotADirectoryError, IsADirectoryError, FileNotFoundError)) or \
+            err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        print(f"error: cannot write {out}: {err.strerror or err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    raise err
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from orchestrator.export import check_writable, export, export_format, read_experiment
+
+    try:
+        export_format(args.out)  # input errors first, before anything is read: one line, exit 2
+        check_writable(args.out)
+        loaded = read_experiment(args.path)
+    except (ValueError, FileNotFoundError) as err:  # StorageError (an unknown scheme) is a ValueError
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if _report_damage(loaded.log_folder, loaded.damaged, args.strict):
+        return EXIT_BAD_INPUT
+    try:
+        n = export(args.path, args.out, loaded=loaded)
+    except ValueError as err:  # `out` names a folder
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as err:
+        return _write_failed(args.out, err)
     print(f"memlaw export: {n} trials -> {args.out}")
     return 0
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
+    from orchestrator.export import check_writable, read_experiment
     from orchestrator.plot import plot_law
 
     try:
@@ -416,7 +557,21 @@ def cmd_plot(args: argparse.Namespace) -> int:
     except ConfigError as err:
         _print_error(args.path, err)
         return EXIT_BAD_INPUT
-    paths = plot_law(args.path, args.out, fit=sweep.fit)
+    try:
+        check_writable(args.out)
+        loaded = read_experiment(args.path)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if _report_damage(loaded.log_folder, loaded.damaged, args.strict):
+        return EXIT_BAD_INPUT
+    try:
+        paths = plot_law(args.path, args.out, fit=sweep.fit, loaded=loaded)
+    except ValueError as err:  # no finished trial to plot, `out` names a folder
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as err:
+        return _write_failed(args.out, err)
     print("memlaw plot: wrote " + ", ".join(paths))
     return 0
 
@@ -512,7 +667,11 @@ def _add_running_commands(sub) -> None:
                    help="override a field, e.g. --set adapter.rank=8 (repeatable)")
     p.add_argument("--out", help="output folder (default memlaw-runs/<name>-<time>)")
     p.add_argument("--json", action="store_true", help="print the final result as JSON on stdout")
-    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    again.add_argument("--force", action="store_true",
+                       help="overwrite the trial already in --out (its config, evaluations, result, adapter and "
+                            "checkpoints are removed first); without it, an existing trial folder is refused")
     p.set_defaults(func=cmd_trial)
 
     p = sub.add_parser("demo", help="run the shipped CPU law sweep end to end (a few minutes)")
@@ -550,19 +709,25 @@ def _add_reading_commands(sub) -> None:
         where = p.add_mutually_exclusive_group(required=True)
         where.add_argument("--experiment", help="refit from the experiment's storage (no Ray needed)")
         where.add_argument("--address", help="ask the live results actor on this Ray cluster (auto, ray://...)")
-        where.add_argument("--dashboard", help="ask through the Ray Jobs API, e.g. http://127.0.0.1:8265")
+        where.add_argument("--dashboard", help="ask through the Ray Jobs API: https://..., or http:// to loopback, "
+                                               "e.g. http://127.0.0.1:8265 (the Ray token goes with each request)")
+        p.add_argument("--insecure-http", action="store_true",
+                       help="--dashboard: allow plain http to a host that is not loopback (sends the token in clear)")
         p.add_argument("--sweep", help="which sweep (default: the only one)")
         p.add_argument("--json", action="store_true")
+        _add_strict(p)
         p.set_defaults(func=func)
 
     p = sub.add_parser("export", help="write one row per trial (config, metrics, provenance)")
     p.add_argument("path", help="the experiment folder")
     p.add_argument("--out", required=True, help="results.parquet or results.csv")
+    _add_strict(p)
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("plot", help="the paper-style law figure and the recall heatmap")
     p.add_argument("path", help="the experiment folder")
     p.add_argument("--out", required=True, help="law.png")
+    _add_strict(p)
     p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser("reproduce", help="run (or reuse) the CPU sweeps and write docs/reproduction.md")
@@ -579,13 +744,23 @@ def _add_reading_commands(sub) -> None:
     p.set_defaults(func=cmd_validate)
 
 
+def _add_strict(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--strict", action="store_true",
+                   help="exit 2 when the experiment's record log has a damaged or stray file (default: a warning "
+                        "per file on stderr, and the rest is used)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    from orchestrator.ray_session import default_token_auth
+    from orchestrator.ray_session import default_token_auth, tighten_token_file
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     default_token_auth()  # before any subcommand can import Ray
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    finally:
+        if "ray" in sys.modules:  # Ray may have created its token file during the command
+            tighten_token_file()
 
 
 if __name__ == "__main__":

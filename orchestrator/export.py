@@ -35,7 +35,7 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from orchestrator.record_log import RecordLog
+from orchestrator.record_log import LAW_FOLDER, Damage, RecordLog
 from orchestrator.records import RESULT_KEYS, TrialRecord
 from orchestrator.storage import Store, split_uri
 
@@ -54,16 +54,42 @@ _EXACT_FLOATS = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precis
 # -- reading an experiment -------------------------------------------------------------------------
 
 
-def load_experiment(experiment_path: str) -> list[TrialRecord]:
-    """Every record of an experiment, sorted by trial id.
+@dataclasses.dataclass(frozen=True)
+class ExperimentRecords:
+    """What an experiment's record log holds: its records, sorted by trial id, and the files that
+    loading could not use (record_log.Damage: damaged entries, a torn snapshot, stray files)."""
 
-    A local path that does not exist is an error rather than an empty sweep: RecordLog would create
-    the folder, and a typo would silently export nothing.
+    path: str
+    records: list[TrialRecord]
+    damaged: list[Damage]
+
+    @property
+    def log_folder(self) -> str:
+        """Where the damaged files' names are relative to: `<experiment>/memlaw`."""
+        return f"{self.path.rstrip('/')}/{LAW_FOLDER}"
+
+
+def read_experiment(experiment_path: str) -> ExperimentRecords:
+    """Every record of an experiment, and what could not be read. Creates nothing.
+
+    A path that does not exist is an error rather than an empty sweep: a typo would silently
+    export nothing.
     """
     scheme, root = split_uri(experiment_path)
-    if scheme is None and not os.path.isdir(root):
-        raise FileNotFoundError(f"no experiment folder at {experiment_path!r}")
-    return sorted(RecordLog.for_experiment(experiment_path).all(), key=lambda r: r.trial_id)
+    if scheme is None:
+        if not os.path.isdir(root):
+            raise FileNotFoundError(f"no experiment folder at {experiment_path!r}")
+    else:
+        store = Store(experiment_path)  # StorageError (a ValueError) for a scheme fsspec does not know
+        if not store.fs.exists(store.root):
+            raise FileNotFoundError(f"no experiment at {experiment_path!r}")
+    log = RecordLog.for_experiment(experiment_path)
+    return ExperimentRecords(experiment_path, sorted(log.all(), key=lambda r: r.trial_id), list(log.damaged))
+
+
+def load_experiment(experiment_path: str) -> list[TrialRecord]:
+    """Every record of an experiment, sorted by trial id (read_experiment without the damage list)."""
+    return read_experiment(experiment_path).records
 
 
 # -- the table -------------------------------------------------------------------------------------
@@ -85,10 +111,29 @@ def export_format(path: str) -> str:
     return suffix
 
 
-def export(experiment_path: str, out: str) -> int:
-    """Write every record of the experiment to `out` (.parquet or .csv, local path or URI); rows written."""
+def check_writable(out: str) -> None:
+    """ValueError naming `out` when a local output file cannot be written there: a folder in its
+    place, a file where one of its folders should be, a folder this user may not write in. Checked
+    before any work; a failed write is still caught at the write (and leaves the old file)."""
+    scheme, path = split_uri(out)
+    if scheme is not None:
+        return
+    if os.path.isdir(path):
+        raise ValueError(f"cannot write {out!r}: it is a folder (name a file)")
+    folder = os.path.dirname(path)
+    while folder and not os.path.exists(folder):  # the nearest folder that exists: the rest will be made
+        folder = os.path.dirname(folder)
+    if not os.path.isdir(folder):
+        raise ValueError(f"cannot write {out!r}: {folder!r} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot write {out!r}: no permission to write in {folder!r}")
+
+
+def export(experiment_path: str, out: str, loaded: ExperimentRecords | None = None) -> int:
+    """Write every record of the experiment to `out` (.parquet or .csv, local path or URI); rows written.
+    `loaded`: the experiment already read with read_experiment (the CLI reads it once, to report damage)."""
     suffix = export_format(out)
-    records = load_experiment(experiment_path)
+    records = (loaded or read_experiment(experiment_path)).records
     frame = records_frame(records)
     if suffix == ".parquet":
         data = _parquet_bytes(frame, _provenance(records, experiment_path))

@@ -27,7 +27,7 @@ import numpy as np
 
 from orchestrator import law
 from orchestrator.config import FitConfig
-from orchestrator.export import load_experiment, write_output
+from orchestrator.export import ExperimentRecords, read_experiment, write_output
 from orchestrator.record_log import law_rows
 from orchestrator.records import TrialRecord
 from trainables import metric_names as K
@@ -47,9 +47,11 @@ class RecallGrid:
     values: np.ndarray
 
 
-def plot_law(experiment_path: str, out: str, fit: FitConfig = FitConfig()) -> list[str]:
-    """Write the law figure of the experiment's finished trials to `out` (PNG); the paths written."""
-    finished = [r for r in load_experiment(experiment_path) if r.ok]
+def plot_law(experiment_path: str, out: str, fit: FitConfig = FitConfig(),
+             loaded: ExperimentRecords | None = None) -> list[str]:
+    """Write the law figure of the experiment's finished trials to `out` (PNG); the paths written.
+    `loaded`: the experiment already read with read_experiment (the CLI reads it once, to report damage)."""
+    finished = [r for r in (loaded or read_experiment(experiment_path)).records if r.ok]
     if not finished:
         raise ValueError(f"no finished trials in {experiment_path!r}: nothing to plot")
     fits = law.fit_groups(law_rows(finished), capacity_variable=fit.capacity_variable)

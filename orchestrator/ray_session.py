@@ -34,6 +34,34 @@ def default_token_auth() -> None:
         os.environ.setdefault(AUTH_MODE_ENV, "token")
 
 
+TOKEN_ENV, TOKEN_PATH_ENV = "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"
+
+
+def token_file() -> str | None:
+    """The token file Ray reads, in Ray's own order: none when RAY_AUTH_TOKEN holds the token, else
+    RAY_AUTH_TOKEN_PATH, else ~/.ray/auth_token."""
+    if os.environ.get(TOKEN_ENV):
+        return None
+    return os.environ.get(TOKEN_PATH_ENV) or os.path.join(os.path.expanduser("~"), ".ray", "auth_token")
+
+
+def tighten_token_file() -> str | None:
+    """Make Ray's token file readable by its owner only (0600) when it is wider; the path it
+    tightened, else None. Ray writes the file with the process's umask (0644 by default), and
+    whoever reads it can run code on the cluster. Call it after Ray created the token."""
+    import stat
+
+    path = token_file()
+    try:
+        mode = os.stat(path).st_mode if path else None
+    except OSError:  # no token file (yet): nothing to tighten
+        return None
+    if mode is None or not stat.S_ISREG(mode) or not mode & 0o077:
+        return None
+    os.chmod(path, 0o600)
+    return path
+
+
 def start_ray(address: str | None, num_cpus: int | None = None) -> None:
     """Join `address`, or start the embedded local Ray (no dashboard, small object store)."""
     default_token_auth()
@@ -43,11 +71,12 @@ def start_ray(address: str | None, num_cpus: int | None = None) -> None:
         return
     if address:
         ray.init(address=address, namespace=NAMESPACE, log_to_driver=False)
-        return
-    # address="local": always a new in-process cluster, never one that `ray start` left running.
-    with loopback_node_ip():
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, object_store_memory=OBJECT_STORE_BYTES,
-                 namespace=NAMESPACE, log_to_driver=False, _node_ip_address="127.0.0.1")
+    else:  # address="local": always a new in-process cluster, never one that `ray start` left running.
+        with loopback_node_ip():
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
+                     object_store_memory=OBJECT_STORE_BYTES, namespace=NAMESPACE, log_to_driver=False,
+                     _node_ip_address="127.0.0.1")
+    tighten_token_file()  # ray.init may just have written it, world-readable
 
 
 @contextlib.contextmanager

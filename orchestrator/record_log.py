@@ -13,20 +13,83 @@ deleted. A crash between any two of these steps loses nothing: loading takes the
 every journal entry in order and de-duplicates by trial id (the first final record wins, see
 `_accept`), so a record is never counted twice either. Pure Python over `Store`: no Ray, so `memlaw law --experiment` reads it
 offline.
+
+Damage is reported, never skipped in silence. Loading lists in `damaged` (file, kind, reason):
+- a journal entry that is not a record ("record"): truncated or not JSON, a status memlaw never
+  writes (records.STATUSES), missing fields; its record is not loaded, its file is kept;
+- a torn or unreadable snapshot ("snapshot"): loading falls back to the journal entries, and the
+  records the snapshot had folded in (their entries deleted) are missing from the result;
+- a file in journal/ whose name is not `<10 digits>.json` ("stray", e.g. `.DS_Store`): ignored.
+Writing is unaffected: the next sequence number follows every well-named entry, damaged or not,
+and a snapshot never deletes a damaged entry or a stray file.
 """
 
 from __future__ import annotations
 
+import json
+import re
 import threading
+from dataclasses import asdict, dataclass
 from typing import Iterable
 
-from orchestrator.records import TrialRecord
+from orchestrator.records import STATUSES, TrialRecord
 from orchestrator.storage import Store
+from trainables.schema import clip
 
 JOURNAL = "journal"
 SNAPSHOT = "snapshot.json"
 FIT = "fit.json"
 LAW_FOLDER = "memlaw"
+#: A journal entry's name: its sequence number, 10 digits, then .json.
+ENTRY_NAME = re.compile(r"(\d{10})\.json")
+#: Longest reason kept for a damaged file (a parser's message may quote the file).
+_REASON_CHARS = 300
+
+
+@dataclass(frozen=True)
+class Damage:
+    """A file of the record log that loading could not use: `name` relative to the log's folder
+    (journal/0000000003.json, snapshot.json), `kind` record | snapshot | stray, and why."""
+
+    name: str
+    kind: str
+    reason: str
+
+    @property
+    def loses_records(self) -> bool:
+        """A damaged record or snapshot may hide results; a stray file hides nothing."""
+        return self.kind != "stray"
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+class DamagedFile(ValueError):
+    """Why a journal entry or snapshot is not usable (a short reason, no traceback)."""
+
+
+def parse_record(data: bytes | str | dict) -> TrialRecord:
+    """A TrialRecord from an entry's bytes (or a snapshot's dict); DamagedFile says why not."""
+    if isinstance(data, (bytes, str)):
+        try:
+            data = json.loads(data)
+        except (ValueError, RecursionError) as err:  # UnicodeDecodeError is a ValueError
+            raise DamagedFile(f"truncated or not JSON ({_clip(str(err))})") from None
+    if not isinstance(data, dict):
+        raise DamagedFile(f"not a trial record (a JSON {type(data).__name__}, not an object)")
+    missing = [k for k in ("trial_id", "sweep", "status", "config") if k not in data]
+    if missing:
+        raise DamagedFile(f"not a trial record (missing {', '.join(missing)})")
+    if data["status"] not in STATUSES:
+        raise DamagedFile(f"unknown status {_clip(repr(data['status']), 60)} (memlaw writes {', '.join(STATUSES)})")
+    try:
+        return TrialRecord.from_dict(data)
+    except (ValueError, TypeError) as err:
+        raise DamagedFile(f"not a trial record ({_clip(str(err))})") from None
+
+
+def _clip(text: str, limit: int = _REASON_CHARS) -> str:
+    return clip(text, limit)
 
 
 class RecordLog:
@@ -38,6 +101,8 @@ class RecordLog:
         self.snapshot_every = snapshot_every
         self._lock = threading.Lock()
         self.records: dict[str, TrialRecord] = {}
+        #: What loading could not use (see the module docstring); empty for an intact log.
+        self.damaged: list[Damage] = []
         self.next_seq = 0
         self._since_snapshot = 0
         self._load()
@@ -48,23 +113,50 @@ class RecordLog:
 
     # -- loading -----------------------------------------------------------------------------------
     def _load(self) -> None:
-        through = -1
-        if self.store.exists(SNAPSHOT):
-            snap = self.store.read_json(SNAPSHOT)
-            through = snap["through_seq"]
-            for data in snap["records"]:
-                self._accept(TrialRecord.from_dict(data))
-        entries = self.journal.list()
-        for name in entries:
-            seq = int(name.split(".")[0])
+        through = self._load_snapshot() if self.store.exists(SNAPSHOT) else -1
+        for name in self.journal.list():
+            match = ENTRY_NAME.fullmatch(name)
+            if match is None:
+                self.damaged.append(Damage(f"{JOURNAL}/{name}", "stray",
+                                           "not a journal entry (<10 digits>.json): ignored"))
+                continue
+            through = max(through, int(match.group(1)))  # a damaged entry's number is taken too
             try:
-                record = TrialRecord.from_json(self.journal.read_bytes(name))
-            except (ValueError, KeyError, TypeError):
-                continue  # cannot happen with atomic writes; a foreign file is not ours to count
+                record = parse_record(self.journal.read_bytes(name))
+            except DamagedFile as err:
+                self.damaged.append(Damage(f"{JOURNAL}/{name}", "record", f"{err}: its record is not loaded"))
+                continue
+            except OSError as err:  # a folder under an entry's name, a file we may not read
+                self.damaged.append(Damage(f"{JOURNAL}/{name}", "record", f"unreadable ({err.strerror or err})"))
+                continue
             self._accept(record)
-            through = max(through, seq)
             self._since_snapshot += 1
         self.next_seq = through + 1
+
+    def _load_snapshot(self) -> int:
+        """Accept the snapshot's records; its through_seq, or -1 when it is torn (then the journal
+        entries are all there is, and the records the snapshot had folded in are missing)."""
+        try:
+            snap = json.loads(self.store.read_bytes(SNAPSHOT))
+            through, rows = snap["through_seq"], snap["records"]
+            if not isinstance(through, int) or not isinstance(rows, list):
+                raise DamagedFile("through_seq or records of the wrong type")
+        except (ValueError, KeyError, TypeError, RecursionError, OSError) as err:
+            self.damaged.append(Damage(SNAPSHOT, "snapshot", f"torn or unreadable ({_clip(str(err))}): fell back to "
+                                                             "the journal entries; the records it held are missing"))
+            return -1
+        for i, data in enumerate(rows):
+            try:
+                self._accept(parse_record(data))
+            except DamagedFile as err:
+                self.damaged.append(Damage(f"{SNAPSHOT} record {i}", "record", f"{err}: not loaded"))
+        return through
+
+    @property
+    def damaged_names(self) -> set[str]:
+        """Journal file names that a snapshot must keep: damaged entries and stray files."""
+        prefix = f"{JOURNAL}/"
+        return {d.name[len(prefix):] for d in self.damaged if d.name.startswith(prefix)}
 
     def _accept(self, record: TrialRecord) -> bool:
         """First final record wins: a trial's first ok, failed or pruned record is its result, and a
@@ -101,8 +193,10 @@ class RecordLog:
         through = self.next_seq - 1
         self.store.write_json(SNAPSHOT, {"through_seq": through,
                                          "records": [r.to_dict() for r in self.records.values()]})
+        keep = self.damaged_names  # evidence of damage stays until someone looks at it
         for name in self.journal.list():
-            if int(name.split(".")[0]) <= through:
+            match = ENTRY_NAME.fullmatch(name)
+            if match is not None and int(match.group(1)) <= through and name not in keep:
                 self.journal.delete(name)
         self._since_snapshot = 0
 

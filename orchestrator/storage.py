@@ -5,6 +5,10 @@ A file memlaw owns is always either its old version or its new one, never a torn
   the folder (so the rename survives a power cut);
 - object stores: one PUT of the whole object, which the store makes visible atomically.
 
+Constructing a Store creates nothing: a folder is made by the first write into it, so the
+read-only commands (law, export, plot, the reading half of resume) never leave a folder behind
+at a mistyped path.
+
 `memory://` works here but is private to each process: the results actor and the driver would
 not see each other's files, so it cannot stand in for shared storage (we refuse it for sweeps).
 """
@@ -55,14 +59,13 @@ class Store:
             raise StorageError(problem)
         self.uri = uri
         self.scheme, self.root = split_uri(uri)
+        self._made = False  # remote stores: whether the first write made the folder (see _make_folder)
         if self.scheme is None:
             self.fs = None
-            os.makedirs(self.root, exist_ok=True)
         else:
             import fsspec
 
             self.fs = fsspec.filesystem(self.scheme)
-            self.fs.makedirs(self.root, exist_ok=True)
 
     @property
     def is_local(self) -> bool:
@@ -94,12 +97,17 @@ class Store:
         if self.is_local:
             names = os.listdir(self.root) if os.path.isdir(self.root) else []
         else:
-            names = [posixpath.basename(p.rstrip("/")) for p in self.fs.ls(self.root, detail=False)]
+            try:
+                listed = self.fs.ls(self.root, detail=False)
+            except FileNotFoundError:  # nothing written here yet
+                listed = []
+            names = [posixpath.basename(p.rstrip("/")) for p in listed]
         return sorted(n for n in names if n.startswith(prefix) and not n.startswith(".tmp-"))
 
     # -- writing ---------------------------------------------------------------------------------
     def write_bytes(self, name: str, data: bytes) -> None:
         """Replace `name` with `data` atomically."""
+        self._make_folder()
         if not self.is_local:
             self.fs.pipe_file(self.path(name), data)
             return
@@ -115,6 +123,14 @@ class Store:
                 os.unlink(tmp)
             raise
         _fsync_dir(self.root)
+
+    def _make_folder(self) -> None:
+        """Create this folder (and its parents) before the first write; reading never creates it."""
+        if self.is_local:
+            os.makedirs(self.root, exist_ok=True)  # one stat when it exists
+        elif not self._made:  # a remote call: once per Store
+            self.fs.makedirs(self.root, exist_ok=True)
+            self._made = True
 
     def write_json(self, name: str, obj: Any) -> None:
         self.write_bytes(name, json.dumps(obj, sort_keys=True, separators=(",", ":")).encode())

@@ -12,6 +12,7 @@ orchestrator/ray_session.py. Trials reuse their actors (a new worker per trial w
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -25,7 +26,8 @@ from orchestrator.callbacks import ResultsForwarder, checkpoint_path
 from orchestrator.config import SweepConfig
 from orchestrator.experiment import Experiment, exclusive_run
 from orchestrator.law_report import format_report
-from orchestrator.ray_session import start_ray
+from orchestrator.live import clear_live, write_live
+from orchestrator.ray_session import NAMESPACE, start_ray
 from orchestrator.records import completion_status, record_from_result
 from orchestrator.searches import search_of
 from orchestrator.trainable import memorize, memorize_zero
@@ -131,7 +133,8 @@ def run_sweep(sweep: SweepConfig, address: str | None = None) -> tune.ResultGrid
         start_ray(address)
         experiment.save_sweep()
         results_actor.get_or_create(sweep.name, experiment.uri, sweep.fit)
-        grid = build_tuner(experiment).fit()
+        with _reachable(experiment):
+            grid = build_tuner(experiment).fit()
         return _finish(experiment, grid)
 
 
@@ -144,7 +147,22 @@ def resume_sweep(experiment: Experiment, address: str | None = None) -> tune.Res
         results_actor.get_or_create(sweep.name, experiment.uri, sweep.fit)
         tuner = tune.Tuner.restore(experiment.uri, trainable=_trainable(experiment), resume_errored=False,
                                    restart_errored=False, param_space=search_of(sweep).param_space(sweep) or None)
-        return _finish(experiment, tuner.fit())
+        with _reachable(experiment):
+            grid = tuner.fit()
+        return _finish(experiment, grid)
+
+
+@contextlib.contextmanager
+def _reachable(experiment: Experiment):
+    """While trials run: the experiment says where its Ray is, so another shell can ask the live law."""
+    address = ray.get_runtime_context().gcs_address
+    write_live(experiment.uri, experiment.sweep.name, address, NAMESPACE)
+    print(f"memlaw: sweep {experiment.sweep.name!r} on Ray at {address}; the live law from another shell:\n"
+          f"  memlaw law --experiment {experiment.uri} --live", file=sys.stderr, flush=True)
+    try:
+        yield
+    finally:
+        clear_live(experiment.uri)
 
 
 def _finish(experiment: Experiment, grid: tune.ResultGrid) -> tune.ResultGrid:

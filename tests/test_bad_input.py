@@ -15,11 +15,17 @@ Each file goes through the CLI's own code in this process (`orchestrator.cli.mai
 of them through `python -m orchestrator.cli validate FILE` as a subprocess. Either way: exit code
 2, the expected problem on stderr, no traceback, Ray neither imported nor started, and no tiny
 model folder built in the session's MEMLAW_CACHE (tests/conftest.py).
+
+Input limits (issue 14, trainables/schema.py): an alias bomb, deep nesting and a 50 MB file are
+refused in a fresh process within 1 s and 100 MB of extra memory (peak RSS, ru_maxrss), naming
+the file and the limit; every message stays short whatever the file quotes.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import resource
 import subprocess
 import sys
 from collections import Counter
@@ -36,10 +42,11 @@ SIDECAR = ".expect"
 #: What the corpus must cover (issue 7, R5): the kinds named there, as file-name prefixes.
 REQUIRED_KINDS = {"unknown-key", "wrong-type", "out-of-range", "inverted-range", "empty-grid",
                   "unknown-space", "unknown-method", "unknown-model", "impossible-resources",
-                  "storage-scheme", "yaml-syntax", "not-yaml", "empty-file"}
+                  "storage-scheme", "yaml-syntax", "not-yaml", "empty-file", "input-limit"}
 #: Run as a real subprocess too: one cheap file-level error, one sweep, one needing the model's shape.
 SUBPROCESS_SAMPLE = ("not-yaml__binary.yaml", "empty-file__zero-bytes.yaml", "unknown-key__sweep-top.yaml",
-                     "inverted-range__sweep-lr.yaml", "impossible-resources__trial-rank-over-hidden.yaml")
+                     "inverted-range__sweep-lr.yaml", "impossible-resources__trial-rank-over-hidden.yaml",
+                     "input-limit__alias-bomb.yaml", "impossible-resources__trial-data-too-large.yaml")
 
 _seen: Counter = Counter()  # outcomes for the closing figure
 
@@ -142,6 +149,102 @@ def test_validate_rejects_as_a_subprocess(name):
     _seen["subprocess"] += 1
 
 
+# -- input limits: refused at once, in bounded memory ---------------------------------------------
+#: `memlaw validate FILE` in a fresh process, measured around the command itself: wall time, and
+#: the growth of the peak resident set (ru_maxrss, KiB on Linux) past what the imports took.
+PROBE = """
+import json, resource, sys, time
+import yaml
+import trainables.config
+from orchestrator import cli
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+start = time.perf_counter()
+code = cli.main(["validate", sys.argv[1]])
+wall = time.perf_counter() - start
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"code": code, "wall_s": wall, "extra_mb": (peak - before) / 1024, "peak_mb": peak / 1024}))
+"""
+AS_CAP = 3 << 30  # a regression fails this test with MemoryError instead of taking the machine
+
+
+def _cap_memory() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (AS_CAP, AS_CAP))
+
+
+def limit_file(tmp_path: Path, kind: str) -> tuple[Path, str]:
+    """A file past one input limit, and the fragment its refusal must show."""
+    path = tmp_path / f"{kind}.yaml"
+    if kind == "alias-bomb":  # the corpus file: 9 lines, 9**9 strings by reference
+        path.write_bytes((CORPUS / "input-limit__alias-bomb.yaml").read_bytes())
+        return path, "anchors and aliases are not allowed in a config file"
+    if kind == "deep-1000":
+        path.write_text("method: {name: " + "[" * 1000 + "]" * 1000 + "}\n")
+        return path, "nested deeper than the limit of 50 levels"
+    if kind == "deep-block-1000":
+        path.write_text("".join("  " * i + f"k{i}:\n" for i in range(1000)) + "  " * 1000 + "x: 1\n")
+        return path, "nested deeper than the limit of 50 levels"
+    with open(path, "w") as fh:  # 50 MB of a plausible list
+        fh.write("data:\n  kind: random\nnotes:\n")
+        line = "  - " + "x" * 60 + "\n"
+        fh.write(line * (50_000_000 // len(line)))
+    return path, "over the limit of a config file (1048576 bytes, 1 MiB)"
+
+
+LIMIT_CASES = ("alias-bomb", "deep-1000", "deep-block-1000", "50-mb")
+
+
+@pytest.mark.parametrize("kind", LIMIT_CASES)
+def test_input_limits_refuse_at_once_in_bounded_memory(tmp_path, kind, request):
+    path, fragment = limit_file(tmp_path, kind)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+    run = subprocess.run([sys.executable, "-c", PROBE, str(path)], capture_output=True, text=True, cwd=REPO,
+                         env=env, timeout=60, preexec_fn=_cap_memory)
+    assert run.returncode == 0, run.stderr[-3000:]
+    figures = json.loads(run.stdout.splitlines()[-1])
+    assert figures["code"] == 2, run.stderr[-2000:]
+    problems = problems_on(run.stderr, str(path))
+    assert len(problems) == 1 and problems[0].startswith(f"{path}: ") and fragment in problems[0], problems
+    assert "Traceback" not in run.stderr and len(run.stderr) < 2000, run.stderr[-2000:]
+    assert figures["wall_s"] < 1.0 and figures["extra_mb"] < 100, figures
+    _seen["limits"] += 1
+    print_figure(request, f"input limit {kind} ({path.stat().st_size} bytes): refused in "
+                          f"{figures['wall_s'] * 1000:.0f} ms, peak RSS {figures['extra_mb']:.1f} MB above the "
+                          f"{figures['peak_mb'] - figures['extra_mb']:.0f} MB of the imports")
+
+
+def test_the_alias_bomb_is_refused_by_every_command_that_reads_a_file(tmp_path):
+    """trial, sweep and validate read trial and sweep files through the same loader: exit 2 each."""
+    bomb = str(CORPUS / "input-limit__alias-bomb.yaml")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+    for args in (("validate", bomb), ("trial", bomb, "--out", str(tmp_path / "t")), ("sweep", bomb)):
+        run = subprocess.run(memlaw_cmd(*args), capture_output=True, text=True, cwd=REPO, env=env, timeout=60,
+                             preexec_fn=_cap_memory)
+        assert run.returncode == 2, (args, run.stderr[-2000:])
+        assert "anchors and aliases are not allowed" in run.stderr and "Traceback" not in run.stderr, run.stderr
+    assert not (tmp_path / "t").exists()
+
+
+def test_error_messages_stay_short_whatever_the_file_quotes(tmp_path, capsys):
+    """A 500 KB string where a number belongs, a 50,000-item list where a name belongs and a
+    100,000-character key are quoted in about 200 characters each, with their size; of 2,000
+    unknown keys, 50 problems are printed and the rest counted."""
+    loud = tmp_path / "loud.yaml"
+    loud.write_text(f"adapter: {{rank: '{'x' * 500_000}'}}\nmethod: {{name: [{', '.join(['sft'] * 50_000)}]}}\n"
+                    f"? {'k' * 100_000}\n: 1\n")
+    many = tmp_path / "many.yaml"
+    many.write_text("".join(f"extra{i}: {i}\n" for i in range(2000)))
+    for path in (loud, many):
+        assert path.stat().st_size < 1 << 20
+        assert cli.main(["validate", str(path)]) == cli.EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert len(err) < 20_000, len(err)
+    assert max(len(line) for line in err.splitlines()) < 2100
+    assert "adapter.rank: must be an integer, got str 'xxx" in err and "(500000 chars)" in err
+    assert "method.name: must be one of 'sft'" in err and "(50000 items)" in err
+    assert "kkk... (100000 chars): unknown key" in err
+    assert "  ... and 1950 more problems" in err
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _figure(request):
     """One line at the end: files, kinds, what was checked."""
@@ -149,7 +252,7 @@ def _figure(request):
     kinds = Counter(kind_of(p) for p in FILES)
     sections = Counter("trial" if "__trial" in p.name else "sweep" if "__sweep" in p.name else "file"
                        for p in FILES)
-    in_process = sum(v for k, v in _seen.items() if k != "subprocess")
+    in_process = sum(v for k, v in _seen.items() if k not in ("subprocess", "limits"))
     line = (f"bad inputs: {len(FILES)} files, {len(kinds)} kinds (trial {sections['trial']}, sweep "
             f"{sections['sweep']}, whole-file {sections['file']}); rejected with exit 2 and the expected "
             f"field: {in_process} in process, {_seen['subprocess']}/{len(SUBPROCESS_SAMPLE)} via the CLI "

