@@ -54,11 +54,11 @@ def rank_main(rank: int, port: int, model: str, lora_rank: int, out: str) -> Non
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(WORLD),
                       LOCAL_RANK=str(rank), DS_ACCELERATOR="cpu")
     dist.init_process_group("gloo", rank=rank, world_size=WORLD)
-    from trainables.zero import ZeroTrial
+    from trainables.zero import zero_trial
     from trainables.zero_config import ZeroConfig
 
     with tempfile.TemporaryDirectory() as tmp:
-        trial = ZeroTrial(trial_config(model, lora_rank), ZeroConfig(stage=3, workers_per_trial=WORLD), tmp, rank)
+        trial = zero_trial(trial_config(model, lora_rank), ZeroConfig(stage=3, workers_per_trial=WORLD), tmp, rank)
         trial.train_step()
         held = {**trial.memory_footprint(), "rss_mib": _rss_mib()}
     Path(out, f"rank{rank}.json").write_text(json.dumps(held))
@@ -74,7 +74,7 @@ def unsharded(model: str, lora_rank: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         trial = MemorizationTrial(trial_config(model, lora_rank), tmp)
         trial.train_step()
-        return {**rank_memory(trial.model, trial.optimizer), "rss_mib": _rss_mib()}
+        return {**rank_memory(trial.model, trial.backend.optimizer), "rss_mib": _rss_mib()}
 
 
 def _free_port() -> int:

@@ -369,15 +369,37 @@ def _stopping(report: dict) -> list[str]:
     return search_of(sweep).stopping_lines(sweep, report)
 
 
-def _report_from_actor(address: str, sweep: str | None) -> dict:
+def _report_from_actor(address: str, sweep: str | None, namespace: str | None = None) -> dict:
+    """The live fit from the results actor, joining Ray at `address` within live.CONNECT_TIMEOUT_S."""
     import ray
 
-    from orchestrator import results_actor
-    from orchestrator.ray_session import start_ray, tighten_token_file
+    from orchestrator import live, results_actor
+    from orchestrator.ray_session import NAMESPACE, tighten_token_file
 
-    start_ray(address)
+    if address == "auto":  # Ray resolves `auto` itself (the newest local cluster); no loopback rewrite to undo
+        from orchestrator.ray_session import start_ray
+
+        start_ray(address)
+    else:
+        live.connect(address, namespace or NAMESPACE)
     tighten_token_file()  # joining a cluster may have written the token
-    return ray.get(results_actor.find(sweep).report.remote(wait_s=10.0))
+    report = ray.get(results_actor.find(sweep).report.remote(wait_s=10.0), timeout=60)
+    report["source"] = f"live: the results actor on Ray at {address}"
+    return report
+
+
+def _report_live(path: str, sweep: str | None) -> dict:
+    """`--experiment PATH --live`: the running sweep's actor, else the fit from storage, said as such."""
+    from orchestrator import live
+
+    try:
+        info = live.read_live(path)
+        return _report_from_actor(info["address"], sweep or info["sweep"], info.get("namespace"))
+    except live.NotLive as err:
+        print(f"memlaw: {err}; showing the fit from storage instead", file=sys.stderr)
+        report = _report_from_experiment(path)
+        report["source"] = f"storage (not live: {err})"
+        return report
 
 
 LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost")
@@ -443,6 +465,10 @@ def law_job_entrypoint(sweep: str | None) -> str:
 
 
 def _get_report(args: argparse.Namespace) -> dict:
+    if args.experiment and args.live:
+        return _report_live(args.experiment, args.sweep)
+    if args.live:
+        raise ConfigError([Problem("--live", "goes with --experiment DIR (the running sweep's folder)")])
     if args.experiment:
         return _report_from_experiment(args.experiment)
     if args.dashboard:
@@ -452,6 +478,7 @@ def _get_report(args: argparse.Namespace) -> dict:
 
 def cmd_law(args: argparse.Namespace) -> int:
     from orchestrator.law_report import flat_fits, format_report
+    from orchestrator.live import NotLive
 
     try:
         report = _get_report(args)
@@ -461,7 +488,7 @@ def cmd_law(args: argparse.Namespace) -> int:
         else:  # a refused --dashboard URL: one line
             print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except LookupError as err:
+    except (LookupError, NotLive) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     damaged = report.get("damaged", [])
@@ -471,18 +498,21 @@ def cmd_law(args: argparse.Namespace) -> int:
         print(json.dumps({"sweep": report["sweep"], "updated_at": report["updated_at"],
                           "trials_accepted": report["trials_accepted"], "trials_failed": report["trials_failed"],
                           "fits": flat_fits(report), "stopping": _stopping(report), "damaged": damaged,
-                          "report": report}, indent=1))
+                          "source": report.get("source", "storage"), "report": report}, indent=1))
     else:
         print("\n".join([format_report(report), *_stopping(report)]))
+        if report.get("source"):
+            print(f"(source: {report['source']})")
     return 0
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from orchestrator.law import GroupFit, required_capacity
+    from orchestrator.live import NotLive
 
     try:
         report = _get_report(args)
-    except (ConfigError, LookupError) as err:
+    except (ConfigError, LookupError, NotLive) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     if _report_damage(report.get("damaged_in", "the record log"), report.get("damaged", []), args.strict):
@@ -707,12 +737,16 @@ def _add_reading_commands(sub) -> None:
             p.add_argument("--tokens", type=int, required=True, help="target tokens to memorize")
             p.add_argument("--group", help="only this group (default: every group)")
         where = p.add_mutually_exclusive_group(required=True)
-        where.add_argument("--experiment", help="refit from the experiment's storage (no Ray needed)")
+        where.add_argument("--experiment", help="refit from the experiment's storage (no Ray needed); with --live, "
+                                                "ask the running sweep of that folder")
         where.add_argument("--address", help="ask the live results actor on this Ray cluster (auto, ray://...)")
         where.add_argument("--dashboard", help="ask through the Ray Jobs API: https://..., or http:// to loopback, "
                                                "e.g. http://127.0.0.1:8265 (the Ray token goes with each request)")
         p.add_argument("--insecure-http", action="store_true",
                        help="--dashboard: allow plain http to a host that is not loopback (sends the token in clear)")
+        p.add_argument("--live", action="store_true",
+                       help="with --experiment: the live fit from the sweep running in that folder (on its own "
+                            "Ray, found in memlaw_live.json, 10 s connect timeout), else the fit from storage")
         p.add_argument("--sweep", help="which sweep (default: the only one)")
         p.add_argument("--json", action="store_true")
         _add_strict(p)
@@ -757,10 +791,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     default_token_auth()  # before any subcommand can import Ray
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        code = args.func(args)
     finally:
         if "ray" in sys.modules:  # Ray may have created its token file during the command
             tighten_token_file()
+    from orchestrator import live
+
+    if live.stuck_connect():  # a connect that timed out is still inside ray.init: do not wait for it at exit
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from typing import Any
 
 LIVE_FILE = "memlaw_live.json"
 CONNECT_TIMEOUT_S = 10.0
+_STUCK: list[threading.Thread] = []  # connect attempts past their deadline, still inside ray.init
 
 
 class NotLive(RuntimeError):
@@ -100,9 +101,15 @@ def connect(address: str, namespace: str, timeout_s: float = CONNECT_TIMEOUT_S) 
     thread.start()
     thread.join(timeout_s)
     if thread.is_alive():
+        _STUCK.append(thread)
         raise NotLive(f"could not reach the sweep's Ray at {address} within {timeout_s:g} s")
     if errors:
         raise NotLive(f"could not reach the sweep's Ray at {address}: {str(errors[0]).splitlines()[0]}")
+
+
+def stuck_connect() -> bool:
+    """Whether a connect attempt timed out and is still running (the process should then os._exit)."""
+    return any(t.is_alive() for t in _STUCK)
 
 
 def _is_loopback(address: str) -> bool:

@@ -1,16 +1,19 @@
 """Optuna search spaces for MemFT's knobs, as data plus one define-by-run function.
 
-A space lists parameters (dotted TrialConfig fields) with distributions and, optionally, the
-methods they apply to; `define_by_run(space)` turns it into the function OptunaSearch calls, so
-knobs of a method are only sampled when that method is (SFT draws no margin). Keeping the ranges
-as data lets sweep validation check them against TrialConfig's own ranges (an inverted range or
-a margin of 0.7 is refused before Ray starts; Ray itself accepts `uniform(5, 1)` silently).
+A space lists parameters (dotted TrialConfig fields) with distributions; `define_by_run(space)`
+turns it into the function OptunaSearch calls, so knobs of a method are only sampled when that
+method is (SFT draws no margin; which methods own a knob is trainables/methods.py's table).
+Keeping the ranges as data lets sweep validation check them against TrialConfig's own ranges (an
+inverted range or a margin of 0.7 is refused before Ray starts; Ray itself accepts
+`uniform(5, 1)` silently).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Callable
+
+from trainables.methods import knob_owners
 
 
 @dataclass(frozen=True)
@@ -21,7 +24,12 @@ class Param:
     high: float | None = None
     log: bool = False
     choices: tuple[Any, ...] = ()
-    methods: tuple[str, ...] = ()  # sample only when method.name is one of these (empty: always)
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        """Sample only when method.name is one of these (empty: always): the methods that own the knob
+        in trainables/methods.py, so a space can never draw a knob its trial's method refuses."""
+        return knob_owners(self.name) if self.name.startswith("method.") else ()
 
 
 @dataclass(frozen=True)
@@ -38,9 +46,9 @@ class OptunaSpace:
             if p.name in overrides:
                 v = overrides[p.name]
                 if p.kind == "categorical":
-                    p = Param(p.name, p.kind, choices=tuple(v), methods=p.methods)
+                    p = Param(p.name, p.kind, choices=tuple(v))
                 else:
-                    p = Param(p.name, p.kind, v[0], v[1], p.log, methods=p.methods)
+                    p = Param(p.name, p.kind, v[0], v[1], p.log)
             params.append(p)
         return OptunaSpace(tuple(params), self.description, constants=self.constants)
 
@@ -75,11 +83,11 @@ MEMFT_KNOBS = OptunaSpace(
     params=(
         Param("method.name", "categorical", choices=("sft", "memft", "memft_sw")),
         Param("budget.lr", "float", 1e-3, 3e-2, log=True),
-        Param("method.threshold_margin", "float", 0.0, 0.3, methods=("memft",)),
-        Param("method.budget_ratio", "float", 0.3, 1.0, methods=("memft",)),
-        Param("method.sw_window", "int", 10, 200, log=True, methods=("memft_sw",)),
-        Param("method.sw_decay", "float", 5.0, 80.0, log=True, methods=("memft_sw",)),
-        Param("method.sw_kappa", "float", 2.0, 30.0, log=True, methods=("memft_sw",)),
+        Param("method.threshold_margin", "float", 0.0, 0.3),  # drawn for memft (and memft_curriculum)
+        Param("method.budget_ratio", "float", 0.3, 1.0),
+        Param("method.sw_window", "int", 10, 200, log=True),  # drawn for memft_sw
+        Param("method.sw_decay", "float", 5.0, 80.0, log=True),
+        Param("method.sw_kappa", "float", 2.0, 30.0, log=True),
     ),
     description="MemFT knobs (margin, budget ratio, sliding window) and lr, with SFT as a choice",
 )

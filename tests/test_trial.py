@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -13,6 +14,7 @@ import torch
 
 from conftest import EXAMPLES, memlaw_cmd
 from trainables import metric_names as K
+from trainables.backends import SingleProcess
 from trainables.config import TrialConfig
 from trainables.memorize import MemorizationTrial, greedy_decode, latest_checkpoint, train
 from trainables.model import load_adapter, load_base
@@ -155,3 +157,88 @@ def test_bad_trial_files_fail_before_any_model_is_built(tmp_path, text, field, a
     assert field in run.stderr and allowed in run.stderr, run.stderr
     assert not (cache / "models").exists() or not any((cache / "models").iterdir()), "a model was built"
     assert not (tmp_path / "out" / "result.json").exists()
+
+
+# -- backends: one loop, composed ------------------------------------------------------------------
+def tiny_cfg(**over) -> TrialConfig:
+    return small_cfg(model={"name": "tiny-xs"}, data={"target_tokens": 8, "num_sequences": 2},
+                     budget={"steps": 12}, eval={"every": 3, "checkpoint_every": 2}, **over)
+
+
+def test_the_single_process_backend_builds_exactly_one_optimizer(tmp_path, monkeypatch):
+    built = []
+    init = torch.optim.Optimizer.__init__
+
+    def counting(self, *args, **kwargs):
+        built.append(type(self).__name__)
+        init(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Optimizer, "__init__", counting)
+    trial = MemorizationTrial(tiny_cfg(), tmp_path)
+    assert built == ["AdamW"]
+    stepped = {id(p) for group in trial.backend.optimizer.param_groups for p in group["params"]}
+    assert stepped == {id(p) for p in trial.model.parameters() if p.requires_grad}
+    assert trial.forward_model is trial.model
+
+
+class RecordingBackend(SingleProcess):
+    """One process playing a rank: each hook that may be a collective is logged, in call order."""
+
+    def __init__(self, writes_outputs: bool):
+        super().__init__()
+        self.writes_outputs, self.calls = writes_outputs, []
+
+    def _log(self, name: str, *args):
+        self.calls.append(name)
+        return getattr(super(), name)(*args)
+
+    def prepare(self, *args):
+        return self._log("prepare", *args)
+
+    def update(self, loss):
+        return self._log("update", loss)
+
+    def skip_update(self):
+        return self._log("skip_update")
+
+    def save_state(self, folder):
+        return self._log("save_state", folder)
+
+    def load_state(self, folder):
+        return self._log("load_state", folder)
+
+    def gathered(self):
+        return self._log("gathered")
+
+    def barrier(self):
+        return self._log("barrier")
+
+
+def test_every_rank_walks_the_same_collectives_whether_or_not_it_writes(tmp_path):
+    """Rank 0 (writes) and rank 1 (does not) call the same hooks in the same order, from a fresh
+    start and from a mid-way checkpoint, reach the same result, and only the writer leaves trial files."""
+    cfg = tiny_cfg(method={"name": "memft", "when_all_learned": "skip"})
+    mid = tmp_path / "mid"
+
+    def keep_mid(metrics, checkpoint):
+        if checkpoint and metrics[K.STEP] == 6 and not mid.exists():
+            shutil.copytree(checkpoint, mid)
+
+    calls, results = {}, {}
+    for writes in (True, False):  # the writer first: its step-6 checkpoint is the one both resume
+        for resume in (False, True):
+            backend, out = RecordingBackend(writes), tmp_path / f"writes-{writes}" / f"resume-{resume}"
+            results[writes, resume] = train(cfg, out, report=keep_mid, resume_from=mid if resume else None,
+                                            backend=backend)
+            calls[writes, resume] = backend.calls
+    for resume in (False, True):
+        assert calls[True, resume] == calls[False, resume]
+        assert _comparable(results[True, resume]) == _comparable(results[False, resume])
+    assert _comparable(results[True, True]) == _comparable(results[True, False])
+    fresh, resumed = calls[True, False], calls[True, True]
+    assert fresh.count("prepare") == 1 and fresh.count("update") + fresh.count("skip_update") == 12
+    assert fresh.count("save_state") == fresh.count("barrier") == 2  # evaluations 2 and 4: steps 6, 12
+    assert fresh.count("gathered") == 3  # the adapter of each checkpoint, then the final one
+    assert resumed.count("load_state") == 1 and resumed.count("update") + resumed.count("skip_update") == 6
+    assert (tmp_path / "writes-True" / "resume-False" / "result.json").is_file()
+    assert not [p for p in (tmp_path / "writes-False").rglob("*") if p.suffix in (".json", ".jsonl", ".yaml")]

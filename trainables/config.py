@@ -14,10 +14,13 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from trainables.methods import MethodConfig  # the method table and its config section (one file per method change)
 from trainables.schema import Config, ConfigError, Problem, apply_overrides, canonical_hash, load_yaml_mapping, spec
 
 TINY_PRESETS = ("tiny-xs", "tiny-s", "tiny-m", "tiny-l")
-METHODS = ("sft", "memft", "memft_sw", "memft_curriculum")
+#: Largest seed: every seed reaches numpy (default_rng, and the legacy np.random.seed that accepts
+#: only [0, 2**32 - 1]) or torch.manual_seed ([0, 2**64 - 1]); the narrower range holds for both.
+SEED_MAX = 2**32 - 1
 PACKAGE_PREFIX = "package:"
 
 
@@ -30,7 +33,8 @@ class ModelConfig(Config):
     gguf_file: str | None = spec(None, "GGUF file inside `name` (transformers' gguf_file loading)")
     init_range: float = spec(0.2, "tiny presets: initializer_range; 0.2 lets a frozen head reach p > 0.5",
                              lo=0.0, hi=10.0, lo_open=True)
-    seed: int = spec(0, "tiny presets: seed of the random init (fixed across a sweep: one base model)", lo=0)
+    seed: int = spec(0, "tiny presets: seed of the random init (fixed across a sweep: one base model)", lo=0,
+                     hi=SEED_MAX)
 
     @property
     def is_tiny(self) -> bool:
@@ -97,7 +101,7 @@ class DataConfig(Config):
     prompt_tokens: int = spec(8, "random/text: length of each target's random key prompt", lo=1, hi=4096)
     text_file: str | None = spec(None, "text: a UTF-8 text file; null = the shipped public-domain sample")
     random_share: float = spec(0.0, "text: share of target tokens replaced by random tokens", lo=0.0, hi=1.0)
-    seed: int = spec(0, "seed of the data (fixed across a sweep's replicates)", lo=0)
+    seed: int = spec(0, "seed of the data (fixed across a sweep's replicates)", lo=0, hi=SEED_MAX)
 
     def cross_checks(self) -> list[Problem]:
         problems = []
@@ -139,28 +143,6 @@ class BudgetConfig(Config):
 
 
 @dataclass(frozen=True)
-class MethodConfig(Config):
-    """The training loss: plain fine-tuning or one of the MemFT variants (docs/science.md §3)."""
-
-    name: Literal["sft", "memft", "memft_sw", "memft_curriculum"] = spec(
-        "sft", "sft | memft (margin/budget) | memft_sw (sliding window) | memft_curriculum")
-    threshold_margin: float = spec(0.0, "memft: a token counts as learned only when p > 0.5 + m",
-                                   lo=0.0, hi=0.5, hi_open=True)
-    budget_ratio: float = spec(1.0, "memft: share of the loss weight given to sub-threshold tokens "
-                                    "(1 = OT)", lo=0.0, hi=1.0)
-    when_all_learned: Literal["mean", "skip"] = spec(
-        "mean", "memft: with no sub-threshold token, use the plain mean, or skip the step's update")
-    sw_kappa: float = spec(10.0, "memft_sw: sharpness of the sigmoid base weight", lo=0.0, lo_open=True)
-    sw_window: int = spec(50, "memft_sw: base window length in tokens", lo=1)
-    sw_decay: float = spec(20.0, "memft_sw: decay length inside the window, tokens", lo=0.0, lo_open=True)
-    sw_beyond: float = spec(0.01, "memft_sw: weight factor beyond the window", lo=0.0, hi=1.0)
-    sw_growth: float = spec(0.5, "memft_sw: window expansion step when the anchor stalls", lo=0.0)
-    sw_max_expansion: float = spec(4.0, "memft_sw: largest window expansion factor", lo=1.0)
-    sw_patience: int = spec(3, "memft_sw: steps the anchor must stall before the window grows", lo=1)
-    curriculum_stages: int = spec(5, "memft_curriculum: stages of the growing data prefix", lo=1, hi=1000)
-
-
-@dataclass(frozen=True)
 class EvalConfig(Config):
     """When to measure. The certificate runs at every evaluation; greedy decoding is costlier."""
 
@@ -180,7 +162,7 @@ class TrialConfig(Config):
     budget: BudgetConfig = spec(factory=BudgetConfig, doc="optimizer budget")
     method: MethodConfig = spec(factory=MethodConfig, doc="training loss")
     eval: EvalConfig = spec(factory=EvalConfig, doc="evaluation cadence")
-    seed: int = spec(42, "seed of the adapter init, dropout and batch order", lo=0)
+    seed: int = spec(42, "seed of the adapter init, dropout and batch order", lo=0, hi=SEED_MAX)
     dtype: Literal["float32", "bfloat16", "float16"] = spec("float32", "base model dtype (adapter trains in fp32)")
     device: str = spec("auto", "auto | cpu | cuda | cuda:N")
     threads: int = spec(1, "torch CPU threads for this trial (one per trial beats two on 2 cores)", lo=1, hi=1024)
@@ -195,6 +177,9 @@ class TrialConfig(Config):
             problems.append(Problem("device", f"must be auto, cpu, cuda or cuda:N, got {self.device!r}"))
         if self.dtype == "float16" and self.device == "cpu":
             problems.append(Problem("dtype", "float16 needs a GPU; on cpu use float32 or bfloat16"))
+        too_big = memory_problem(self)
+        if too_big:
+            problems.append(too_big)
         return problems
 
     # -- loading ------------------------------------------------------------------------------------
@@ -223,6 +208,70 @@ class TrialConfig(Config):
     def config_hash(self) -> str:
         """A stable short hash of the resolved config (provenance for records)."""
         return canonical_hash(self.to_dict())
+
+
+# -- will the trial's data fit? --------------------------------------------------------------------
+#: Bytes per token of the packed data: ids and attention mask, int64 each (trainables.data.pack).
+#: The Python tuples they are built from cost about as much again: the estimate is a lower bound.
+TOKEN_BYTES = 16
+#: Bytes per logit (float32) of one forward pass.
+LOGIT_BYTES = 4
+#: The share of this machine's physical memory one trial's data may take.
+MEMORY_SHARE = 0.25
+#: Tokens per phonebook entry (prompt "Name: ...\nPhone: " and a 10-digit number, byte tokenizer).
+PHONEBOOK_TOKENS = 48
+
+
+def physical_memory_bytes() -> int | None:
+    """This machine's physical memory (os.sysconf), or None where it cannot be read."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def memory_problem(cfg: TrialConfig, vocab: int | None = None) -> Problem | None:
+    """A problem naming data.num_sequences when the trial's data cannot fit, else None.
+
+    The estimate is deliberately simple and a lower bound: the packed token arrays,
+    num_sequences × (prompt_tokens + target_tokens) × TOKEN_BYTES (phonebook: PHONEBOOK_TOKENS a
+    sequence), plus, when `vocab` is given (the model's shape is known: check_against_model) the
+    float32 logits of one training batch, batch × length × vocab × LOGIT_BYTES (batch_size, or every
+    sequence). The cap is MEMORY_SHARE of this machine's physical memory: a sweep's trials run
+    side by side, and the model, optimizer and activations need the rest. No cap where the
+    memory cannot be read."""
+    memory = physical_memory_bytes()
+    if not memory:
+        return None
+    d, batch_size = cfg.data, cfg.budget.batch_size
+    length = PHONEBOOK_TOKENS if d.kind == "phonebook" else d.prompt_tokens + d.target_tokens
+    per_sequence, fixed = length * TOKEN_BYTES, 0  # need = fixed + num_sequences × per_sequence
+    parts = f"{d.num_sequences} sequences × {length} tokens × {TOKEN_BYTES} bytes (int64 ids and mask)"
+    if vocab:
+        logits = length * vocab * LOGIT_BYTES  # of one sequence
+        if batch_size is None:  # full batch: every sequence adds its logits
+            per_sequence += logits
+        else:
+            fixed = min(batch_size, d.num_sequences) * logits
+        batch = d.num_sequences if batch_size is None else min(batch_size, d.num_sequences)
+        parts += f" + logits of one batch: {batch} × {length} tokens × vocab {vocab} × {LOGIT_BYTES} bytes"
+    need, cap = fixed + d.num_sequences * per_sequence, int(memory * MEMORY_SHARE)
+    if need <= cap:
+        return None
+    most = max(0, (cap - fixed) // per_sequence)
+    return Problem("data.num_sequences", f"the trial needs at least {_bytes(need)} ({parts}), over the cap of "
+                                         f"{_bytes(cap)} ({MEMORY_SHARE:.0%} of this machine's {_bytes(memory)}): "
+                                         f"must be in [1, {most}] at {length} tokens a sequence, or use shorter "
+                                         "targets" + (" or a smaller budget.batch_size" if vocab else ""))
+
+
+def _bytes(n: float) -> str:
+    """6.3e9 -> '6.3 GB', 1.6e15 -> '1.6 PB' (decimal units)."""
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000:
+            return f"{n:.3g} {unit}"
+        n /= 1000
+    return f"{n:.3g} PB"
 
 
 def _expand_presets(data: Any, prefix: str) -> Any:

@@ -17,16 +17,19 @@ when S is empty and the caller asked to skip, the step's update is skipped inste
 The sliding-window variant (MemFT-SW, one long sample) weights token t by
 σ(κ(L_t - ln 2)) times a position factor around the anchor a (the first teacher-forced argmax
 error): 1 before a, exp(-(t - a)/decay) inside [a, a + W), `beyond` after, with W = window · e and
-e growing while the anchor stalls. All functions here are pure torch and run without gradients.
+e growing while the anchor stalls. All functions here are pure torch and run without gradients;
+which method uses which of them, and with which knobs, is the table in trainables/methods.py.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import torch
+
+from trainables.methods import MethodConfig
 
 LN2 = math.log(2.0)
 SW_MIN_TOTAL = 1e-5  # below this total weight, MemFT-SW falls back to the plain mean
@@ -105,15 +108,25 @@ class WindowState:
         return self.expansion.get(seq, 1.0)
 
 
+_DEFAULT = MethodConfig()  # the sw_* defaults live in MethodConfig only
+
+
 @dataclass(frozen=True)
 class WindowKnobs:
-    kappa: float = 10.0
-    window: int = 50
-    decay: float = 20.0
-    beyond: float = 0.01
-    growth: float = 0.5
-    max_expansion: float = 4.0
-    patience: int = 3
+    """MemFT-SW's knobs, named as in the notation above; MethodConfig's `sw_<name>` fields."""
+
+    kappa: float = _DEFAULT.sw_kappa
+    window: int = _DEFAULT.sw_window
+    decay: float = _DEFAULT.sw_decay
+    beyond: float = _DEFAULT.sw_beyond
+    growth: float = _DEFAULT.sw_growth
+    max_expansion: float = _DEFAULT.sw_max_expansion
+    patience: int = _DEFAULT.sw_patience
+
+    @classmethod
+    def of(cls, method: MethodConfig) -> WindowKnobs:
+        """The knobs a trial's method section sets."""
+        return cls(**{f.name: getattr(method, f"sw_{f.name}") for f in fields(cls)})
 
 
 def position_factor(length: int, anchor: int, width: float, decay: float, beyond: float) -> torch.Tensor:

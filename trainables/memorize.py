@@ -1,8 +1,10 @@
-"""The single-process memorization trial: one readable training loop, free of Ray.
+"""The memorization trial: one readable training loop, free of Ray. Its backend
+(trainables/backends.py) runs it in one process or as one rank of a ZeRO trial (trainables/zero.py).
 
     cfg -> validate against the model's shape -> tokenizer -> targets -> base model + LoRA
-        -> loss_init -> steps (SFT or MemFT weights) -> evaluations (certificate every time,
-        greedy decoding on a cadence and at the end) -> result, adapter, checkpoints
+        -> loss_init -> steps (the method's weights, trainables/methods.py) -> evaluations
+        (certificate every time, greedy decoding on a cadence and at the end) -> result, adapter,
+        checkpoints
 
 Each evaluation goes to `report(metrics, checkpoint_dir_or_None)`: the CLI prints it, the Tune
 trainable forwards it to Tune. Checkpoints hold the adapter (PEFT format), optimizer, scheduler,
@@ -31,8 +33,10 @@ import numpy as np
 import torch
 
 from trainables import memft, metric_names as K, recall
+from trainables.backends import ADAPTER_FOLDER, SingleProcess, TrialBackend, rank_memory
 from trainables.config import TrialConfig
 from trainables.data import MemorizationSet, build_memorization_set, pack
+from trainables.methods import METHODS
 from trainables.model import (TINY_SHAPES, attach_adapter, byte_tokenizer, check_against_model, load_base,
                               resolve_device, resolve_source, save_adapter, trainable_params)
 
@@ -179,11 +183,24 @@ def write_json_atomic(path: Path, obj: Any) -> None:
 
 # -- the trial -----------------------------------------------------------------------------------
 class MemorizationTrial:
-    """One trial: built from a TrialConfig, run with `run()`. Holds model, data and optimizer."""
+    """One trial: built from a TrialConfig, run with `run()`. Holds model, data and the loop's state;
+    what differs between one process and one rank of a sharded trial is its backend
+    (trainables/backends.py; default SingleProcess, ZeRO in trainables/zero.py).
 
-    def __init__(self, cfg: TrialConfig, out_dir: str | os.PathLike):
+    Invariant, so that no collective is ever called on one rank only: every rank walks the same
+    path through run(), the same steps, evaluations (ZeRO-3 gathers weights inside each forward),
+    checkpoints and final save, in the same order, and calls every backend hook that may be a
+    collective (prepare, update, save_state, load_state, gathered, barrier) at the same points.
+    `backend.writes_outputs` guards only plain file writes that are not collectives: config.yaml,
+    evals.jsonl, state.json, result.json, and the adapter's files inside `gathered()`.
+    tests/test_trial.py runs the loop on a recording backend as a writer and as a non-writer.
+    """
+
+    def __init__(self, cfg: TrialConfig, out_dir: str | os.PathLike, backend: TrialBackend | None = None):
         self.cfg = cfg
         self.out = Path(out_dir)
+        self.backend = backend if backend is not None else SingleProcess()
+        self.method = METHODS[cfg.method.name]
         torch.set_num_threads(cfg.threads)
         quiet_libraries()
         dims = check_against_model(cfg)  # shape rules first: no weights loaded yet
@@ -191,16 +208,14 @@ class MemorizationTrial:
         tokenizer = load_tokenizer(cfg)
         self.data = build_memorization_set(cfg.data, tokenizer)  # data errors before weights too
         self.device = resolve_device(cfg.device)
-        base, tokenizer = load_base(cfg.model, cfg.dtype, self._load_device())
+        base, tokenizer = load_base(cfg.model, cfg.dtype, self.backend.load_device(self.device))
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.corpus = Corpus(self.data, pad, self.device)
         self.model = attach_adapter(base, cfg.adapter, cfg.seed)
-        self.forward_model = self.model  # what training forwards through (a DeepSpeed engine in trainables.zero)
-        self.writes_outputs = True  # False on the ranks of a sharded trial other than rank 0
-        self.params = [p for p in self.model.parameters() if p.requires_grad]
-        self.n_params = trainable_params(self.model)
-        self.optimizer = torch.optim.AdamW(self.params, lr=cfg.budget.lr, weight_decay=cfg.budget.weight_decay)
-        self.scheduler = self._scheduler()
+        self.n_params = trainable_params(self.model)  # counted before a backend shards the weights
+        # What training forwards through (a DeepSpeed engine under ZeRO); self.model stays the
+        # PeftModel: evaluation, generate() and saving need it.
+        self.forward_model = self.backend.prepare(self.model, cfg, self.device)
         self.window = memft.WindowState()
         self.order = np.random.default_rng([cfg.seed, 7]).permutation(self.data.num_sequences)
         self.step = 0
@@ -211,66 +226,25 @@ class MemorizationTrial:
         self.finished = False  # the final evaluation is done (budget spent or certified early)
         self.greedy_last: dict[str, float] | None = None
 
-    def _load_device(self) -> torch.device:
-        """Where the base weights are loaded (a sharded trial loads on the CPU and shards from there)."""
-        return self.device
-
-    def _scheduler(self):
-        from transformers import get_scheduler
-
-        b = self.cfg.budget
-        name = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}[b.schedule]
-        return get_scheduler(name, self.optimizer, num_warmup_steps=b.warmup_steps, num_training_steps=b.steps)
-
     # -- one step ---------------------------------------------------------------------------------
-    def _pool(self) -> tuple[np.ndarray, int]:
-        """Sequence ids that may be drawn at this step, and the step their pool started at."""
-        if self.cfg.method.name != "memft_curriculum":
-            return np.arange(self.data.num_sequences), 0
-        m, steps = self.cfg.method, self.cfg.budget.steps
-        size = memft.curriculum_size(self.step, steps, m.curriculum_stages, self.data.num_sequences)
-        return self.order[:size], memft.curriculum_stage_start(self.step, steps, m.curriculum_stages)
-
-    def _weights(self, tf: recall.TeacherForced, rows: np.ndarray) -> torch.Tensor | None:
-        m = self.cfg.method
-        losses = tf.losses.detach()
-        if m.name == "sft":
-            return memft.mean_weights(tf.mask)
-        if m.name == "memft_sw":
-            knobs = memft.WindowKnobs(m.sw_kappa, m.sw_window, m.sw_decay, m.sw_beyond, m.sw_growth,
-                                      m.sw_max_expansion, m.sw_patience)
-            return memft.sliding_window_weights(losses, tf.correct, tf.mask, [int(r) for r in rows],
-                                                self.window, knobs)
-        if m.when_all_learned == "skip" and not memft.any_subthreshold(losses, tf.mask, m.threshold_margin):
-            return None
-        return memft.budget_weights(losses, tf.mask, m.threshold_margin, m.budget_ratio)
-
     def train_step(self) -> float:
-        pool, start = self._pool()
+        """One step of the method's weighted loss; the backend updates (or only spends the step)."""
+        m = self.cfg.method
+        pool, start = self.method.pool(m, self.step, self.cfg.budget.steps, self.order)
         rows = memft.batch_for_step(self.step, pool, self.cfg.budget.batch_size, self.cfg.seed, start)
         self.model.train()
-        tf = forward_targets(self.forward_model, self.corpus.batch(rows),
-                             with_correct=self.cfg.method.name == "memft_sw")
-        weights = self._weights(tf, rows)
+        tf = forward_targets(self.forward_model, self.corpus.batch(rows), with_correct=self.method.needs_correct)
+        weights = self.method.weights(m, tf, rows, self.window)
         loss = (tf.losses * (weights if weights is not None else 0.0)).sum()
         loss = self._maybe_inject_fault(loss)
         if not torch.isfinite(loss):
             raise TrialDiverged(f"training loss became {float(loss)} at step {self.step + 1}")
         if weights is not None:
-            self._update(loss)
+            self.backend.update(loss)
         else:
-            self.scheduler.step()  # a skipped update still spends its step of the schedule
+            self.backend.skip_update()  # a skipped update still spends its step of the schedule
         self.step += 1
         return float(recall.mean_loss(tf))
-
-    def _update(self, loss: torch.Tensor) -> None:
-        """One optimizer step on `loss`: clip, AdamW, schedule."""
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.cfg.budget.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(self.params, self.cfg.budget.grad_clip)
-        self.optimizer.step()
-        self.scheduler.step()
 
     def _maybe_inject_fault(self, loss: torch.Tensor) -> torch.Tensor:
         """Fault drills (TrialConfig.inject_fault): the real failure paths, on purpose."""
@@ -319,11 +293,14 @@ class MemorizationTrial:
 
     # -- checkpoints -----------------------------------------------------------------------------
     def save_checkpoint(self, root: Path) -> Path:
-        """Write a complete checkpoint atomically (temp folder renamed into place); keep only it."""
+        """Write a complete checkpoint atomically (temp folder renamed into place); keep only it. Every
+        rank calls this: its backend state and the adapter's gather are collectives; the barrier at the
+        end keeps a rank from reporting a checkpoint that another is still writing."""
         root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
-        self._save_training_state(tmp)
-        if self.writes_outputs:
+        self.backend.save_state(tmp)
+        self.save_final_adapter(tmp / ADAPTER_FOLDER)  # so any checkpoint loads without the backend
+        if self.backend.writes_outputs:
             write_json_atomic(tmp / "state.json", self._loop_state())
         final = root / f"{CHECKPOINT_PREFIX}{self.step:09d}"
         if final.exists():
@@ -332,6 +309,7 @@ class MemorizationTrial:
         for old in root.iterdir():
             if old != final and old.name.startswith((CHECKPOINT_PREFIX, ".tmp-")):
                 shutil.rmtree(old, ignore_errors=True)
+        self.backend.barrier()
         return final
 
     def _loop_state(self) -> dict[str, Any]:
@@ -341,74 +319,46 @@ class MemorizationTrial:
                 "steps_to_certified": self.steps_to_certified, "greedy_last": self.greedy_last,
                 "window": self.window.to_dict(), "config_hash": self.cfg.config_hash(), "finished": self.finished}
 
-    def _save_training_state(self, folder: Path) -> None:
-        """Adapter (PEFT format), optimizer, scheduler and RNG state."""
-        save_adapter(self.model, folder / "adapter", self.cfg.adapter, self.n_layers)
-        torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                    "rng": torch.get_rng_state(),
-                    "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
-                   folder / "training_state.pt")
-
     def load_checkpoint(self, folder: Path) -> None:
         state = json.loads((folder / "state.json").read_text())
         if state["config_hash"] != self.cfg.config_hash():
             raise ValueError(f"checkpoint {folder} belongs to a different config; refusing to resume from it")
-        self._load_training_state(folder)
+        self.backend.load_state(folder)
         self.step, self.evals_done = state["step"], state["evals_done"]
         self.loss_init, self.wall_prior = state["loss_init"], state["wall_s"]
         self.steps_to_certified, self.greedy_last = state["steps_to_certified"], state["greedy_last"]
         self.window = memft.WindowState.from_dict(state["window"])
         self.finished = state.get("finished", False)
 
-    def _load_training_state(self, folder: Path) -> None:
-        from peft.utils import set_peft_model_state_dict
-        from safetensors.torch import load_file
+    def save_final_adapter(self, folder: Path) -> None:
+        """The trained adapter in PEFT format: every rank takes part in gathering it, the writer writes it."""
+        with self.backend.gathered():
+            if self.backend.writes_outputs:
+                save_adapter(self.model, folder, self.cfg.adapter, self.n_layers)
 
-        weights = load_file(str(folder / "adapter" / "adapter_model.safetensors"), device=str(self.device))
-        set_peft_model_state_dict(self.model, weights)
-        blob = torch.load(folder / "training_state.pt", weights_only=False)  # our own file (see docs)
-        self.optimizer.load_state_dict(blob["optimizer"])
-        self.scheduler.load_state_dict(blob["scheduler"])
-        torch.set_rng_state(blob["rng"])
-        if blob["cuda_rng"] is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(blob["cuda_rng"])
+    def memory_footprint(self) -> dict[str, int]:
+        """Bytes of model weights, fp32 master weights and optimizer state this process holds."""
+        return rank_memory(self.model, self.backend.optimizer)
 
     # -- the loop ---------------------------------------------------------------------------------
     def run(self, report: ReportFn | None = None, resume_from: Path | None = None,
             on_step: StepFn | None = None, checkpoint_root: Path | None = None) -> dict[str, Any]:
         """Train to the budget (or to certification, if asked) and return the final result."""
         checkpoint_root = checkpoint_root or self.out / "checkpoints"
-        self._t0 = time.perf_counter()
-        if self.writes_outputs:
-            self.out.mkdir(parents=True, exist_ok=True)
-            (self.out / "config.yaml").write_text(_yaml(self.cfg.to_dict()))
-        if resume_from is not None:
-            self.load_checkpoint(resume_from)  # restores the RNG state too
-        else:
-            self.measure_init()
-            torch.manual_seed(self.cfg.seed)  # dropout draws: the same in every run of this config
-        evals_log = self.out / "evals.jsonl"
-        if self.writes_outputs:
-            _truncate_jsonl(evals_log, self.evals_done)
-        cfg, e = self.cfg, self.cfg.eval
+        evals_log = self._start(resume_from)
+        e, steps = self.cfg.eval, self.cfg.budget.steps
         result: dict[str, Any] = {}
-        while not self.finished and self.step < cfg.budget.steps:
+        while not self.finished and self.step < steps:
             loss = self.train_step()
             if on_step:
                 on_step(self.step, loss)
-            final = self.step == cfg.budget.steps
+            final = self.step == steps
             if not (final or self.step % e.every == 0):
                 continue
-            self.evals_done += 1
-            greedy = final or bool(e.greedy_every and self.evals_done % e.greedy_every == 0)
-            metrics, rows = self.evaluate(greedy)
-            self.finished = final or (e.early_stop_certified and metrics[K.FRAC_SEQUENCES_CERTIFIED] == 1.0)
-            if self.finished and not greedy:
-                metrics, rows = self.evaluate(greedy=True)
-            metrics[K.FINISHED] = self.finished  # the report says whether the trial's work is done
+            metrics, rows = self._evaluation(final)
             if self.finished:
                 result = {**metrics, K.PER_SEQUENCE: rows}
-            if self.writes_outputs:
+            if self.backend.writes_outputs:
                 with open(evals_log, "a", encoding="utf-8") as fh:
                     fh.write(json.dumps(metrics) + "\n")
             checkpoint = None
@@ -423,13 +373,37 @@ class MemorizationTrial:
             if report:
                 report(metrics, None)
         self.save_final_adapter(self.out / "adapter")
-        if self.writes_outputs:
+        if self.backend.writes_outputs:
             write_json_atomic(self.out / "result.json", result)
         return result
 
-    def save_final_adapter(self, folder: Path) -> None:
-        """The trained adapter in PEFT format (a sharded trial gathers it first)."""
-        save_adapter(self.model, folder, self.cfg.adapter, self.n_layers)
+    def _start(self, resume_from: Path | None) -> Path:
+        """Resume from a checkpoint or measure the initial loss; the writer starts the trial folder."""
+        self._t0 = time.perf_counter()
+        if self.backend.writes_outputs:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.yaml").write_text(_yaml(self.cfg.to_dict()))
+        if resume_from is not None:
+            self.load_checkpoint(resume_from)  # restores the RNG state too
+        else:
+            self.measure_init()
+            torch.manual_seed(self.cfg.seed)  # dropout draws: the same in every run of this config
+        evals_log = self.out / "evals.jsonl"
+        if self.backend.writes_outputs:
+            _truncate_jsonl(evals_log, self.evals_done)
+        return evals_log
+
+    def _evaluation(self, final: bool) -> tuple[dict[str, Any], list[dict] | None]:
+        """One scheduled evaluation; greedy decoding too when it is due or the trial just finished."""
+        e = self.cfg.eval
+        self.evals_done += 1
+        greedy = final or bool(e.greedy_every and self.evals_done % e.greedy_every == 0)
+        metrics, rows = self.evaluate(greedy)
+        self.finished = final or (e.early_stop_certified and metrics[K.FRAC_SEQUENCES_CERTIFIED] == 1.0)
+        if self.finished and not greedy:
+            metrics, rows = self.evaluate(greedy=True)
+        metrics[K.FINISHED] = self.finished  # the report says whether the trial's work is done
+        return metrics, rows
 
 
 def _wait_until_stopped() -> None:
@@ -470,9 +444,10 @@ def _yaml(obj: Any) -> str:
 
 def train(cfg: TrialConfig, out_dir: str | os.PathLike, report: ReportFn | None = None,
           resume_from: str | os.PathLike | None = None, on_step: StepFn | None = None,
-          checkpoint_root: str | os.PathLike | None = None) -> dict[str, Any]:
-    """Run one memorization trial; the entry point for the CLI and for the Tune trainable."""
-    trial = MemorizationTrial(cfg, out_dir)
+          checkpoint_root: str | os.PathLike | None = None, backend: TrialBackend | None = None) -> dict[str, Any]:
+    """Run one memorization trial; the entry point for the CLI, the Tune trainable and (with a ZeRO
+    backend) trainables.zero.train_zero."""
+    trial = MemorizationTrial(cfg, out_dir, backend)
     return trial.run(report=report, resume_from=Path(resume_from) if resume_from else None, on_step=on_step,
                      checkpoint_root=Path(checkpoint_root) if checkpoint_root else None)
 

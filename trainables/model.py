@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from trainables.config import PACKAGE_PREFIX, TINY_PRESETS, AdapterConfig, ModelConfig, TrialConfig
+from trainables.config import PACKAGE_PREFIX, TINY_PRESETS, AdapterConfig, ModelConfig, TrialConfig, memory_problem
 from trainables.schema import ConfigError, Problem
 
 #: Tiny Llama-style presets: (layers, hidden, heads, intermediate, vocab).
@@ -194,6 +194,12 @@ def check_against_model(cfg: TrialConfig, dims: ModelDims | None = None) -> Mode
             linear_like = sorted(n for n in dims.module_names if n.endswith("proj") or n in ("c_attn", "c_proj"))
             problems.append(Problem("adapter.target_modules", f"{missing} not in the model (has e.g. "
                                                               f"{', '.join(linear_like[:8])})"))
+    # Host memory with one batch's logits, now that the vocabulary is known; only for a trial that
+    # computes them in host memory (a GPU's memory is not known before CUDA starts).
+    on_cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
+    too_big = memory_problem(cfg, dims.vocab) if on_cpu else None
+    if too_big:
+        problems.append(too_big)
     if problems:
         raise ConfigError(problems)
     return dims

@@ -1,18 +1,19 @@
 """The memorization trial under DeepSpeed ZeRO, as one rank runs it. No Ray here.
 
-    ZeroTrial = MemorizationTrial with
-        base weights loaded on the CPU -> LoRA attached (both placements)
-        -> deepspeed.initialize(model, AdamW, the trial's schedule, deepspeed_config(...))
-        training: forward through the engine, engine.backward, engine.step (clip, AdamW, schedule)
-        evaluation and greedy decoding: through the module (ZeRO-3 gathers each layer's weights)
-        checkpoint: engine.save_checkpoint (each rank writes its own shard) + its RNG state,
-                    and on rank 0 state.json and the gathered adapter (PEFT format)
+    MemorizationTrial(cfg, out_dir, backend=ZeroBackend(zero, rank)), whose backend
+        loads the base weights on the CPU (DeepSpeed moves each rank's share to its device)
+        prepare: deepspeed.initialize(model, the one optimizer, the trial's schedule, deepspeed_config(...))
+        update: engine.backward (gradient reduction), engine.step (clip, Adam on this rank's shard, schedule)
+        save_state: engine.save_checkpoint (each rank its own shard) + this rank's RNG state
+        gathered: ZeRO-3 gathers the adapter's parameters so that rank 0 can write it in PEFT format
+        barrier: torch.distributed.barrier
+    evaluation and greedy decoding run through the PeftModel (ZeRO-3 gathers each layer's weights)
 
 Every rank runs the same loop on the same batches in lock step (`trainables.zero_config` says
-why), so each collective (ZeRO-3's gathers, the gradient reduction, checkpoint barriers) meets its
-partners. Rank 0 writes the trial folder (config.yaml, evals.jsonl, result.json, adapter/); the
-caller (orchestrator/trainable.py) reports each rank's checkpoint folder to Ray Train, which merges
-them into one checkpoint. DeepSpeed is imported here only, so only workers pay for it.
+why; MemorizationTrial's docstring states the invariant), so each collective meets its partners.
+Rank 0 writes the trial folder (config.yaml, evals.jsonl, result.json, adapter/); the caller
+(orchestrator/trainable.py) reports each rank's checkpoint folder to Ray Train, which merges them
+into one checkpoint. DeepSpeed is imported here only, so only workers pay for it.
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, ContextManager
 
 import torch
 
-from trainables.config import TrialConfig
-from trainables.memorize import MemorizationTrial, ReportFn
+from trainables.backends import build_scheduler, rank_memory, restore_rng, rng_state, trainable
+from trainables.config import BudgetConfig, TrialConfig
+from trainables.memorize import MemorizationTrial, ReportFn, train
 from trainables.zero_config import ZeroConfig, deepspeed_config
 
 DS_FOLDER = "deepspeed"  # inside a checkpoint: DeepSpeed's own files (one optimizer shard per rank)
@@ -40,105 +42,75 @@ def import_deepspeed(on_gpu: bool):
     return deepspeed
 
 
-class ZeroTrial(MemorizationTrial):
+class ZeroBackend:
     """One rank of a sharded memorization trial (rank 0 writes the trial's files)."""
 
-    def __init__(self, cfg: TrialConfig, zero: ZeroConfig, out_dir: str | os.PathLike, rank: int):
+    def __init__(self, zero: ZeroConfig, rank: int):
         self.zero, self.rank = zero, rank
+        self.writes_outputs = rank == 0
+        self.optimizer: Any = None  # DeepSpeed's ZeRO optimizer, around the one built in prepare()
         # torch deprecates the collectives DeepSpeed still calls, once per call: one line per step.
         warnings.filterwarnings("ignore", message=r"`torch.distributed.\w+` is deprecated", category=FutureWarning)
-        super().__init__(cfg, out_dir)
-        self.writes_outputs = rank == 0
-        on_gpu = self.device.type == "cuda"
-        self.deepspeed = import_deepspeed(on_gpu)
-        if zero.offload != "none":  # offloaded optimizer state steps on the CPU: DeepSpeed's own Adam
-            from deepspeed.ops.adam import DeepSpeedCPUAdam
 
-            b = cfg.budget
-            self.optimizer = DeepSpeedCPUAdam(self.params, lr=b.lr, weight_decay=b.weight_decay, adamw_mode=True)
-            self.scheduler = self._scheduler()
-        self.engine, _, _, _ = self.deepspeed.initialize(
-            model=self.model, optimizer=self.optimizer, lr_scheduler=self.scheduler,
-            config=deepspeed_config(cfg, zero, on_gpu))
-        self.forward_model = self.engine  # self.model stays the PeftModel: generate() and saving need it
-
-    def _load_device(self) -> torch.device:
+    def load_device(self, device: torch.device) -> torch.device:
         return torch.device("cpu")  # DeepSpeed moves each rank's share to its device, never the whole model
 
-    def _update(self, loss: torch.Tensor) -> None:
+    def prepare(self, model: torch.nn.Module, cfg: TrialConfig, device: torch.device) -> torch.nn.Module:
+        """The DeepSpeed engine around the model, its optimizer and the trial's schedule (a collective)."""
+        on_gpu = device.type == "cuda"
+        self.deepspeed = import_deepspeed(on_gpu)
+        self.params = trainable(model)
+        client = self._client_optimizer(cfg.budget)
+        self.engine, self.optimizer, _, self.scheduler = self.deepspeed.initialize(
+            model=model, optimizer=client, lr_scheduler=build_scheduler(client, cfg.budget),
+            config=deepspeed_config(cfg, self.zero, on_gpu))
+        return self.engine
+
+    def _client_optimizer(self, budget: BudgetConfig) -> torch.optim.Optimizer:
+        """The one optimizer ZeRO wraps: torch's AdamW, or with offload DeepSpeed's CPU Adam in AdamW
+        mode (offloaded optimizer state steps on the CPU)."""
+        if self.zero.offload == "none":
+            return torch.optim.AdamW(self.params, lr=budget.lr, weight_decay=budget.weight_decay)
+        from deepspeed.ops.adam import DeepSpeedCPUAdam
+
+        return DeepSpeedCPUAdam(self.params, lr=budget.lr, weight_decay=budget.weight_decay, adamw_mode=True)
+
+    def update(self, loss: torch.Tensor) -> None:
         self.engine.backward(loss)  # reduce-scatter of gradients across ranks
-        self.engine.step()  # clip (global norm), AdamW on this rank's shard, schedule, zero the gradients
+        self.engine.step()  # clip (global norm), Adam on this rank's shard, schedule, zero the gradients
 
-    # -- the adapter, gathered ------------------------------------------------------------------
-    def save_final_adapter(self, folder: Path) -> None:
-        """Every rank takes part in gathering the adapter's shards; rank 0 writes PEFT's format."""
-        with self.deepspeed.zero.GatheredParameters(self.params, modifier_rank=None, enabled=self.zero.stage == 3):
-            if self.writes_outputs:
-                super().save_final_adapter(folder)
+    def skip_update(self) -> None:
+        self.scheduler.step()
 
-    # -- checkpoints (each rank its own folder; Ray Train merges them) ----------------------------
-    def save_checkpoint(self, root: Path) -> Path:
-        """This rank's complete folder, then a barrier: no rank reports a checkpoint another is still writing."""
-        folder = super().save_checkpoint(root)
-        torch.distributed.barrier()
-        return folder
-
-    def _save_training_state(self, folder: Path) -> None:
+    def save_state(self, folder: Path) -> None:
         self.engine.save_checkpoint(str(folder / DS_FOLDER), tag=DS_TAG, save_latest=False,
                                     exclude_frozen_parameters=True)
-        torch.save({"rng": torch.get_rng_state(),
-                    "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
-                   folder / f"rng_rank{self.rank:05d}.pt")
-        self.save_final_adapter(folder / "adapter")  # so any checkpoint loads without DeepSpeed
+        torch.save(rng_state(), folder / f"rng_rank{self.rank:05d}.pt")
 
-    def _load_training_state(self, folder: Path) -> None:
+    def load_state(self, folder: Path) -> None:
+        """Adapter weights, optimizer shard and schedule from DeepSpeed's files, then this rank's RNG."""
         self.engine.load_checkpoint(str(folder / DS_FOLDER), tag=DS_TAG, load_module_strict=False,
                                     load_optimizer_states=True, load_lr_scheduler_states=True)
-        blob = torch.load(folder / f"rng_rank{self.rank:05d}.pt", weights_only=False)  # our own file
-        torch.set_rng_state(blob["rng"])
-        if blob["cuda_rng"] is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(blob["cuda_rng"])
+        restore_rng(torch.load(folder / f"rng_rank{self.rank:05d}.pt", weights_only=False))  # our own file
 
-    # -- what each rank holds (bench/zero_memory.py) -----------------------------------------------
-    def memory_footprint(self) -> dict[str, int]:
-        """Bytes of model weights, fp32 master weights and optimizer state this rank holds."""
-        return rank_memory(self.model, self.engine.optimizer)
+    def gathered(self) -> ContextManager[Any]:
+        return self.deepspeed.zero.GatheredParameters(self.params, modifier_rank=None, enabled=self.zero.stage == 3)
+
+    def barrier(self) -> None:
+        torch.distributed.barrier()
 
 
-def _tensor_bytes(tensors) -> int:
-    """Bytes of distinct storages (flat ZeRO buffers are viewed by many tensors: count them once)."""
-    seen, total = set(), 0
-    for t in tensors:
-        if not isinstance(t, torch.Tensor) or t.numel() == 0:
-            continue
-        storage = t.untyped_storage()
-        key = (storage.data_ptr(), storage.nbytes())
-        if key not in seen:
-            seen.add(key)
-            total += storage.nbytes()
-    return total
-
-
-def rank_memory(model: torch.nn.Module, optimizer: Any) -> dict[str, int]:
-    """What one process holds for training, from the tensors themselves. Under ZeRO-3 a weight's local
-    share is `ds_tensor` (the parameter itself is an empty placeholder between gathers); ZeRO's
-    optimizer wrappers keep fp32 master partitions beside the wrapped optimizer's state."""
-    weights = [getattr(p, "ds_tensor", p) for p in model.parameters()]
-    inner = getattr(optimizer, "optimizer", optimizer)  # ZeRO wraps the client optimizer
-    state = [t for s in inner.state.values() for t in s.values()]
-    masters = [t for name in ("single_partition_of_fp32_groups", "fp32_partitioned_groups_flat")
-               for t in getattr(optimizer, name, [])]
-    return {"weights": _tensor_bytes(weights), "master_weights": _tensor_bytes(masters),
-            "optimizer_state": _tensor_bytes(state)}
+def zero_trial(cfg: TrialConfig, zero: ZeroConfig, out_dir: str | os.PathLike, rank: int) -> MemorizationTrial:
+    """This rank's trial (torch.distributed must already be initialized)."""
+    return MemorizationTrial(cfg, out_dir, backend=ZeroBackend(zero, rank))
 
 
 def train_zero(cfg: TrialConfig, zero: ZeroConfig, out_dir: str | os.PathLike, rank: int,
                report: ReportFn | None = None, resume_from: str | os.PathLike | None = None,
                checkpoint_root: str | os.PathLike | None = None) -> dict[str, Any]:
     """Run this rank's part of a sharded trial (torch.distributed must already be initialized)."""
-    trial = ZeroTrial(cfg, zero, out_dir, rank)
-    return trial.run(report=report, resume_from=Path(resume_from) if resume_from else None,
-                     checkpoint_root=Path(checkpoint_root) if checkpoint_root else None)
+    return train(cfg, out_dir, report=report, resume_from=resume_from, checkpoint_root=checkpoint_root,
+                 backend=ZeroBackend(zero, rank))
 
 
-__all__ = ["ZeroTrial", "rank_memory", "train_zero"]
+__all__ = ["ZeroBackend", "rank_memory", "train_zero", "zero_trial"]

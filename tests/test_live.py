@@ -1,0 +1,82 @@
+"""The live law from another shell (issue 15.1): a running default sweep answers
+`memlaw law --experiment DIR --live` from a second process, with a connect timeout, and an ended one
+says so and gives the fit from storage."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import time
+
+import pytest
+import yaml
+
+from conftest import REPO, memlaw_cmd, print_figure
+
+TRIAL = {"model": {"name": "tiny-xs"}, "adapter": {"placement": "paper", "rank": 1},
+         "data": {"kind": "random", "target_tokens": 32}, "budget": {"preset": "cpu", "steps": 1200},
+         "eval": {"every": 200}}
+
+
+def query(experiment) -> tuple[dict, str, float]:
+    t0 = time.monotonic()
+    done = subprocess.run(memlaw_cmd("law", "--experiment", str(experiment), "--live", "--json"), cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout), done.stderr, time.monotonic() - t0
+
+
+@pytest.mark.slow
+def test_a_second_process_watches_the_accepted_count_grow(tmp_path, request):
+    sweep = tmp_path / "live.yaml"
+    sweep.write_text(yaml.safe_dump({"name": "live", "trial": TRIAL, "space": "law_grid_smoke",
+                                     "search": {"kind": "grid"}, "resources": {"cpu": 1}, "max_concurrency": 2,
+                                     "storage_path": str(tmp_path / "runs")}))
+    experiment = tmp_path / "runs" / "live"
+    log = (tmp_path / "sweep.log").open("w")
+    proc = subprocess.Popen(memlaw_cmd("sweep", str(sweep)), cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 300
+        while not (experiment / "memlaw_live.json").exists():
+            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "sweep.log").read_text()[-3000:]
+            time.sleep(0.5)
+        seen, latencies = [], []
+        while proc.poll() is None and time.monotonic() < deadline:
+            report, _, seconds = query(experiment)
+            if proc.poll() is not None:
+                break
+            assert report["source"].startswith("live: the results actor on Ray at 127.0.0.1:")
+            seen.append(report["trials_accepted"])
+            latencies.append(seconds)
+            time.sleep(1.0)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=120)
+    assert proc.returncode == 0
+    assert seen == sorted(seen) and len(set(seen)) >= 2, seen
+    after, stderr, _ = query(experiment)
+    assert after["source"].startswith("storage (not live: the sweep is not running")
+    assert "showing the fit from storage instead" in stderr and after["trials_accepted"] == 6
+    assert f"memlaw law --experiment {experiment} --live" in (tmp_path / "sweep.log").read_text()
+    print_figure(request, f"live law from a second process: accepted counts {seen}; query latency median "
+                          f"{statistics.median(latencies):.2f} s over {len(latencies)} queries")
+
+
+def test_an_unreachable_address_fails_within_the_timeout():
+    t0 = time.monotonic()
+    done = subprocess.run(memlaw_cmd("law", "--address", "127.0.0.1:1", "--json"), cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2 and "could not reach the sweep's Ray at 127.0.0.1:1 within 10 s" in done.stderr
+    assert time.monotonic() - t0 < 40
+
+
+def test_live_without_a_running_sweep_gives_the_stored_fit(tmp_path):
+    from test_structure import finished_experiment
+
+    uri = finished_experiment(tmp_path)
+    done = subprocess.run(memlaw_cmd("law", "--experiment", uri, "--live", "--json"), cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["source"] == f"storage (not live: the sweep is not running (no memlaw_live.json in {uri}))"
