@@ -91,7 +91,7 @@ class ZeroBackend:
         """Adapter weights, optimizer shard and schedule from DeepSpeed's files, then this rank's RNG."""
         self.engine.load_checkpoint(str(folder / DS_FOLDER), tag=DS_TAG, load_module_strict=False,
                                     load_optimizer_states=True, load_lr_scheduler_states=True)
-        restore_rng(torch.load(folder / f"rng_rank{self.rank:05d}.pt", weights_only=False))  # our own file
+        restore_rng(torch.load(folder / f"rng_rank{self.rank:05d}.pt", weights_only=True))
 
     def gathered(self) -> ContextManager[Any]:
         return self.deepspeed.zero.GatheredParameters(self.params, modifier_rank=None, enabled=self.zero.stage == 3)
