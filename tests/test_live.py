@@ -19,10 +19,14 @@ TRIAL = {"model": {"name": "tiny-xs"}, "adapter": {"placement": "paper", "rank":
          "eval": {"every": 200}}
 
 
-def query(experiment) -> tuple[dict, str, float]:
+def query(experiment, ending_ok: bool = False) -> tuple[dict | None, str, float]:
+    """One `law --live` query. `ending_ok`: a query that reached the sweep's Ray just as the run
+    shut it down dies with Ray's own "GCS ... killed" message; that is the end of the run, not a bug."""
     t0 = time.monotonic()
     done = subprocess.run(memlaw_cmd("law", "--experiment", str(experiment), "--live", "--json"), cwd=REPO,
                           capture_output=True, text=True, timeout=120)
+    if ending_ok and done.returncode != 0 and not (experiment / "memlaw_live.json").exists():
+        return None, done.stderr, time.monotonic() - t0
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout), done.stderr, time.monotonic() - t0
 
@@ -43,18 +47,19 @@ def test_a_second_process_watches_the_accepted_count_grow(tmp_path, request):
             time.sleep(0.5)
         seen, latencies = [], []
         while proc.poll() is None and time.monotonic() < deadline:
-            report, _, seconds = query(experiment)
-            if proc.poll() is not None:
+            report, _, seconds = query(experiment, ending_ok=True)
+            if report is None or report["source"].startswith("storage"):  # the run is ending: it removed memlaw_live.json
+                assert not (experiment / "memlaw_live.json").exists()
                 break
             assert report["source"].startswith("live: the results actor on Ray at 127.0.0.1:")
             seen.append(report["trials_accepted"])
             latencies.append(seconds)
             time.sleep(1.0)
+        assert proc.wait(timeout=300) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
-        proc.wait(timeout=120)
-    assert proc.returncode == 0
+            proc.wait(timeout=60)
     assert seen == sorted(seen) and len(set(seen)) >= 2, seen
     after, stderr, _ = query(experiment)
     assert after["source"].startswith("storage (not live: the sweep is not running")
