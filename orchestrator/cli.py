@@ -321,7 +321,7 @@ def _open_experiment(path: str):
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from orchestrator.config import model_problems
+    from orchestrator.preflight import model_problems
 
     try:
         experiment = _open_experiment(args.path)

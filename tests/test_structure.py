@@ -64,7 +64,7 @@ def test_resume_reads_its_experiment_without_ray(tmp_path):
     """What `memlaw resume` reads before it starts Ray: the saved sweep, fully validated."""
     uri = finished_experiment(tmp_path)
     code = ("import sys\nsys.modules['ray'] = None\n"
-            "from orchestrator.config import model_problems\n"
+            "from orchestrator.preflight import model_problems\n"
             "from orchestrator.experiment import open_experiment\n"
             f"e = open_experiment({uri!r})\n"
             "assert model_problems(e.sweep) == [] and e.sweep.trial_count() == 6\n"
