@@ -291,8 +291,9 @@ def _run_or_resume(sweep, args, resume: bool, new: bool) -> int:
 
     try:
         experiment, continuing = _experiment_to_run(sweep, resume, new)
-    except ConfigError as err:
-        _print_error(args.file, err)
+    except ConfigError as err:  # the file is valid; what it would do to an existing experiment is not
+        for problem in err.problems:
+            print(f"error: {problem}", file=sys.stderr)
         return EXIT_BAD_INPUT
     from orchestrator.tuner import resume_sweep, run_sweep
 
