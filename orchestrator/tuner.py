@@ -65,6 +65,11 @@ class LawLines(tune.Callback):
             print(f"\n[memlaw] {time.strftime('%H:%M:%S')} " + text + "\n", file=sys.stderr, flush=True)
 
 
+def _prunes(sweep: SweepConfig) -> bool:
+    """Whether the sweep's scheduler may end trials early (an unfinished trial is then `pruned`)."""
+    return sweep.scheduler != "fifo"
+
+
 def _scheduler(sweep: SweepConfig):
     if sweep.scheduler == "asha":
         from ray.tune.schedulers import ASHAScheduler
@@ -78,7 +83,7 @@ def _scheduler(sweep: SweepConfig):
 def _callbacks(experiment: Experiment) -> list:
     sweep = experiment.sweep
     resolve = lambda cfg: sweep.trial_config(cfg).to_dict()
-    return [ResultsForwarder(sweep.name, resolve, pruning=sweep.scheduler != "fifo"),
+    return [ResultsForwarder(sweep.name, resolve, pruning=_prunes(sweep)),
             LawLines(sweep)]
 
 
@@ -183,7 +188,7 @@ def reconcile(experiment: Experiment, grid: tune.ResultGrid) -> int:
             continue
         config = sweep.trial_config(result.config).to_dict()
         checkpoint = checkpoint_path(result.checkpoint, result.metrics)
-        status = completion_status(result.metrics, pruning=sweep.scheduler != "fifo")
+        status = completion_status(result.metrics, pruning=_prunes(sweep))
         record = record_from_result(trial_id, sweep.name, config, result.metrics, status=status, checkpoint=checkpoint)
         refs.append(actor.add.remote(record.to_dict()))
     return sum(ray.get(refs))
