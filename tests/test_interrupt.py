@@ -121,7 +121,9 @@ def test_asha_stops_are_pruned_not_fitted_and_ctrl_c_under_asha_trains_on(tmp_pa
 def test_two_runs_at_once_and_reruns_are_refused_before_ray_starts(tmp_path, request):
     from conftest import print_figure
 
-    sweep_file = write_sweep(tmp_path, name="once", trial={**TRIAL, "budget": {"preset": "cpu", "steps": 300}})
+    two = {"adapter.rank": [1, 2], "data.target_tokens": [32]}  # two trials: the refusals are what is tested
+    sweep_file = write_sweep(tmp_path, name="once", trial={**TRIAL, "budget": {"preset": "cpu", "steps": 300}},
+                             space_overrides=two)
     experiment = tmp_path / "runs" / "once"
     first = start("sweep", str(sweep_file), log=tmp_path / "first.log")
     deadline = time.monotonic() + 120
@@ -136,16 +138,17 @@ def test_two_runs_at_once_and_reruns_are_refused_before_ray_starts(tmp_path, req
     assert "Started a local Ray instance" not in second.stderr
     assert first.wait(timeout=600) == 0
     records = RecordLog.for_experiment(str(experiment)).all()
-    assert len(records) == 6 and all(r.ok for r in records)
+    assert len(records) == 2 and all(r.ok for r in records)
 
     again = run("sweep", str(sweep_file))
     assert again.returncode == 2 and "already exists" in again.stderr and "--new" in again.stderr
-    changed = write_sweep(tmp_path, name="once", trial={**TRIAL, "budget": {"preset": "cpu", "steps": 400}})
+    changed = write_sweep(tmp_path, name="once", trial={**TRIAL, "budget": {"preset": "cpu", "steps": 400}},
+                          space_overrides=two)
     refused = run("sweep", str(changed), "--resume")
     assert refused.returncode == 2 and "trial.budget.steps" in refused.stderr, refused.stderr
     fresh = run("sweep", str(changed), "--new")
     assert fresh.returncode == 0, fresh.stderr[-3000:]
-    assert len(RecordLog.for_experiment(str(tmp_path / "runs" / "once-2")).all()) == 6
-    assert len(RecordLog.for_experiment(str(experiment)).all()) == 6  # nothing merged into the first
+    assert len(RecordLog.for_experiment(str(tmp_path / "runs" / "once-2")).all()) == 2
+    assert len(RecordLog.for_experiment(str(experiment)).all()) == 2  # nothing merged into the first
     print_figure(request, f"one run per experiment: the second refused in {refused_s:.1f} s before Ray started; "
                           f"0 records lost; a rerun and a changed --resume refused; --new made once-2")
