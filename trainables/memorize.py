@@ -38,7 +38,7 @@ from trainables.config import TrialConfig
 from trainables.data import MemorizationSet, build_memorization_set, pack
 from trainables.methods import METHODS
 from trainables.prefix_cache import PrefixCache, plan_prefix_cache
-from trainables.model import (TINY_SHAPES, attach_adapter, byte_tokenizer, check_against_model, load_base,
+from trainables.model import (BASES, TINY_SHAPES, attach_adapter, byte_tokenizer, check_against_model, load_base,
                               resolve_device, resolve_source, save_adapter, trainable_params)
 
 ReportFn = Callable[[dict[str, Any], "str | None"], None]
@@ -216,10 +216,15 @@ class MemorizationTrial:
         tokenizer = load_tokenizer(cfg)
         self.data = build_memorization_set(cfg.data, tokenizer)  # data errors before weights too
         self.device = resolve_device(cfg.device)
-        base, tokenizer = load_base(cfg.model, cfg.dtype, self.backend.load_device(self.device))
+        # One process, one whole model: the base this worker already holds, restored (trainables.model.BASES).
+        whole = getattr(self.backend, "whole_model", False)
+        load = BASES.take if whole else load_base
+        base, tokenizer = load(cfg.model, cfg.dtype, self.backend.load_device(self.device))
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.corpus = Corpus(self.data, pad, self.device)
         self.model = attach_adapter(base, cfg.adapter, cfg.seed)
+        if whole:
+            BASES.adapted(base, self.model)
         self.n_params = trainable_params(self.model)  # counted before a backend shards the weights
         # What training forwards through (a DeepSpeed engine under ZeRO); self.model stays the
         # PeftModel: evaluation, generate() and saving need it.
