@@ -68,3 +68,14 @@ def test_the_cache_is_bounded_and_a_live_trial_keeps_its_base(bases, tmp_path):
     del first, second
     MemorizationTrial(cfg_of(model={"name": "tiny-s"}), tmp_path / "c")
     assert bases.loads == 3 and len(bases._held) == 1
+
+
+def test_a_base_written_in_place_is_loaded_again(bases, tmp_path):
+    """A test or a tool that edits a held base's weights: the next trial gets a fresh load, not the edit."""
+    trial = MemorizationTrial(cfg_of(), tmp_path / "a")
+    with torch.no_grad():
+        trial.model.get_base_model().lm_head.weight[2] *= 6
+    del trial
+    model, _ = bases.take(cfg_of().model, "float32", torch.device("cpu"))
+    fresh, _ = load_base(cfg_of().model, "float32", torch.device("cpu"))
+    assert bases.loads == 2 and torch.equal(model.lm_head.weight, fresh.lm_head.weight)

@@ -59,3 +59,15 @@ def test_peft_custom_module_registration():
     assert callable(config._register_custom_module)
     config._register_custom_module({int: object})
     assert config._custom_modules == {int: object}
+
+
+def test_torch_tensor_version_counter_sees_in_place_writes():
+    """trainables/model.py:BaseModels reuses a held base only if no weight was written in place since it
+    was loaded, read from each parameter's `_version` (autograd's in-place counter)."""
+    import torch
+
+    weight = torch.nn.Parameter(torch.zeros(3), requires_grad=False)
+    before = weight._version
+    with torch.no_grad():
+        weight[1] *= 6
+    assert isinstance(before, int) and weight._version > before

@@ -250,6 +250,7 @@ class _HeldBase:
     tokenizer: Any
     layout: list[tuple[str, type, int]]  # as loaded
     params: dict[str, nn.Parameter]  # the very tensors loaded (frozen: no optimizer writes them)
+    versions: dict[str, int]  # their autograd version counters: any in-place write since bumps one
     user: Any = None  # weakref to the PeftModel of the trial that last took it
 
 
@@ -260,7 +261,8 @@ class BaseModels:
     one base per worker; 0: none kept), the held one released before another base is loaded. peft
     injects the adapter in place, so a base handed out again is first restored: every peft tuner layer
     replaced by its base layer (what peft's own `unload` does), the paper wrapping undone, and the
-    result checked against the module tree, hooks, tensors and flags it had when loaded; anything
+    result checked against the module tree, hooks, tensors (the same objects, never written in place:
+    their autograd version counters unchanged) and flags it had when loaded; anything
     unexpected drops it and the base is loaded afresh. A base whose last trial is still alive in this
     process (a test or benchmark holding two trials) is never taken from it: the caller gets a fresh
     load. tests/test_base_reuse.py proves a trial on a reused base ends exactly as one on a fresh load.
@@ -312,7 +314,9 @@ class BaseModels:
         model, tokenizer = load_base(cfg, dtype, device)
         self.loads += 1
         if hold and self.capacity > 0:
-            self._held[self.key(cfg, dtype, device)] = _HeldBase(model, tokenizer, _module_layout(model), dict(model.named_parameters()))
+            params = dict(model.named_parameters())
+            self._held[self.key(cfg, dtype, device)] = _HeldBase(
+                model, tokenizer, _module_layout(model), params, {k: p._version for k, p in params.items()})
         return model, tokenizer
 
     @staticmethod
@@ -342,7 +346,8 @@ class BaseModels:
         model.requires_grad_(False)
         model.eval()
         params = dict(model.named_parameters())
-        same_tensors = params.keys() == held.params.keys() and all(params[k] is held.params[k] for k in params)
+        same_tensors = params.keys() == held.params.keys() and all(
+            params[k] is held.params[k] and params[k]._version == held.versions[k] for k in params)
         return same_tensors and _module_layout(model) == held.layout
 
 
