@@ -4,7 +4,7 @@ trial (`prefix_cache: false`, MEMLAW_BASES_PER_WORKER=0) vs the frozen prefix ca
 per worker (the defaults). Each sweep runs in its own subprocess (its own local Ray), one after the
 other. A report, no goal: tiny-s has 2 layers, so the cache skips the embedding and layer 0 only.
 
-    python bench/law_grid_wall.py [--steps 200] [--json]
+    python bench/law_grid_wall.py [--steps 100] [--json]
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def run_child(before: bool, steps: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--before", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--json", action="store_true", help="end with one JSON result line (bench/run_all.py)")

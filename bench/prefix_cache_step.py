@@ -12,7 +12,7 @@ is loaded once (trainables.model.BASES reuses it for the next length).
 Goal: cached >= 1.35x the hand loop at l = 256. The exactness of the cached path is asserted by
 tests/test_prefix_cache.py, not here.
 
-    python bench/prefix_cache_step.py [--lengths 128 256 512] [--steps 3] [--rounds 3] [--json]
+    python bench/prefix_cache_step.py [--lengths 128 256 512] [--steps 2] [--rounds 2] [--json]
 """
 
 from __future__ import annotations
@@ -79,8 +79,8 @@ def measure(length: int, steps: int, rounds: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lengths", type=int, nargs="+", default=[128, 256, 512])
-    parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--json", action="store_true", help="end with one JSON result line (bench/run_all.py)")
     args = parser.parse_args()
     torch.set_num_threads(1)

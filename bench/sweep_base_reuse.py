@@ -8,7 +8,7 @@ paper placement, l = 32, a few steps each. The share of trial time spent before 
 load, tokenizer, data, prefix cache) is Tune's time_total_s minus the trial's own wall_s (which
 starts at its first step), over time_total_s. Goal: reuse <= 0.7x the wall time of loading each time.
 
-    python bench/sweep_base_reuse.py [--trials 8] [--slots 2] [--steps 4] [--json]
+    python bench/sweep_base_reuse.py [--trials 8] [--slots 2] [--steps 2] [--json]
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--slots", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--json", action="store_true", help="end with one JSON result line (bench/run_all.py)")
     args = parser.parse_args()
