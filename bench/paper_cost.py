@@ -205,8 +205,8 @@ def render(mfu: float, overhead_ms: float, cached: bool = True) -> str:
         ("- the frozen prefix cached (memlaw's default for paper placement, trainables/prefix_cache.py): each "
          "training and certificate forward runs only the blocks from the adapter's layer up and the head; the "
          "blocks below run once per trial. Measured on CPU (SmolLM2-135M, layer 20 of 30; docs/benchmarks.md, "
-         "bench/prefix_cache_step.py) the step matches this count; `--no-prefix-cache` prices every forward "
-         "through all blocks;" if cached else "- every forward through all blocks (`--no-prefix-cache`);"),
+         "bench/prefix_cache_step.py); `--no-prefix-cache` prices every forward through all blocks. PEFT "
+         "placement (LoRA on every layer) gains nothing from the cache: its first adapted layer is layer 0;" if cached else "- every forward through all blocks (`--no-prefix-cache`);"),
         f"- S = ℓ + {PROMPT_TOKENS} prompt tokens; {STEPS} steps, batch 1; the certificate every {CERT_EVERY} steps; "
         "greedy decoding of ℓ tokens once at the end; the formulas are in the script's docstring;",
         "- memory: bf16 weights + saved activations of the blocks above the adapter (34·S·d bytes per block, "
