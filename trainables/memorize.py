@@ -72,6 +72,9 @@ def load_tokenizer(cfg: TrialConfig):
 
     if cfg.model.is_tiny:  # the same byte tokenizer that ensure_tiny_model saves beside the weights
         return byte_tokenizer(TINY_SHAPES[cfg.model.name][-1])
+    held = BASES.tokenizer_for(cfg.model)  # this worker's held base came with it
+    if held is not None:
+        return held
     kwargs = {"gguf_file": cfg.model.gguf_file} if cfg.model.gguf_file else {}
     return AutoTokenizer.from_pretrained(resolve_source(cfg.model), **kwargs)
 

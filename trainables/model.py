@@ -154,8 +154,22 @@ def ensure_tiny_model(cfg: ModelConfig) -> Path:
     return folder
 
 
+_DIMS: dict[tuple[str, str], ModelDims] = {}  # per process: a reused worker's next trial reads no config again
+_DIMS_KEPT = 8
+
+
 def model_dims(cfg: ModelConfig) -> ModelDims:
-    """Hidden size, depth, vocabulary and module names, from the config alone (no weights)."""
+    """Hidden size, depth, vocabulary and module names, from the config alone (no weights). Kept per
+    process by model source: reading a GGUF file's config takes seconds, and every trial asks."""
+    key = (canonical_hash(cfg.to_dict()), resolve_source(cfg))
+    if key not in _DIMS:
+        if len(_DIMS) >= _DIMS_KEPT:
+            _DIMS.pop(next(iter(_DIMS)))
+        _DIMS[key] = _read_model_dims(cfg)
+    return _DIMS[key]
+
+
+def _read_model_dims(cfg: ModelConfig) -> ModelDims:
     from transformers import AutoConfig, AutoModelForCausalLM
 
     if cfg.is_tiny:
@@ -294,6 +308,12 @@ class BaseModels:
     def key(cfg: ModelConfig, dtype: str, device: torch.device) -> tuple[str, str, str, str]:
         """Model source (config and where it resolves), dtype and device."""
         return canonical_hash(cfg.to_dict()), resolve_source(cfg), dtype, str(device)
+
+    def tokenizer_for(self, cfg: ModelConfig) -> Any:
+        """The tokenizer of a held base of this model (any dtype or device), else None: a GGUF tokenizer
+        takes seconds to convert, and a reused worker's next trial needs it before its base."""
+        key = self.key(cfg, "", torch.device("cpu"))[:2]
+        return next((held.tokenizer for k, held in self._held.items() if k[:2] == key), None)
 
     def adapted(self, base: nn.Module, peft_model: Any) -> None:
         """Note the PeftModel built on a held base: while it lives, the base is in use."""
