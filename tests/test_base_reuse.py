@@ -79,3 +79,13 @@ def test_a_base_written_in_place_is_loaded_again(bases, tmp_path):
     model, _ = bases.take(cfg_of().model, "float32", torch.device("cpu"))
     fresh, _ = load_base(cfg_of().model, "float32", torch.device("cpu"))
     assert bases.loads == 2 and torch.equal(model.lm_head.weight, fresh.lm_head.weight)
+
+
+def test_the_held_bases_tokenizer_serves_the_next_trial(bases):
+    """load_tokenizer asks before reading a (GGUF) tokenizer again; nothing is served once released."""
+    cfg = cfg_of()
+    _, tokenizer = bases.take(cfg.model, cfg.dtype, torch.device("cpu"))
+    assert bases.tokenizer_for(cfg.model) is tokenizer
+    assert bases.tokenizer_for(cfg_of(model={"name": "tiny-s"}).model) is None
+    bases.release()
+    assert bases.tokenizer_for(cfg.model) is None
