@@ -1,5 +1,6 @@
 """The tiny-model CPU law grid (examples/law_grid_cpu.yaml: tiny-s, paper placement, 4 ranks x 4
-lengths, 2 slots) before and after issue 18: every forward through the whole model and a base load per
+lengths, 2 slots; --steps 100 by default, half the example's 200, to fit a shared machine) before and
+after issue 18: every forward through the whole model and a base load per
 trial (`prefix_cache: false`, MEMLAW_BASES_PER_WORKER=0) vs the frozen prefix cached and the base held
 per worker (the defaults). Each sweep runs in its own subprocess (its own local Ray), one after the
 other. A report, no goal: tiny-s has 2 layers, so the cache skips the embedding and layer 0 only.

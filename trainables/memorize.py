@@ -1,8 +1,9 @@
 """The memorization trial: one readable training loop, free of Ray. Its backend
 (trainables/backends.py) runs it in one process or as one rank of a ZeRO trial (trainables/zero.py).
 
-    cfg -> validate against the model's shape -> tokenizer -> targets -> base model + LoRA
-        -> loss_init -> steps (the method's weights, trainables/methods.py) -> evaluations
+    cfg -> validate against the model's shape -> tokenizer -> targets -> base model (held by this
+        worker when it can be: trainables.model.BASES) + LoRA -> the frozen prefix's hidden states
+        (paper placement: trainables/prefix_cache.py) -> loss_init -> steps (the method's weights, trainables/methods.py) -> evaluations
         (certificate every time, greedy decoding on a cadence and at the end) -> result, adapter,
         checkpoints
 
@@ -37,9 +38,9 @@ from trainables.backends import ADAPTER_FOLDER, SingleProcess, TrialBackend, ran
 from trainables.config import TrialConfig
 from trainables.data import MemorizationSet, build_memorization_set, pack
 from trainables.methods import METHODS
-from trainables.prefix_cache import PrefixCache, plan_prefix_cache
 from trainables.model import (BASES, TINY_SHAPES, attach_adapter, byte_tokenizer, check_against_model, load_base,
                               resolve_device, resolve_source, save_adapter, trainable_params)
+from trainables.prefix_cache import PrefixCache, plan_prefix_cache
 
 ReportFn = Callable[[dict[str, Any], "str | None"], None]
 StepFn = Callable[[int, float], None]
@@ -233,8 +234,7 @@ class MemorizationTrial:
         # PeftModel: evaluation, generate() and saving need it.
         self.forward_model = self.backend.prepare(self.model, cfg, self.device)
         # The frozen prefix once (paper placement): every teacher-forced forward starts at the adapter.
-        layer, self.prefix_note = plan_prefix_cache(cfg, self.model, self.corpus,
-                                                    getattr(self.backend, "whole_model", False))
+        layer, self.prefix_note = plan_prefix_cache(cfg, self.model, self.corpus, whole)
         self.prefix = PrefixCache(self.model, layer, self.corpus) if layer is not None else None
         self.window = memft.WindowState()
         self.order = np.random.default_rng([cfg.seed, 7]).permutation(self.data.num_sequences)
