@@ -3,9 +3,9 @@
 
     cfg -> validate against the model's shape -> tokenizer -> targets -> base model (held by this
         worker when it can be: trainables.model.BASES) + LoRA -> the frozen prefix's hidden states
-        (paper placement: trainables/prefix_cache.py) -> loss_init -> steps (the method's weights, trainables/methods.py) -> evaluations
-        (certificate every time, greedy decoding on a cadence and at the end) -> result, adapter,
-        checkpoints
+        (paper placement: trainables/prefix_cache.py) -> loss_init -> steps (the method's weights,
+        trainables/methods.py) -> evaluations (certificate every time, greedy decoding on a cadence
+        and at the end) -> result, adapter, checkpoints
 
 Each evaluation goes to `report(metrics, checkpoint_dir_or_None)`: the CLI prints it, the Tune
 trainable forwards it to Tune. Checkpoints hold the adapter (PEFT format), optimizer, scheduler,
