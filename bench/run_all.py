@@ -67,6 +67,11 @@ BENCHES: tuple[Bench, ...] = (
                       "docs/benchmarks.json: a run that certifies only at its last step fits this). Table 2 of "
                       "docs/reproduction.md measures the other side: at equal steps MemFT-OT's token accuracy.",
           timed=False),
+    Bench("prefix_cache_step.py", "SmolLM2 paper-placement step, prefix cache vs hand loop",
+          quick=("--lengths", "256", "--rounds", "1")),
+    Bench("sweep_base_reuse.py", "8-trial SmolLM2 sweep, base reused vs loaded per trial",
+          quick=("--trials", "4")),
+    Bench("law_grid_wall.py", "tiny CPU law grid wall, after vs before issue 18", quick=("--steps", "50")),
     Bench("adaptive_vs_grid.py", "adaptive law search vs full grid", takes_experiment=True,
           why_not_met="at the grid's own interval widths (k = 1) no subset of the grid can carry more "
                       "information than the whole grid (see the bench's docstring); the looser-tolerance rows "

@@ -59,3 +59,28 @@ def test_peft_custom_module_registration():
     assert callable(config._register_custom_module)
     config._register_custom_module({int: object})
     assert config._custom_modules == {int: object}
+
+
+def test_torch_tensor_version_counter_sees_in_place_writes():
+    """trainables/model.py:BaseModels reuses a held base only if no weight was written in place since it
+    was loaded, read from each parameter's `_version` (autograd's in-place counter)."""
+    import torch
+
+    weight = torch.nn.Parameter(torch.zeros(3), requires_grad=False)
+    before = weight._version
+    with torch.no_grad():
+        weight[1] *= 6
+    assert isinstance(before, int) and weight._version > before
+
+
+def test_torch_module_hook_dicts_count_registered_hooks():
+    """trainables/model.py:_module_layout counts `_forward_hooks` and `_forward_pre_hooks` of every module,
+    so a held base that kept a hook (e.g. a prefix-cache capture) is not reused."""
+    import torch
+
+    layer = torch.nn.Linear(2, 2)
+    before = len(layer._forward_hooks) + len(layer._forward_pre_hooks)
+    handle = layer.register_forward_pre_hook(lambda *_: None, with_kwargs=True)
+    assert len(layer._forward_hooks) + len(layer._forward_pre_hooks) == before + 1
+    handle.remove()
+    assert len(layer._forward_pre_hooks) == 0

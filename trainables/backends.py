@@ -3,6 +3,8 @@ the one training loop (trainables.memorize.MemorizationTrial, which is never ove
 
     TrialBackend
         writes_outputs     this process writes the trial's files (rank 0 of a sharded trial)
+        whole_model        (optional, default False) this process runs the whole model unsharded, so
+                           trainables/prefix_cache.py may run only the layers above the adapter
         optimizer          the optimizer it steps (ZeRO: DeepSpeed's wrapper), for rank_memory
         load_device(dev)   where the base weights are loaded, given the trial's device
         prepare(...)   *   build the optimizer and schedule; return the module training forwards through
@@ -92,6 +94,7 @@ class SingleProcess:
     every output and its collectives are no-ops."""
 
     writes_outputs = True
+    whole_model = True  # the frozen prefix may be cached (trainables/prefix_cache.py)
 
     def __init__(self) -> None:
         self.optimizer: torch.optim.Optimizer | None = None  # built by prepare(), once

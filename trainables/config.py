@@ -166,6 +166,10 @@ class TrialConfig(Config):
     dtype: Literal["float32", "bfloat16", "float16"] = spec("float32", "base model dtype (adapter trains in fp32)")
     device: str = spec("auto", "auto | cpu | cuda | cuda:N")
     threads: int = spec(1, "torch CPU threads for this trial (one per trial beats two on 2 cores)", lo=1, hi=1024)
+    prefix_cache: bool = spec(True, "paper placement: compute the frozen layers below the adapter once per trial "
+                                    "and train from their cached output (exact; off: every forward runs the whole "
+                                    "model). Used where exact: one process, a family in "
+                                    "trainables/prefix_cache.py EXACT_FAMILIES, no dropout below the adapter")
     inject_fault: Literal["none", "nan", "inf", "error", "hang", "alloc"] = spec(
         "none", "fault drills and tests: make the trial fail on purpose at step `inject_at_step` (nan/inf: the "
                 "loss diverges; error: raises; hang: blocks; alloc: allocates memory until stopped)")

@@ -1,10 +1,11 @@
 """The memorization trial: one readable training loop, free of Ray. Its backend
 (trainables/backends.py) runs it in one process or as one rank of a ZeRO trial (trainables/zero.py).
 
-    cfg -> validate against the model's shape -> tokenizer -> targets -> base model + LoRA
-        -> loss_init -> steps (the method's weights, trainables/methods.py) -> evaluations
-        (certificate every time, greedy decoding on a cadence and at the end) -> result, adapter,
-        checkpoints
+    cfg -> validate against the model's shape -> tokenizer -> targets -> base model (held by this
+        worker when it can be: trainables.model.BASES) + LoRA -> the frozen prefix's hidden states
+        (paper placement: trainables/prefix_cache.py) -> loss_init -> steps (the method's weights,
+        trainables/methods.py) -> evaluations (certificate every time, greedy decoding on a cadence
+        and at the end) -> result, adapter, checkpoints
 
 Each evaluation goes to `report(metrics, checkpoint_dir_or_None)`: the CLI prints it, the Tune
 trainable forwards it to Tune. Checkpoints hold the adapter (PEFT format), optimizer, scheduler,
@@ -37,8 +38,9 @@ from trainables.backends import ADAPTER_FOLDER, SingleProcess, TrialBackend, ran
 from trainables.config import TrialConfig
 from trainables.data import MemorizationSet, build_memorization_set, pack
 from trainables.methods import METHODS
-from trainables.model import (TINY_SHAPES, attach_adapter, byte_tokenizer, check_against_model, load_base,
+from trainables.model import (BASES, TINY_SHAPES, attach_adapter, byte_tokenizer, check_against_model, load_base,
                               resolve_device, resolve_source, save_adapter, trainable_params)
+from trainables.prefix_cache import PrefixCache, plan_prefix_cache
 
 ReportFn = Callable[[dict[str, Any], "str | None"], None]
 StepFn = Callable[[int, float], None]
@@ -71,6 +73,9 @@ def load_tokenizer(cfg: TrialConfig):
 
     if cfg.model.is_tiny:  # the same byte tokenizer that ensure_tiny_model saves beside the weights
         return byte_tokenizer(TINY_SHAPES[cfg.model.name][-1])
+    held = BASES.tokenizer_for(cfg.model)  # this worker's held base came with it
+    if held is not None:
+        return held
     kwargs = {"gguf_file": cfg.model.gguf_file} if cfg.model.gguf_file else {}
     return AutoTokenizer.from_pretrained(resolve_source(cfg.model), **kwargs)
 
@@ -83,6 +88,7 @@ class Batch:
     attn: torch.Tensor
     prompt_lens: torch.Tensor
     target_lens: torch.Tensor
+    rows: torch.Tensor  # which corpus sequences (indexes trainables.prefix_cache.PrefixCache)
 
 
 class Corpus:
@@ -106,7 +112,8 @@ class Corpus:
         rows_t = torch.as_tensor(np.asarray(rows), dtype=torch.long)
         width = int((self.prompt_lens[rows_t] + self.target_lens[rows_t]).max())
         return Batch(self.ids[rows_t, :width].to(self.device), self.attn[rows_t, :width].to(self.device),
-                     self.prompt_lens[rows_t].to(self.device), self.target_lens[rows_t].to(self.device))
+                     self.prompt_lens[rows_t].to(self.device), self.target_lens[rows_t].to(self.device),
+                     rows_t.to(self.device))
 
     def chunks(self) -> list[np.ndarray]:
         per = max(1, TOKENS_PER_EVAL_CHUNK // self.ids.shape[1])
@@ -119,8 +126,13 @@ class Corpus:
 
 
 # -- evaluation ----------------------------------------------------------------------------------
-def forward_targets(model, batch: Batch, with_correct: bool = True) -> recall.TeacherForced:
-    logits = model(input_ids=batch.ids, attention_mask=batch.attn).logits
+def forward_targets(model, batch: Batch, with_correct: bool = True,
+                    prefix: PrefixCache | None = None) -> recall.TeacherForced:
+    """Teacher-forced results of one batch: through the whole model, or from the cached prefix up."""
+    if prefix is not None:
+        logits = prefix.logits(model, batch)
+    else:
+        logits = model(input_ids=batch.ids, attention_mask=batch.attn).logits
     return recall.teacher_forced(logits, batch.ids, batch.prompt_lens, batch.target_lens, with_correct)
 
 
@@ -130,9 +142,9 @@ def _pad_cat(parts: list[torch.Tensor], value: Any) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate_teacher_forced(model, corpus: Corpus) -> recall.TeacherForced:
+def evaluate_teacher_forced(model, corpus: Corpus, prefix: PrefixCache | None = None) -> recall.TeacherForced:
     model.eval()
-    parts = [forward_targets(model, corpus.batch(rows)) for rows in corpus.chunks()]
+    parts = [forward_targets(model, corpus.batch(rows), prefix=prefix) for rows in corpus.chunks()]
     return recall.TeacherForced(losses=_pad_cat([p.losses for p in parts], 0.0),
                                 correct=_pad_cat([p.correct for p in parts], False),
                                 mask=_pad_cat([p.mask for p in parts], False))
@@ -208,14 +220,22 @@ class MemorizationTrial:
         tokenizer = load_tokenizer(cfg)
         self.data = build_memorization_set(cfg.data, tokenizer)  # data errors before weights too
         self.device = resolve_device(cfg.device)
-        base, tokenizer = load_base(cfg.model, cfg.dtype, self.backend.load_device(self.device))
+        # One process, one whole model: the base this worker already holds, restored (trainables.model.BASES).
+        whole = getattr(self.backend, "whole_model", False)
+        load = BASES.take if whole else load_base
+        base, tokenizer = load(cfg.model, cfg.dtype, self.backend.load_device(self.device))
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.corpus = Corpus(self.data, pad, self.device)
         self.model = attach_adapter(base, cfg.adapter, cfg.seed)
+        if whole:
+            BASES.adapted(base, self.model)
         self.n_params = trainable_params(self.model)  # counted before a backend shards the weights
         # What training forwards through (a DeepSpeed engine under ZeRO); self.model stays the
         # PeftModel: evaluation, generate() and saving need it.
         self.forward_model = self.backend.prepare(self.model, cfg, self.device)
+        # The frozen prefix once (paper placement): every teacher-forced forward starts at the adapter.
+        layer, self.prefix_note = plan_prefix_cache(cfg, self.model, self.corpus, whole)
+        self.prefix = PrefixCache(self.model, layer, self.corpus) if layer is not None else None
         self.window = memft.WindowState()
         self.order = np.random.default_rng([cfg.seed, 7]).permutation(self.data.num_sequences)
         self.step = 0
@@ -233,7 +253,8 @@ class MemorizationTrial:
         pool, start = self.method.pool(m, self.step, self.cfg.budget.steps, self.order)
         rows = memft.batch_for_step(self.step, pool, self.cfg.budget.batch_size, self.cfg.seed, start)
         self.model.train()
-        tf = forward_targets(self.forward_model, self.corpus.batch(rows), with_correct=self.method.needs_correct)
+        tf = forward_targets(self.forward_model, self.corpus.batch(rows), with_correct=self.method.needs_correct,
+                             prefix=self.prefix)
         weights = self.method.weights(m, tf, rows, self.window)
         loss = (tf.losses * (weights if weights is not None else 0.0)).sum()
         loss = self._maybe_inject_fault(loss)
@@ -263,7 +284,7 @@ class MemorizationTrial:
     # -- evaluation -------------------------------------------------------------------------------
     def evaluate(self, greedy: bool) -> tuple[dict[str, Any], list[dict] | None]:
         """Certificate always; greedy decoding (and the per-sequence rows) when asked."""
-        tf = evaluate_teacher_forced(self.model, self.corpus)
+        tf = evaluate_teacher_forced(self.model, self.corpus, self.prefix)
         loss = recall.mean_loss(tf)
         if not math.isfinite(loss):
             raise TrialDiverged(f"evaluation loss is {loss} at step {self.step}")
@@ -289,7 +310,7 @@ class MemorizationTrial:
         return metrics, rows
 
     def measure_init(self) -> None:
-        self.loss_init = recall.mean_loss(evaluate_teacher_forced(self.model, self.corpus))
+        self.loss_init = recall.mean_loss(evaluate_teacher_forced(self.model, self.corpus, self.prefix))
 
     # -- checkpoints -----------------------------------------------------------------------------
     def save_checkpoint(self, root: Path) -> Path:

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from trainables.config import PACKAGE_PREFIX, TINY_PRESETS, AdapterConfig, ModelConfig, TrialConfig, memory_problem
-from trainables.schema import ConfigError, Problem
+from trainables.schema import ConfigError, Problem, canonical_hash
 
 #: Tiny Llama-style presets: (layers, hidden, heads, intermediate, vocab).
 TINY_SHAPES: dict[str, tuple[int, int, int, int, int]] = {
@@ -154,8 +154,22 @@ def ensure_tiny_model(cfg: ModelConfig) -> Path:
     return folder
 
 
+_DIMS: dict[tuple[str, str], ModelDims] = {}  # per process: a reused worker's next trial reads no config again
+_DIMS_KEPT = 8
+
+
 def model_dims(cfg: ModelConfig) -> ModelDims:
-    """Hidden size, depth, vocabulary and module names, from the config alone (no weights)."""
+    """Hidden size, depth, vocabulary and module names, from the config alone (no weights). Kept per
+    process by model source: reading a GGUF file's config takes seconds, and every trial asks."""
+    key = (canonical_hash(cfg.to_dict()), resolve_source(cfg))
+    if key not in _DIMS:
+        if len(_DIMS) >= _DIMS_KEPT:
+            _DIMS.pop(next(iter(_DIMS)))
+        _DIMS[key] = _read_model_dims(cfg)
+    return _DIMS[key]
+
+
+def _read_model_dims(cfg: ModelConfig) -> ModelDims:
     from transformers import AutoConfig, AutoModelForCausalLM
 
     if cfg.is_tiny:
@@ -231,6 +245,134 @@ def load_base(cfg: ModelConfig, dtype: str, device: torch.device):
                                                pad_token_id=pad, bos_token_id=None)
     model.config.eos_token_id = None
     return model, tokenizer
+
+
+# -- the base model once per worker ----------------------------------------------------------------
+#: How many frozen bases one process keeps between trials ($MEMLAW_BASES_PER_WORKER; 0 = load every time).
+BASES_PER_WORKER_ENV = "MEMLAW_BASES_PER_WORKER"
+
+
+def _module_layout(model: nn.Module) -> list[tuple[str, type, int]]:
+    """The module tree with each module's hook count: what a restored base must show again."""
+    return [(name, type(module), len(module._forward_hooks) + len(module._forward_pre_hooks))
+            for name, module in model.named_modules()]
+
+
+@dataclass
+class _HeldBase:
+    model: Any
+    tokenizer: Any
+    layout: list[tuple[str, type, int]]  # as loaded
+    params: dict[str, nn.Parameter]  # the very tensors loaded (frozen: no optimizer writes them)
+    versions: dict[str, int]  # their autograd version counters: any in-place write since bumps one
+    user: Any = None  # weakref to the PeftModel of the trial that last took it
+
+
+class BaseModels:
+    """The frozen bases this process keeps between trials (Ray Tune reuses a worker for the next trial).
+
+    Keyed by (model config, dtype, device); at most `capacity` ($MEMLAW_BASES_PER_WORKER, default 1:
+    one base per worker; 0: none kept), the held one released before another base is loaded. peft
+    injects the adapter in place, so a base handed out again is first restored: every peft tuner layer
+    replaced by its base layer (what peft's own `unload` does), the paper wrapping undone, and the
+    result checked against the module tree, hooks, tensors (the same objects, never written in place:
+    their autograd version counters unchanged) and flags it had when loaded; anything
+    unexpected drops it and the base is loaded afresh. A base whose last trial is still alive in this
+    process (a test or benchmark holding two trials) is never taken from it: the caller gets a fresh
+    load. tests/test_base_reuse.py proves a trial on a reused base ends exactly as one on a fresh load.
+    """
+
+    def __init__(self, capacity: int | None = None):
+        self._capacity = capacity
+        self._held: dict[tuple, _HeldBase] = {}
+        self.loads = 0  # fresh loads (tests and benchmarks read it)
+
+    @property
+    def capacity(self) -> int:
+        if self._capacity is not None:
+            return self._capacity
+        return max(0, int(os.environ.get(BASES_PER_WORKER_ENV, "1")))
+
+    def take(self, cfg: ModelConfig, dtype: str, device: torch.device):
+        """(model, tokenizer), pristine: the held one restored, else a fresh load (then held)."""
+        key = self.key(cfg, dtype, device)
+        held = self._held.get(key)
+        if held is not None and self._in_use(held):
+            return self._fresh(cfg, dtype, device, hold=False)
+        if held is not None and self._restore(held):
+            return held.model, held.tokenizer
+        self._held.pop(key, None)
+        return self._fresh(cfg, dtype, device, hold=True)
+
+    @staticmethod
+    def key(cfg: ModelConfig, dtype: str, device: torch.device) -> tuple[str, str, str, str]:
+        """Model source (config and where it resolves), dtype and device."""
+        return canonical_hash(cfg.to_dict()), resolve_source(cfg), dtype, str(device)
+
+    def tokenizer_for(self, cfg: ModelConfig) -> Any:
+        """The tokenizer of a held base of this model (any dtype or device), else None: a GGUF tokenizer
+        takes seconds to convert, and a reused worker's next trial needs it before its base."""
+        key = self.key(cfg, "", torch.device("cpu"))[:2]
+        return next((held.tokenizer for k, held in self._held.items() if k[:2] == key), None)
+
+    def adapted(self, base: nn.Module, peft_model: Any) -> None:
+        """Note the PeftModel built on a held base: while it lives, the base is in use."""
+        import weakref
+
+        for held in self._held.values():
+            if held.model is base:
+                held.user = weakref.ref(peft_model)
+
+    def release(self) -> None:
+        """Drop every held base (its memory returns once the last trial using it is gone)."""
+        self._held.clear()
+
+    def _fresh(self, cfg: ModelConfig, dtype: str, device: torch.device, hold: bool):
+        if hold:
+            while self._held and len(self._held) >= max(self.capacity, 1):
+                self._held.pop(next(iter(self._held)))  # the oldest first, before the next is loaded
+        model, tokenizer = load_base(cfg, dtype, device)
+        self.loads += 1
+        if hold and self.capacity > 0:
+            params = dict(model.named_parameters())
+            self._held[self.key(cfg, dtype, device)] = _HeldBase(
+                model, tokenizer, _module_layout(model), params, {k: p._version for k, p in params.items()})
+        return model, tokenizer
+
+    @staticmethod
+    def _in_use(held: _HeldBase) -> bool:
+        if held.user is None or held.user() is None:
+            return False
+        import gc
+
+        gc.collect()  # a finished trial's modules may sit in reference cycles
+        return held.user() is not None
+
+    @staticmethod
+    def _restore(held: _HeldBase) -> bool:
+        """Undo the last trial's adapter; True when the model is again exactly as loaded."""
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        model = held.model
+        for name, module in list(model.named_modules()):
+            if isinstance(module, BaseTunerLayer) and name:
+                parent, _, child = name.rpartition(".")
+                setattr(model.get_submodule(parent) if parent else model, child, module.get_base_layer())
+        for block in decoder_layers(model):
+            if isinstance(block.mlp, ParallelMemoryMLP):
+                block.mlp = block.mlp.mlp
+        if hasattr(model, "peft_config"):
+            del model.peft_config
+        model.requires_grad_(False)
+        model.eval()
+        params = dict(model.named_parameters())
+        same_tensors = params.keys() == held.params.keys() and all(
+            params[k] is held.params[k] and params[k]._version == held.versions[k] for k in params)
+        return same_tensors and _module_layout(model) == held.layout
+
+
+#: This process's held bases (one per worker by default).
+BASES = BaseModels()
 
 
 # -- adapter placement ----------------------------------------------------------------------------
