@@ -7,8 +7,9 @@ entry point and `start_ray` call `default_token_auth()`; a user's own setting wi
 changes the environment at import.
 
 The embedded default is a new local Ray started in-process: every process bound to 127.0.0.1,
-token authentication on, no dashboard web server, a capped object store. `--address` joins an
-existing cluster instead.
+token authentication on, a capped object store, and no dashboard web server unless asked for
+(`memlaw sweep --dashboard`: on 127.0.0.1, Ray's port 8265 or the next free one, behind the same
+token). `--address` joins an existing cluster instead.
 """
 
 from __future__ import annotations
@@ -62,21 +63,35 @@ def tighten_token_file() -> str | None:
     return path
 
 
-def start_ray(address: str | None, num_cpus: int | None = None) -> None:
-    """Join `address`, or start the embedded local Ray (no dashboard, small object store)."""
+def start_ray(address: str | None, num_cpus: int | None = None, dashboard: bool = False) -> str | None:
+    """Join `address`, or start the embedded local Ray (small object store; with `dashboard`, its
+    dashboard on 127.0.0.1). The dashboard's URL when this process started one, else None."""
     default_token_auth()
     import ray
 
     if ray.is_initialized():
-        return
+        return None
+    url = None
     if address:
         ray.init(address=address, namespace=NAMESPACE, log_to_driver=False)
     else:  # address="local": always a new in-process cluster, never one that `ray start` left running.
         with loopback_node_ip():
-            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
-                     object_store_memory=OBJECT_STORE_BYTES, namespace=NAMESPACE, log_to_driver=False,
-                     _node_ip_address="127.0.0.1")
+            context = ray.init(address="local", num_cpus=num_cpus, include_dashboard=dashboard,
+                               dashboard_host="127.0.0.1", object_store_memory=OBJECT_STORE_BYTES,
+                               namespace=NAMESPACE, log_to_driver=False, _node_ip_address="127.0.0.1")
+        if dashboard and context.dashboard_url:
+            url = f"http://{context.dashboard_url}"
     tighten_token_file()  # ray.init may just have written it, world-readable
+    return url
+
+
+def token_hint() -> str:
+    """How a person passes this Ray's token to its dashboard (never the token itself)."""
+    where = token_file()
+    source = f"$(cat {where})" if where else f"${TOKEN_ENV}"
+    return (f"the page asks once for the Ray token: paste the output of `cat {where}`" if where else
+            f"the page asks once for the Ray token: paste ${TOKEN_ENV}") + \
+        f"; from a script: curl -H \"Authorization: Bearer {source}\" URL/api/version"
 
 
 @contextlib.contextmanager

@@ -1,0 +1,170 @@
+"""memlaw through the Ray Jobs API: a sweep submitted as a job, the live law read by a short job.
+
+    memlaw submit SWEEP_FILE --dashboard URL   -> a job `python -m orchestrator.cli sweep FILE --address auto`
+                                                  with this checkout as its working_dir
+    memlaw law --dashboard URL --sweep NAME    -> a job `memlaw law --address auto --json`, its JSON read back
+
+The Jobs API is the dashboard's HTTP server; the SDK (`ray.job_submission.JobSubmissionClient`)
+adds the cluster's bearer token to each request. Every way this can fail becomes one `JobsError`
+line that says what to do (unreachable, no job agent yet, 401/403, a job that failed), never a
+traceback. Each HTTP request has a deadline (`HTTP_TIMEOUT_S`): the SDK itself sets none, so a
+black-holed host would otherwise hang the command.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+HTTP_TIMEOUT_S = 10.0
+LAW_JOB_TIMEOUT_S = 120.0
+LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost")
+REPO = Path(__file__).resolve().parents[1]
+#: What a sweep job's working_dir leaves out: runs, caches and the virtual environment (the
+#: cluster's Python has its own packages); Ray also skips what .gitignore names.
+WORKING_DIR_EXCLUDES = [".git", ".venv", "memlaw-runs", "**/__pycache__", "*.egg-info", ".pytest_cache", "docs"]
+
+
+class JobsError(RuntimeError):
+    """A Jobs API call that did not work, as one line for the user."""
+
+
+def dashboard_url_problem(url: str, insecure_http: bool = False) -> str | None:
+    """Why memlaw must not send the Ray token to `url`, else None. Pure: no I/O, no DNS.
+
+    The Jobs API client sends the cluster's bearer token with every request, so it may go only
+    where nobody can read it on the way: https, or plain http to this machine's loopback (127.0.0.0/8,
+    ::1, localhost: the `ray dashboard cluster.yaml` tunnel). Plain http elsewhere needs the
+    explicit `insecure_http`. A URL without a scheme is http, as Ray reads it."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url if "://" in url else f"http://{url}")
+        host = parts.hostname
+    except ValueError:  # a malformed [ipv6] part
+        return f"--dashboard {url!r}: not a URL"
+    if parts.scheme not in ("http", "https"):
+        return f"--dashboard {url!r}: the Jobs API is http:// or https://, not {parts.scheme}://"
+    if not host:
+        return f"--dashboard {url!r}: no host in the URL"
+    if parts.scheme == "https" or insecure_http:
+        return None
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name: only the loopback names are known without asking DNS
+        loopback = host.lower() in LOOPBACK_NAMES
+    if loopback:
+        return None
+    return (f"--dashboard {url!r}: memlaw sends the cluster's Ray token with each request, and plain http to "
+            f"{host} would show it to anyone on the network. Use https://, or a tunnel to 127.0.0.1 "
+            "(`ray dashboard cluster.yaml`), or pass --insecure-http if this network is yours alone")
+
+
+def explain(err: BaseException, url: str) -> str:
+    """One line for a Jobs API failure: what happened at `url` and what to do about it."""
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    name = type(err).__name__
+    if name == "AuthenticationError" or "status code 401" in text or "status code 403" in text:
+        if "403" in text or "Invalid" in text:
+            return (f"the dashboard at {url} refused memlaw's Ray token (403): this is not the token of that "
+                    "cluster; set RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH to the cluster's token")
+        return (f"the dashboard at {url} asks for a Ray token (401) and memlaw has none: run with "
+                "RAY_AUTH_MODE=token and the cluster's token in ~/.ray/auth_token (or RAY_AUTH_TOKEN)")
+    if "No available agent" in text:
+        return (f"the dashboard at {url} has no job agent yet (Ray starts it a few seconds after the head); "
+                "try again, and if it persists check the head's dashboard_agent.log")
+    if isinstance(err, (ConnectionError, socket.timeout, TimeoutError)) or "Failed to connect" in text \
+            or "timed out" in text.lower():
+        return f"cannot reach a Ray dashboard at {url} within {HTTP_TIMEOUT_S:g} s ({text})"
+    if "Version check returned 404" in text:
+        return f"{url} answers, but it is not a Ray dashboard with the Jobs API (404 on /api/version)"
+    return f"the Jobs API at {url} failed: {text[:300]}"
+
+
+def client(url: str, insecure_http: bool = False):
+    """A JobSubmissionClient for `url` (it checks the connection and Ray's version at once)."""
+    problem = dashboard_url_problem(url, insecure_http)
+    if problem:
+        raise JobsError(problem)
+    socket.setdefaulttimeout(HTTP_TIMEOUT_S)  # the SDK's requests carry no timeout; urllib3 then uses this
+    from ray.job_submission import JobSubmissionClient
+
+    try:
+        return JobSubmissionClient(url)
+    except Exception as err:  # noqa: BLE001 - every SDK failure becomes one line
+        raise JobsError(explain(err, url)) from None
+
+
+def _call(url: str, fn, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    except Exception as err:  # noqa: BLE001
+        raise JobsError(explain(err, url)) from None
+
+
+def wait_for(c, url: str, job: str, timeout_s: float) -> tuple[str, str]:
+    """Wait for `job` to end; (status, logs). Polls every 0.5 s (a law job takes a few seconds)."""
+    from ray.job_submission import JobStatus
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = _call(url, c.get_job_status, job)
+        if status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
+            return str(status), _call(url, c.get_job_logs, job)
+        if time.monotonic() > deadline:
+            raise JobsError(f"job {job} at {url} did not finish within {timeout_s:g} s (status {status})")
+        time.sleep(0.5)
+
+
+def law_job_entrypoint(sweep: str | None) -> str:
+    """The shell command of the law job; the sweep name is quoted (it reaches a shell on the cluster)."""
+    return "memlaw law --address auto --json" + (f" --sweep {shlex.quote(sweep)}" if sweep else "")
+
+
+def law_from_dashboard(url: str, sweep: str | None, insecure_http: bool = False) -> dict[str, Any]:
+    """The live report through the Jobs API: a short job on the cluster asks the actor and prints JSON."""
+    c = client(url, insecure_http)
+    job = _call(url, c.submit_job, entrypoint=law_job_entrypoint(sweep),
+                metadata={"memlaw": "law", "sweep": sweep or ""})
+    status, logs = wait_for(c, url, job, LAW_JOB_TIMEOUT_S)
+    if status != "SUCCEEDED":
+        last = next((line for line in reversed(logs.strip().splitlines()) if line.strip()), "no output")
+        raise JobsError(f"the law job {job} {status.lower()} on the cluster: {last[:300]}"
+                        + ("  (is memlaw installed on the cluster's PATH?)" if "not found" in logs else ""))
+    try:
+        return json.loads(logs[logs.index("{"):logs.rindex("}") + 1])["report"]  # `memlaw law --json`
+    except (ValueError, KeyError):
+        raise JobsError(f"the law job {job} printed no memlaw JSON: {logs.strip()[-300:]}") from None
+
+
+def sweep_entrypoint(sweep_file: str, storage: str | None, name: str | None) -> str:
+    """The sweep job's command, run in the job's copy of this checkout (paths relative to it)."""
+    args = ["python", "-m", "orchestrator.cli", "sweep", sweep_file, "--address", "auto"]
+    args += ["--storage", storage] if storage else []
+    args += ["--name", name] if name else []
+    return shlex.join(args)
+
+
+def submit_sweep(url: str, sweep_file: str, storage: str, name: str, insecure_http: bool = False,
+                 working_dir: Path = REPO) -> str:
+    """Start `memlaw sweep` as a Ray Job on the cluster behind `url`; the job id.
+
+    working_dir: this checkout, uploaded once per content hash (Ray's package cache), so the job
+    runs the same memlaw and sweep file as this shell; the cluster's Python supplies the packages.
+    The job's env forces one torch thread per trial, as the local driver does."""
+    c = client(url, insecure_http)
+    relative = os.path.relpath(os.path.abspath(sweep_file), working_dir)
+    if relative.startswith(".."):
+        raise JobsError(f"{sweep_file} is outside {working_dir}: a job sees only its working_dir; copy the sweep "
+                        "file into the checkout")
+    runtime_env = {"working_dir": str(working_dir), "excludes": WORKING_DIR_EXCLUDES,
+                   "env_vars": {"TOKENIZERS_PARALLELISM": "false", "RAY_AIR_NEW_OUTPUT": "0"}}
+    return _call(url, c.submit_job, entrypoint=sweep_entrypoint(relative, storage, name), runtime_env=runtime_env,
+                 submission_id=f"memlaw-{name}-{time.strftime('%Y%m%d-%H%M%S')}",
+                 metadata={"memlaw": "sweep", "sweep": name})
