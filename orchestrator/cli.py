@@ -716,7 +716,7 @@ def _add_running_commands(sub) -> None:
     p.set_defaults(func=cmd_resume)
 
     p = _with_fields(sub, "submit", "sweep", help="start a sweep as a Ray Job on a running cluster (Jobs API)")
-    p.add_argument("file", help="the sweep file, inside this checkout (the job's working_dir)")
+    p.add_argument("file", help="the sweep file (validated here, then sent with the job)")
     p.add_argument("--dashboard", required=True,
                    help="the cluster's dashboard: https://..., or http:// to loopback, e.g. http://127.0.0.1:8265")
     p.add_argument("--insecure-http", action="store_true",

@@ -1,7 +1,8 @@
 """memlaw through the Ray Jobs API: a sweep submitted as a job, the live law read by a short job.
 
-    memlaw submit SWEEP_FILE --dashboard URL   -> a job `python -m orchestrator.cli sweep FILE --address auto`
-                                                  with this checkout as its working_dir
+    memlaw submit SWEEP_FILE --dashboard URL   -> a job `python -m orchestrator.cli sweep sweep.yaml --address
+                                                  auto --storage S --name N`: the file as its working_dir,
+                                                  this checkout's packages as py_modules
     memlaw law --dashboard URL --sweep NAME    -> a job `memlaw law --address auto --json`, its JSON read back
 
 The Jobs API is the dashboard's HTTP server; the SDK (`ray.job_submission.JobSubmissionClient`)
@@ -25,9 +26,6 @@ HTTP_TIMEOUT_S = 10.0
 LAW_JOB_TIMEOUT_S = 120.0
 LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost")
 REPO = Path(__file__).resolve().parents[1]
-#: What a sweep job's working_dir leaves out: runs, caches and the virtual environment (the
-#: cluster's Python has its own packages); Ray also skips what .gitignore names.
-WORKING_DIR_EXCLUDES = [".git", ".venv", "memlaw-runs", "**/__pycache__", "*.egg-info", ".pytest_cache", "docs"]
 
 
 class JobsError(RuntimeError):
@@ -143,28 +141,34 @@ def law_from_dashboard(url: str, sweep: str | None, insecure_http: bool = False)
         raise JobsError(f"the law job {job} printed no memlaw JSON: {logs.strip()[-300:]}") from None
 
 
-def sweep_entrypoint(sweep_file: str, storage: str | None, name: str | None) -> str:
-    """The sweep job's command, run in the job's copy of this checkout (paths relative to it)."""
-    args = ["python", "-m", "orchestrator.cli", "sweep", sweep_file, "--address", "auto"]
-    args += ["--storage", storage] if storage else []
-    args += ["--name", name] if name else []
-    return shlex.join(args)
+SWEEP_IN_JOB = "sweep.yaml"
+#: The packages a sweep job imports from this checkout (uploaded as py_modules, ahead of any memlaw
+#: installed on the cluster, so the job runs the code that validated the file here).
+PACKAGES = ("orchestrator", "trainables", "search_spaces")
 
 
-def submit_sweep(url: str, sweep_file: str, storage: str, name: str, insecure_http: bool = False,
-                 working_dir: Path = REPO) -> str:
+def sweep_entrypoint(storage: str, name: str) -> str:
+    """The sweep job's command, in its working_dir (which holds the sweep file as SWEEP_IN_JOB)."""
+    return shlex.join(["python", "-m", "orchestrator.cli", "sweep", SWEEP_IN_JOB, "--address", "auto",
+                       "--storage", storage, "--name", name])
+
+
+def submit_sweep(url: str, sweep_file: str, storage: str, name: str, insecure_http: bool = False) -> str:
     """Start `memlaw sweep` as a Ray Job on the cluster behind `url`; the job id.
 
-    working_dir: this checkout, uploaded once per content hash (Ray's package cache), so the job
-    runs the same memlaw and sweep file as this shell; the cluster's Python supplies the packages.
-    The job's env forces one torch thread per trial, as the local driver does."""
+    runtime_env: working_dir is a folder holding only the sweep file, py_modules this checkout's
+    packages (each uploaded once per content hash, Ray's package cache); the cluster's Python
+    supplies torch, ray and the rest. Storage and name are passed resolved, so the job runs what
+    was validated here. The job's env keeps one tokenizer thread and the classic Tune output."""
+    import shutil
+    import tempfile
+
     c = client(url, insecure_http)
-    relative = os.path.relpath(os.path.abspath(sweep_file), working_dir)
-    if relative.startswith(".."):
-        raise JobsError(f"{sweep_file} is outside {working_dir}: a job sees only its working_dir; copy the sweep "
-                        "file into the checkout")
-    runtime_env = {"working_dir": str(working_dir), "excludes": WORKING_DIR_EXCLUDES,
-                   "env_vars": {"TOKENIZERS_PARALLELISM": "false", "RAY_AIR_NEW_OUTPUT": "0"}}
-    return _call(url, c.submit_job, entrypoint=sweep_entrypoint(relative, storage, name), runtime_env=runtime_env,
-                 submission_id=f"memlaw-{name}-{time.strftime('%Y%m%d-%H%M%S')}",
-                 metadata={"memlaw": "sweep", "sweep": name})
+    with tempfile.TemporaryDirectory(prefix="memlaw-submit-") as stage:
+        shutil.copyfile(sweep_file, os.path.join(stage, SWEEP_IN_JOB))
+        runtime_env = {"working_dir": stage, "py_modules": [str(REPO / p) for p in PACKAGES],
+                       "excludes": ["__pycache__"],
+                       "env_vars": {"TOKENIZERS_PARALLELISM": "false", "RAY_AIR_NEW_OUTPUT": "0"}}
+        return _call(url, c.submit_job, entrypoint=sweep_entrypoint(storage, name), runtime_env=runtime_env,
+                     submission_id=f"memlaw-{name}-{time.strftime('%Y%m%d-%H%M%S')}",
+                     metadata={"memlaw": "sweep", "sweep": name})

@@ -75,7 +75,7 @@ def start_ray(address: str | None, num_cpus: int | None = None, dashboard: bool 
     if address:
         ray.init(address=address, namespace=NAMESPACE, log_to_driver=False)
     else:  # address="local": always a new in-process cluster, never one that `ray start` left running.
-        with loopback_node_ip():
+        with loopback_node_ip(), free_agent_port():
             context = ray.init(address="local", num_cpus=num_cpus, include_dashboard=dashboard,
                                dashboard_host="127.0.0.1", object_store_memory=OBJECT_STORE_BYTES,
                                namespace=NAMESPACE, log_to_driver=False, _node_ip_address="127.0.0.1")
@@ -113,3 +113,28 @@ def loopback_node_ip():
         yield
     finally:
         ray_constants.ENABLE_RAY_CLUSTER = saved
+
+
+@contextlib.contextmanager
+def free_agent_port():
+    """Let the embedded node's dashboard agent listen on a free port instead of Ray's fixed 52365.
+
+    ray.init offers no argument for it, and RayParams defaults it to 52365, where any other Ray on
+    the machine (another user's, a `ray start --head`) already listens: our agent then runs without
+    its HTTP server, and the Jobs API answers "No available agent to submit job" and the dashboard
+    "Agent for node id ... doesn't exist" for the actor logs. With 0, Node picks a free port, as it
+    does for the other agent ports (node.py: `update_if_absent(... or 0)`); the dashboard learns it
+    from the GCS. Only during ray.init (tests/test_private_apis.py checks the default's place)."""
+    from ray._private import parameter
+
+    original = parameter.RayParams.__init__
+
+    def init(self, *args, **kwargs):
+        kwargs.setdefault("dashboard_agent_listen_port", 0)
+        original(self, *args, **kwargs)
+
+    parameter.RayParams.__init__ = init
+    try:
+        yield
+    finally:
+        parameter.RayParams.__init__ = original

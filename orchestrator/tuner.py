@@ -101,7 +101,7 @@ class RunningLine(CLIReporter):
 
     def __init__(self, sweep: SweepConfig, **kwargs):
         super().__init__(**kwargs)
-        self.sweep = sweep
+        self.sweep, self.total = sweep, sweep.trial_count()
         self._last: tuple = ()
 
     def report(self, trials: list, done: bool, *sys_info: str) -> None:
@@ -117,9 +117,8 @@ class RunningLine(CLIReporter):
             step, loss = result.get(K.STEP), result.get(K.LOSS_FINAL)
             where = f"step {step}/{steps}, loss {loss:.3g}" if step is not None and loss is not None else "starting"
             parts.append(f"{sweep_output.trial_name(self.sweep.trial_config(t.config).to_dict())} ({where})")
-        counts = {s: sum(t.status == s for t in trials) for s in (Trial.TERMINATED, Trial.ERROR, Trial.PENDING)}
-        _say(f"running {'; '.join(parts)}   [{counts[Trial.TERMINATED] + counts[Trial.ERROR]} done, "
-             f"{counts[Trial.PENDING]} pending]")
+        done_n = sum(t.status in (Trial.TERMINATED, Trial.ERROR) for t in trials)
+        _say(f"running {'; '.join(parts)}   [{done_n}/{max(self.total, len(trials))} done]")
 
 
 def _prunes(sweep: SweepConfig) -> bool:
