@@ -75,10 +75,10 @@ def test_the_dashboard_http_api_shows_the_actor_and_its_fit_line(embedded):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not shutil.which(CHROMIUM), reason="needs Debian's chromium (.ci/run installs it)")
 def test_headless_chromium_finds_the_results_actor_and_its_latest_fit(embedded):
     """Log in as the dashboard's dialog does (POST /api/authenticate with the bearer token: the server
     sets its HttpOnly cookie), open the actor's page, show its stdout log newest first."""
+    assert shutil.which(CHROMIUM), f"{CHROMIUM} missing: apt-get install chromium (.ci/run installs it)"
     url, actor_id, latest = embedded["url"], embedded["actor_id"], embedded["fit_lines"][-1]
     shot = embedded["tmp"] / SCREENSHOT
     browser = Browser(embedded["tmp"] / "chromium-profile", width=1800, height=1300)
