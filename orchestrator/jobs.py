@@ -8,8 +8,8 @@
 The Jobs API is the dashboard's HTTP server; the SDK (`ray.job_submission.JobSubmissionClient`)
 adds the cluster's bearer token to each request. Every way this can fail becomes one `JobsError`
 line that says what to do (unreachable, no job agent yet, 401/403, a job that failed), never a
-traceback. Each HTTP request has a deadline (`HTTP_TIMEOUT_S`): the SDK itself sets none, so a
-black-holed host would otherwise hang the command.
+traceback. Each call has a deadline (`HTTP_TIMEOUT_S`, longer for a submission): the SDK itself
+sets none, so a black-holed host or a stuck agent would otherwise hang the command.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 HTTP_TIMEOUT_S = 10.0
+SUBMIT_TIMEOUT_S = 30.0  # the job head waits up to 10 s for its agent; the agent then starts the job's supervisor
+UPLOAD_TIMEOUT_S = 120.0  # a sweep job uploads the sweep file and this checkout's packages first
 LAW_JOB_TIMEOUT_S = 120.0
 LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost")
 REPO = Path(__file__).resolve().parents[1]
@@ -90,20 +92,35 @@ def client(url: str, insecure_http: bool = False):
     problem = dashboard_url_problem(url, insecure_http)
     if problem:
         raise JobsError(problem)
-    socket.setdefaulttimeout(HTTP_TIMEOUT_S)  # the SDK's requests carry no timeout; urllib3 then uses this
     from ray.job_submission import JobSubmissionClient
 
-    try:
-        return JobSubmissionClient(url)
-    except Exception as err:  # noqa: BLE001 - every SDK failure becomes one line
-        raise JobsError(explain(err, url)) from None
+    return _call(url, JobSubmissionClient, url)
 
 
-def _call(url: str, fn, *args, **kwargs):
-    try:
-        return fn(*args, **kwargs)
-    except Exception as err:  # noqa: BLE001
-        raise JobsError(explain(err, url)) from None
+def _call(url: str, fn, *args, timeout_s: float = HTTP_TIMEOUT_S, **kwargs):
+    """fn(*args, **kwargs) within `timeout_s`, its failure as one JobsError line. The SDK's requests
+    carry no timeout (requests passes None to urllib3, which then waits forever), so the call runs
+    in a daemon thread, left behind at the deadline (the command exits right after)."""
+    import threading
+
+    out: list = []
+
+    def attempt() -> None:
+        try:
+            out.append((True, fn(*args, **kwargs)))
+        except Exception as err:  # noqa: BLE001 - every SDK failure becomes one line
+            out.append((False, err))
+
+    thread = threading.Thread(target=attempt, name="memlaw-jobs-api", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if not out:
+        raise JobsError(f"the Ray dashboard at {url} did not answer within {timeout_s:g} s "
+                        f"({getattr(fn, '__name__', 'request')})")
+    ok, value = out[0]
+    if not ok:
+        raise JobsError(explain(value, url)) from None
+    return value
 
 
 def wait_for(c, url: str, job: str, timeout_s: float) -> tuple[str, str]:
@@ -128,7 +145,7 @@ def law_job_entrypoint(sweep: str | None) -> str:
 def law_from_dashboard(url: str, sweep: str | None, insecure_http: bool = False) -> dict[str, Any]:
     """The live report through the Jobs API: a short job on the cluster asks the actor and prints JSON."""
     c = client(url, insecure_http)
-    job = _call(url, c.submit_job, entrypoint=law_job_entrypoint(sweep),
+    job = _call(url, c.submit_job, entrypoint=law_job_entrypoint(sweep), timeout_s=SUBMIT_TIMEOUT_S,
                 metadata={"memlaw": "law", "sweep": sweep or ""})
     status, logs = wait_for(c, url, job, LAW_JOB_TIMEOUT_S)
     if status != "SUCCEEDED":
@@ -170,5 +187,6 @@ def submit_sweep(url: str, sweep_file: str, storage: str, name: str, insecure_ht
                        "excludes": ["__pycache__"],
                        "env_vars": {"TOKENIZERS_PARALLELISM": "false", "RAY_AIR_NEW_OUTPUT": "0"}}
         return _call(url, c.submit_job, entrypoint=sweep_entrypoint(storage, name), runtime_env=runtime_env,
+                     timeout_s=SUBMIT_TIMEOUT_S + UPLOAD_TIMEOUT_S,
                      submission_id=f"memlaw-{name}-{time.strftime('%Y%m%d-%H%M%S')}",
                      metadata={"memlaw": "sweep", "sweep": name})

@@ -104,15 +104,28 @@ def loopback_node_ip():
     With it off during ray.init, GCS, raylet, agents and workers get --node-ip-address=127.0.0.1 and
     bind there (tests/test_security.py lists every socket; tests/test_private_apis.py fails loudly
     if the constant goes away). Restored at once: joining a cluster with `--address` must still see
-    the machine's address."""
+    the machine's address.
+
+    The same switch as an environment variable (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0) for the
+    processes ray.init starts, which inherit it: every Ray process of this node (raylet, workers,
+    the dashboard agent, the drivers of Ray Jobs) then connects to 127.0.0.1 as given. Without it
+    the dashboard agent's own connection, made for the first Ray Job, is rewritten to the
+    machine's address, where this GCS does not listen, and the job submission hangs. The driver's
+    environment is restored too, so later subprocesses of this process are unaffected."""
     from ray._private import ray_constants
 
     saved = ray_constants.ENABLE_RAY_CLUSTER
+    saved_env = os.environ.get(ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR)
     ray_constants.ENABLE_RAY_CLUSTER = False
+    os.environ[ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR] = "0"
     try:
         yield
     finally:
         ray_constants.ENABLE_RAY_CLUSTER = saved
+        if saved_env is None:
+            os.environ.pop(ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR, None)
+        else:
+            os.environ[ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR] = saved_env
 
 
 @contextlib.contextmanager

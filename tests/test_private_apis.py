@@ -15,6 +15,7 @@ def test_ray_cluster_switch_that_keeps_the_embedded_ray_on_loopback():
     from ray._private import ray_constants, services
 
     assert isinstance(ray_constants.ENABLE_RAY_CLUSTER, bool)
+    assert ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR == "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # the processes' switch
     assert "ENABLE_RAY_CLUSTER" in inspect.getsource(services.get_node_ip_address)
 
 
