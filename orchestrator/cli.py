@@ -335,7 +335,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     storage = sweep.storage_path
     if "://" not in storage and not os.path.isabs(storage):
-        print(f"error: storage_path {storage!r} is relative: a job runs in a temporary copy of this checkout, which "
+        print(f"error: storage_path {storage!r} is relative: a job runs in a temporary working directory that "
               "Ray deletes; pass --storage with an absolute path every node sees (NFS) or s3://, gs://",
               file=sys.stderr)
         return EXIT_BAD_INPUT
