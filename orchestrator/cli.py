@@ -2,8 +2,9 @@
 
     memlaw demo                                   the CPU law sweep, end to end, on a local Ray
     memlaw trial FILE.yaml [--set k=v ...] [--out DIR] [--json] [--resume | --force]
-    memlaw sweep FILE.yaml [--address auto|ray://...] [--storage URI] [--name NAME]
-    memlaw resume PATH [--address ...]
+    memlaw sweep FILE.yaml [--address auto|ray://... | --dashboard] [--storage URI] [--name NAME]
+    memlaw resume PATH [--address ... | --dashboard]
+    memlaw submit FILE.yaml --dashboard URL [--storage URI] [--name NAME]   the sweep as a Ray Job
     memlaw law (--experiment PATH | --address ADDR | --dashboard URL [--insecure-http]) [--sweep NAME] [--json]
                [--strict]
     memlaw plan --tokens N (--experiment PATH | --address ADDR) [--sweep NAME] [--group G] [--json] [--strict]
@@ -23,12 +24,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from orchestrator.jobs import JobsError, dashboard_url_problem, law_job_entrypoint  # noqa: F401 (no Ray)
 from trainables import metric_names as K
 from trainables.schema import ConfigError, Problem
 
@@ -252,9 +253,16 @@ def _summarize_sweep(experiment, grid) -> None:
     from orchestrator.law_report import format_report
     from orchestrator.searches import search_of
 
+    from orchestrator.sweep_output import trial_table
+
     sweep, uri = experiment.sweep, experiment.uri
-    report = ray.get(results_actor.find(sweep.name).report.remote(wait_s=30.0))
+    actor = results_actor.find(sweep.name)
+    report, records = ray.get([actor.report.remote(wait_s=30.0), actor.records.remote()])
     errors = sum(1 for r in grid if r.error is not None)
+    print(f"\nevery trial of {sweep.name} (certified: share of target tokens with p > 0.5; greedy EM: share of "
+          "sequences recalled exactly):")
+    print(trial_table(records))
+    print()
     print("\n".join([format_report(report), *search_of(sweep).stopping_lines(sweep, report)]))
     print(f"\nmemlaw: {len(grid)} trials ({errors} failed). Experiment: {uri}", file=sys.stderr)
     print(f"  memlaw law --experiment {uri}        the fit, from storage", file=sys.stderr)
@@ -298,8 +306,8 @@ def _run_or_resume(sweep, args, resume: bool, new: bool) -> int:
     from orchestrator.tuner import resume_sweep, run_sweep
 
     try:
-        grid = (resume_sweep(experiment, address=args.address) if continuing
-                else run_sweep(experiment.sweep, address=args.address))
+        grid = (resume_sweep(experiment, address=args.address, dashboard=args.dashboard) if continuing
+                else run_sweep(experiment.sweep, address=args.address, dashboard=args.dashboard))
     except ExperimentBusy as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -312,6 +320,38 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if sweep is None:
         return EXIT_BAD_INPUT
     return _run_or_resume(sweep, args, args.resume, args.new)
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    """`memlaw sweep` as a Ray Job: validated here, run on the cluster behind --dashboard."""
+    from orchestrator.jobs import submit_sweep
+
+    problem = dashboard_url_problem(args.dashboard, args.insecure_http)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    sweep = _load_sweep_or_exit(args.file, storage_path=args.storage, name=args.name)
+    if sweep is None:
+        return EXIT_BAD_INPUT
+    storage = sweep.storage_path
+    if "://" not in storage and not os.path.isabs(storage):
+        print(f"error: storage_path {storage!r} is relative: a job runs in a temporary working directory that "
+              "Ray deletes; pass --storage with an absolute path every node sees (NFS) or s3://, gs://",
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        job = submit_sweep(args.dashboard, args.file, storage, sweep.name, args.insecure_http)
+    except JobsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    url = args.dashboard.rstrip("/")
+    print(job)
+    print(f"memlaw submit: sweep {sweep.name!r} ({sweep.trial_count()} trials) is job {job} on {url} "
+          f"(experiment {sweep.experiment_uri})\n"
+          f"  ray job logs --follow {job} --address {url}        its live lines and final table\n"
+          f"  memlaw law --dashboard {url} --sweep {sweep.name}     the live fit\n"
+          f"  ray job stop {job} --address {url}", file=sys.stderr)
+    return 0
 
 
 def _open_experiment(path: str):
@@ -336,7 +376,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from orchestrator.tuner import resume_sweep
 
     try:
-        grid = resume_sweep(experiment, address=args.address)
+        grid = resume_sweep(experiment, address=args.address, dashboard=args.dashboard)
     except ExperimentBusy as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -403,66 +443,13 @@ def _report_live(path: str, sweep: str | None) -> dict:
         return report
 
 
-LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost")
-
-
-def dashboard_url_problem(url: str, insecure_http: bool = False) -> str | None:
-    """Why memlaw must not send the Ray token to `url`, else None. Pure: no I/O, no DNS.
-
-    The Jobs API client sends the cluster's bearer token with every request, so it may go only
-    where nobody can read it on the way: https, or plain http to this machine's loopback (127.0.0.0/8,
-    ::1, localhost: the `ray dashboard cluster.yaml` tunnel). Plain http elsewhere needs the
-    explicit `insecure_http`. A URL without a scheme is http, as Ray reads it."""
-    import ipaddress
-    from urllib.parse import urlsplit
-
-    try:
-        parts = urlsplit(url if "://" in url else f"http://{url}")
-        host = parts.hostname
-    except ValueError:  # a malformed [ipv6] part
-        return f"--dashboard {url!r}: not a URL"
-    if parts.scheme not in ("http", "https"):
-        return f"--dashboard {url!r}: the Jobs API is http:// or https://, not {parts.scheme}://"
-    if not host:
-        return f"--dashboard {url!r}: no host in the URL"
-    if parts.scheme == "https" or insecure_http:
-        return None
-    try:
-        loopback = ipaddress.ip_address(host).is_loopback
-    except ValueError:  # a name: only the loopback names are known without asking DNS
-        loopback = host.lower() in LOOPBACK_NAMES
-    if loopback:
-        return None
-    return (f"--dashboard {url!r}: memlaw sends the cluster's Ray token with each request, and plain http to "
-            f"{host} would show it to anyone on the network. Use https://, or a tunnel to 127.0.0.1 "
-            "(`ray dashboard cluster.yaml`), or pass --insecure-http if this network is yours alone")
-
-
 def _report_from_dashboard(url: str, sweep: str | None, insecure_http: bool = False) -> dict:
-    """Through the Ray Jobs API: a short job on the cluster reads the actor and prints JSON."""
-    problem = dashboard_url_problem(url, insecure_http)
-    if problem:
-        raise ConfigError([Problem("", problem)])
-    from ray.job_submission import JobStatus, JobSubmissionClient
+    """Through the Ray Jobs API (orchestrator/jobs.py): a short job on the cluster reads the actor."""
+    from orchestrator.jobs import law_from_dashboard
 
-    client = JobSubmissionClient(url)
-    entry = law_job_entrypoint(sweep)
-    job = client.submit_job(entrypoint=entry)
-    deadline = time.monotonic() + 120
-    while client.get_job_status(job) not in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"job {job} did not finish in 120 s")
-        time.sleep(0.5)
-    logs = client.get_job_logs(job)
-    if client.get_job_status(job) != JobStatus.SUCCEEDED:
-        raise RuntimeError(f"the law job failed on the cluster (is memlaw on the cluster's PATH?):\n{logs[-2000:]}")
-    start = logs.index("{")
-    return json.loads(logs[start:logs.rindex("}") + 1])["report"]  # the job prints `memlaw law --json`
-
-
-def law_job_entrypoint(sweep: str | None) -> str:
-    """The shell command of the law job; the sweep name is quoted (it reaches a shell on the cluster)."""
-    return "memlaw law --address auto --json" + (f" --sweep {shlex.quote(sweep)}" if sweep else "")
+    report = law_from_dashboard(url, sweep, insecure_http)
+    report["source"] = f"live: the results actor, through the Jobs API at {url}"
+    return report
 
 
 def _get_report(args: argparse.Namespace) -> dict:
@@ -489,7 +476,7 @@ def cmd_law(args: argparse.Namespace) -> int:
         else:  # a refused --dashboard URL: one line
             print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except (LookupError, NotLive) as err:
+    except (LookupError, NotLive, JobsError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     damaged = report.get("damaged", [])
@@ -513,7 +500,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     try:
         report = _get_report(args)
-    except (ConfigError, LookupError, NotLive) as err:
+    except (ConfigError, LookupError, NotLive, JobsError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     if _report_damage(report.get("damaged_in", "the record log"), report.get("damaged", []), args.strict):
@@ -713,7 +700,7 @@ def _add_running_commands(sub) -> None:
 
     p = _with_fields(sub, "sweep", "sweep", help="run a sweep file on Ray Tune")
     p.add_argument("file")
-    p.add_argument("--address", help="join a running cluster (auto, or ray://host:10001); default: a local Ray")
+    _add_where_to_run(p)
     p.add_argument("--storage", help="override storage_path (a path or s3://..., gs://...)")
     p.add_argument("--name", help="override the sweep name")
     reuse = p.add_mutually_exclusive_group()
@@ -725,8 +712,26 @@ def _add_running_commands(sub) -> None:
 
     p = sub.add_parser("resume", help="continue an interrupted sweep from its experiment folder")
     p.add_argument("path", help="the experiment folder (storage_path/name)")
-    p.add_argument("--address")
+    _add_where_to_run(p)
     p.set_defaults(func=cmd_resume)
+
+    p = _with_fields(sub, "submit", "sweep", help="start a sweep as a Ray Job on a running cluster (Jobs API)")
+    p.add_argument("file", help="the sweep file (validated here, then sent with the job)")
+    p.add_argument("--dashboard", required=True,
+                   help="the cluster's dashboard: https://..., or http:// to loopback, e.g. http://127.0.0.1:8265")
+    p.add_argument("--insecure-http", action="store_true",
+                   help="allow plain http to a host that is not loopback (sends the token in clear)")
+    p.add_argument("--storage", help="override storage_path: an absolute path every node sees, or s3://, gs://")
+    p.add_argument("--name", help="override the sweep name")
+    p.set_defaults(func=cmd_submit)
+
+
+def _add_where_to_run(p: argparse.ArgumentParser) -> None:
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--address", help="join a running cluster (auto, or ray://host:10001); default: a local Ray")
+    where.add_argument("--dashboard", action="store_true",
+                       help="the local Ray with its dashboard on 127.0.0.1 (token auth; the URL is printed): the "
+                            "results actor's log shows each refit")
 
 
 def _add_reading_commands(sub) -> None:

@@ -7,8 +7,9 @@ entry point and `start_ray` call `default_token_auth()`; a user's own setting wi
 changes the environment at import.
 
 The embedded default is a new local Ray started in-process: every process bound to 127.0.0.1,
-token authentication on, no dashboard web server, a capped object store. `--address` joins an
-existing cluster instead.
+token authentication on, a capped object store, and no dashboard web server unless asked for
+(`memlaw sweep --dashboard`: on 127.0.0.1, Ray's port 8265 or the next free one, behind the same
+token). `--address` joins an existing cluster instead.
 """
 
 from __future__ import annotations
@@ -62,21 +63,35 @@ def tighten_token_file() -> str | None:
     return path
 
 
-def start_ray(address: str | None, num_cpus: int | None = None) -> None:
-    """Join `address`, or start the embedded local Ray (no dashboard, small object store)."""
+def start_ray(address: str | None, num_cpus: int | None = None, dashboard: bool = False) -> str | None:
+    """Join `address`, or start the embedded local Ray (small object store; with `dashboard`, its
+    dashboard on 127.0.0.1). The dashboard's URL when this process started one, else None."""
     default_token_auth()
     import ray
 
     if ray.is_initialized():
-        return
+        return None
+    url = None
     if address:
         ray.init(address=address, namespace=NAMESPACE, log_to_driver=False)
     else:  # address="local": always a new in-process cluster, never one that `ray start` left running.
-        with loopback_node_ip():
-            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
-                     object_store_memory=OBJECT_STORE_BYTES, namespace=NAMESPACE, log_to_driver=False,
-                     _node_ip_address="127.0.0.1")
+        with loopback_node_ip(), free_agent_port():
+            context = ray.init(address="local", num_cpus=num_cpus, include_dashboard=dashboard,
+                               dashboard_host="127.0.0.1", object_store_memory=OBJECT_STORE_BYTES,
+                               namespace=NAMESPACE, log_to_driver=False, _node_ip_address="127.0.0.1")
+        if dashboard and context.dashboard_url:
+            url = f"http://{context.dashboard_url}"
     tighten_token_file()  # ray.init may just have written it, world-readable
+    return url
+
+
+def token_hint() -> str:
+    """How a person passes this Ray's token to its dashboard (never the token itself)."""
+    where = token_file()
+    source = f"$(cat {where})" if where else f"${TOKEN_ENV}"
+    return (f"the page asks once for the Ray token: paste the output of `cat {where}`" if where else
+            f"the page asks once for the Ray token: paste ${TOKEN_ENV}") + \
+        f"; from a script: curl -H \"Authorization: Bearer {source}\" URL/api/version"
 
 
 @contextlib.contextmanager
@@ -89,12 +104,50 @@ def loopback_node_ip():
     With it off during ray.init, GCS, raylet, agents and workers get --node-ip-address=127.0.0.1 and
     bind there (tests/test_security.py lists every socket; tests/test_private_apis.py fails loudly
     if the constant goes away). Restored at once: joining a cluster with `--address` must still see
-    the machine's address."""
+    the machine's address.
+
+    The same switch as an environment variable (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0) for the
+    processes ray.init starts, which inherit it: every Ray process of this node (raylet, workers,
+    the dashboard agent, the drivers of Ray Jobs) then connects to 127.0.0.1 as given. Without it
+    the dashboard agent's own connection, made for the first Ray Job, is rewritten to the
+    machine's address, where this GCS does not listen, and the job submission hangs. The driver's
+    environment is restored too, so later subprocesses of this process are unaffected."""
     from ray._private import ray_constants
 
     saved = ray_constants.ENABLE_RAY_CLUSTER
+    saved_env = os.environ.get(ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR)
     ray_constants.ENABLE_RAY_CLUSTER = False
+    os.environ[ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR] = "0"
     try:
         yield
     finally:
         ray_constants.ENABLE_RAY_CLUSTER = saved
+        if saved_env is None:
+            os.environ.pop(ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR, None)
+        else:
+            os.environ[ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR] = saved_env
+
+
+@contextlib.contextmanager
+def free_agent_port():
+    """Let the embedded node's dashboard agent listen on a free port instead of Ray's fixed 52365.
+
+    ray.init offers no argument for it, and RayParams defaults it to 52365, where any other Ray on
+    the machine (another user's, a `ray start --head`) already listens: our agent then runs without
+    its HTTP server, and the Jobs API answers "No available agent to submit job" and the dashboard
+    "Agent for node id ... doesn't exist" for the actor logs. With 0, Node picks a free port, as it
+    does for the other agent ports (node.py: `update_if_absent(... or 0)`); the dashboard learns it
+    from the GCS. Only during ray.init (tests/test_private_apis.py checks the default's place)."""
+    from ray._private import parameter
+
+    original = parameter.RayParams.__init__
+
+    def init(self, *args, **kwargs):
+        kwargs.setdefault("dashboard_agent_listen_port", 0)
+        original(self, *args, **kwargs)
+
+    parameter.RayParams.__init__ = init
+    try:
+        yield
+    finally:
+        parameter.RayParams.__init__ = original

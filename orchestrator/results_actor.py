@@ -6,7 +6,9 @@ A thin shell around `record_log` (durable, de-duplicated records) and `law_repor
   acknowledgement), ignores a trial id it already has (at-least-once delivery, retried calls and
   re-sent records count once) and wakes the refit thread.
 - The refit thread fits whatever has arrived; records that land during a fit are covered by the
-  next one (debouncing). Each fit is written to `fit.json` and published as gauges.
+  next one (debouncing). Each fit is written to `fit.json`, published as gauges, and printed as
+  one line per group on the actor's stdout (alpha, beta, R^2, points, with intervals): Ray keeps
+  it in the actor's log, which the dashboard shows (Actors -> the actor -> Logs).
 - `max_restarts=-1`: after a crash or a kill, Ray re-runs the constructor, which reloads every
   record from storage, so the restarted actor's state equals a refit from storage.
 - `num_cpus=0` so it never takes a trial's slot; its state is small and lives on disk, since Ray's
@@ -27,6 +29,7 @@ from orchestrator.law_report import build_report
 from orchestrator.ray_session import NAMESPACE
 from orchestrator.record_log import FIT, RecordLog
 from orchestrator.records import TrialRecord
+from orchestrator.sweep_output import fit_line
 
 logger = logging.getLogger(__name__)
 ACTOR_PREFIX = "memlaw-results:"
@@ -95,11 +98,12 @@ class ResultsActor:
                 self._cond.notify_all()
         return new
 
-    def report(self, wait_s: float = 5.0) -> dict[str, Any]:
-        """The current fit; waits up to `wait_s` for it to cover every record accepted so far."""
+    def report(self, wait_s: float = 5.0, at_least: int = 0) -> dict[str, Any]:
+        """The current fit; waits up to `wait_s` for it to cover every record accepted so far, and
+        (`at_least`) for that many records to have arrived (a caller that has just sent one)."""
         deadline = time.monotonic() + wait_s
         with self._cond:
-            while self._fitted < self._accepted and time.monotonic() < deadline:
+            while (self._fitted < self._accepted or self._accepted < at_least) and time.monotonic() < deadline:
                 self._cond.wait(timeout=max(0.0, deadline - time.monotonic()))
             report = dict(self._report or build_report(self.sweep, [], self.fit))
         report["fit_latency_s"] = self.last_latency_s
@@ -127,9 +131,11 @@ class ResultsActor:
                 if arrived is not None:
                     self.last_latency_s = time.perf_counter() - arrived
                 self._cond.notify_all()
-            try:  # fit.json is a cache and the gauges a view: failing either must not end the refits
+            try:  # fit.json is a cache, the gauges and the log line views: failing any must not end the refits
                 self.log.store.write_json(FIT, report)
                 self._gauges.publish(report)
+                for line in fit_line(report):
+                    print(f"memlaw {time.strftime('%Y-%m-%d %H:%M:%S')} sweep {self.sweep}: {line}", flush=True)
             except Exception:
                 logger.exception("memlaw: could not write %s or publish gauges; refits go on", FIT)
 

@@ -20,14 +20,15 @@ import time
 
 import ray
 from ray import tune
+from ray.tune import CLIReporter
+from ray.tune.experiment import Trial
 
-from orchestrator import results_actor
+from orchestrator import results_actor, sweep_output
 from orchestrator.callbacks import ResultsForwarder, checkpoint_path
 from orchestrator.config import SweepConfig
 from orchestrator.experiment import Experiment, exclusive_run
-from orchestrator.law_report import format_report
 from orchestrator.live import clear_live, write_live
-from orchestrator.ray_session import NAMESPACE, start_ray
+from orchestrator.ray_session import NAMESPACE, start_ray, token_hint
 from orchestrator.records import completion_status, record_from_result
 from orchestrator.searches import search_of
 from orchestrator.trainable import memorize, memorize_zero
@@ -39,21 +40,41 @@ LIVE_COLUMNS = (K.STEP, K.LOSS_FINAL, K.DELTA_LOSS, K.FRAC_P_GT_HALF, K.GREEDY_E
 
 
 class LawLines(tune.Callback):
-    """Prints the live fit from the results actor as trials land (without blocking Tune)."""
+    """The sweep's live lines (without blocking Tune): one per finished trial with k/n and an ETA,
+    then the fit from the results actor whenever it moved (orchestrator/sweep_output.py)."""
 
     def __init__(self, sweep: SweepConfig):
         self.sweep = sweep  # no stream kept: Tune pickles its callbacks with the run config
+        self.total = sweep.trial_count()
         self._ref = None
+        self._started: float | None = None
+        self._done: set[str] = set()
+        self._done_this_run = 0
+        self._last_fit: list[str] = []
+
+    def on_step_begin(self, iteration: int, trials: list, **info) -> None:
+        if self._started is None:  # this run's start (also after a restore: the ETA's rate is this run's)
+            self._started = time.time()
+            self._done = {t.trial_id for t in trials if t.status in (Trial.TERMINATED, Trial.ERROR)}
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
-        self._ask()
+        self._finished(trial, completion_status(trial.last_result, _prunes(self.sweep)))
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
-        self._ask()
+        self._finished(trial, "failed")  # its category (nan, error, timeout, ...) is in the final table
 
-    def _ask(self) -> None:
-        if self._ref is None:
-            self._ref = results_actor.find(self.sweep.name).report.remote(wait_s=10.0)
+    def _finished(self, trial, status: str) -> None:
+        if trial.trial_id not in self._done:
+            self._done.add(trial.trial_id)
+            self._done_this_run += 1
+        started = self._started or time.time()
+        elapsed = time.time() - started
+        total = max(self.total, len(self._done))
+        eta = sweep_output.eta_s(len(self._done), total, self._done_this_run, elapsed)
+        config = self.sweep.trial_config(trial.config).to_dict()
+        _say(sweep_output.trial_line(len(self._done), total, config, trial.last_result or {}, status, elapsed, eta))
+        if self._ref is None:  # the fit once the actor holds at least this many records
+            self._ref = results_actor.find(self.sweep.name).report.remote(wait_s=10.0, at_least=len(self._done))
 
     def on_step_end(self, iteration: int, trials: list, **info) -> None:
         if self._ref is None:
@@ -61,8 +82,43 @@ class LawLines(tune.Callback):
         ready, _ = ray.wait([self._ref], timeout=0)
         if ready:
             report, self._ref = ray.get(self._ref), None
-            text = "\n".join([format_report(report), *search_of(self.sweep).stopping_lines(self.sweep, report)])
-            print(f"\n[memlaw] {time.strftime('%H:%M:%S')} " + text + "\n", file=sys.stderr, flush=True)
+            lines = [*sweep_output.fit_line(report), *search_of(self.sweep).stopping_lines(self.sweep, report)]
+            if lines != self._last_fit:
+                self._last_fit = lines
+                for line in lines:
+                    _say(line)
+
+
+def _say(line: str) -> None:
+    print(f"[memlaw] {time.strftime('%H:%M:%S')} {line}", file=sys.stderr, flush=True)
+
+
+class RunningLine(CLIReporter):
+    """Tune's live table cut to what a person reads: one line naming the trials running now (their
+    axes, step, loss) and the counts, at most every REPORT_EVERY_S and only when it changed. No
+    status header (the start block says where the experiment is; Tune's own header names its
+    temporary driver_artifacts folder) and no final table (the sweep prints its own, from the records)."""
+
+    def __init__(self, sweep: SweepConfig, **kwargs):
+        super().__init__(**kwargs)
+        self.sweep, self.total = sweep, sweep.trial_count()
+        self._last: tuple = ()
+
+    def report(self, trials: list, done: bool, *sys_info: str) -> None:
+        running = [t for t in trials if t.status == Trial.RUNNING]
+        key = tuple((t.trial_id, (t.last_result or {}).get(K.STEP)) for t in running)
+        if done or not running or key == self._last:
+            return
+        self._last = key
+        steps = self.sweep.base_trial.budget.steps
+        parts = []
+        for t in running:
+            result = t.last_result or {}
+            step, loss = result.get(K.STEP), result.get(K.LOSS_FINAL)
+            where = f"step {step}/{steps}, loss {loss:.3g}" if step is not None and loss is not None else "starting"
+            parts.append(f"{sweep_output.trial_name(self.sweep.trial_config(t.config).to_dict())} ({where})")
+        done_n = sum(t.status in (Trial.TERMINATED, Trial.ERROR) for t in trials)
+        _say(f"running {'; '.join(parts)}   [{done_n}/{max(self.total, len(trials))} done]")
 
 
 def _prunes(sweep: SweepConfig) -> bool:
@@ -98,13 +154,14 @@ def _trainable(experiment: Experiment):
                                     **sweep.resources.custom})
 
 
-def _reporter(sweep: SweepConfig):
-    """The live trial table: the sweep's own axes and the metrics that matter, every 15 s."""
-    from ray.tune import CLIReporter
+REPORT_EVERY_S = 30
 
-    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # the classic reporter takes our columns; the new one prints every metric
-    return CLIReporter(parameter_columns=search_of(sweep).reporter_params(sweep), metric_columns=list(LIVE_COLUMNS),
-                       max_report_frequency=15, max_progress_rows=40, sort_by_metric=False)
+
+def _reporter(sweep: SweepConfig):
+    """The running line: the sweep's own axes and the metrics that matter, every REPORT_EVERY_S."""
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # the classic reporter takes a ProgressReporter; the new one prints every metric
+    return RunningLine(sweep, parameter_columns=search_of(sweep).reporter_params(sweep),
+                       metric_columns=list(LIVE_COLUMNS), max_report_frequency=REPORT_EVERY_S, sort_by_metric=False)
 
 
 def _run_config(experiment: Experiment) -> tune.RunConfig:
@@ -130,44 +187,56 @@ def build_tuner(experiment: Experiment) -> tune.Tuner:
                       run_config=_run_config(experiment))
 
 
-def run_sweep(sweep: SweepConfig, address: str | None = None) -> tune.ResultGrid:
+def run_sweep(sweep: SweepConfig, address: str | None = None, dashboard: bool = False) -> tune.ResultGrid:
     """Hold the experiment, start (or join) Ray, start the results actor, run every trial,
     reconcile the records. ExperimentBusy before Ray starts when another run holds it."""
     experiment = Experiment.of(sweep)
     with exclusive_run(experiment.uri):
-        start_ray(address)
+        url = start_ray(address, dashboard=dashboard)
         experiment.save_sweep()
         results_actor.get_or_create(sweep.name, experiment.uri, sweep.fit)
-        with _reachable(experiment):
+        with _reachable(experiment, url):
             grid = build_tuner(experiment).fit()
         return _finish(experiment, grid)
 
 
-def resume_sweep(experiment: Experiment, address: str | None = None) -> tune.ResultGrid:
+def resume_sweep(experiment: Experiment, address: str | None = None, dashboard: bool = False) -> tune.ResultGrid:
     """Continue an interrupted sweep where its folder is now, with Tuner.restore: finished trials are
     not rerun. ExperimentBusy before Ray starts when another run holds it."""
     sweep = experiment.sweep
     with exclusive_run(experiment.uri):
-        start_ray(address)
+        url = start_ray(address, dashboard=dashboard)
         results_actor.get_or_create(sweep.name, experiment.uri, sweep.fit)
         tuner = tune.Tuner.restore(experiment.uri, trainable=_trainable(experiment), resume_errored=False,
                                    restart_errored=False, param_space=search_of(sweep).param_space(sweep) or None)
-        with _reachable(experiment):
+        with _reachable(experiment, url):
             grid = tuner.fit()
         return _finish(experiment, grid)
 
 
 @contextlib.contextmanager
-def _reachable(experiment: Experiment):
-    """While trials run: the experiment says where its Ray is, so another shell can ask the live law."""
+def _reachable(experiment: Experiment, dashboard_url: str | None = None):
+    """While trials run: the experiment says where its Ray is, so another shell can ask the live law;
+    the one status block of the run says where everything is."""
     address = ray.get_runtime_context().gcs_address
     write_live(experiment.uri, experiment.sweep.name, address, NAMESPACE)
-    print(f"memlaw: sweep {experiment.sweep.name!r} on Ray at {address}; the live law from another shell:\n"
-          f"  memlaw law --experiment {experiment.uri} --live", file=sys.stderr, flush=True)
+    print(start_block(experiment, address, dashboard_url), file=sys.stderr, flush=True)
     try:
         yield
     finally:
         clear_live(experiment.uri)
+
+
+def start_block(experiment: Experiment, address: str, dashboard_url: str | None) -> str:
+    sweep = experiment.sweep
+    lines = [f"memlaw: sweep {sweep.name!r}: {sweep.trial_count()} trials ({sweep.search.kind} over {sweep.space}), "
+             f"{sweep.max_concurrency} at a time, on Ray at {address}",
+             f"  experiment   {experiment.uri}   (trials, records journal, fit.json)"]
+    if dashboard_url:
+        lines += [f"  dashboard    {dashboard_url}   (Actors -> {results_actor.actor_name(sweep.name)} -> Logs: "
+                  "one line per refit)", f"               {token_hint()}"]
+    lines.append(f"  live law     memlaw law --experiment {experiment.uri} --live     (from another shell)")
+    return "\n".join(lines)
 
 
 def _finish(experiment: Experiment, grid: tune.ResultGrid) -> tune.ResultGrid:

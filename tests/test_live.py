@@ -39,12 +39,14 @@ def test_a_second_process_watches_the_accepted_count_grow(tmp_path, request):
                                      "storage_path": str(tmp_path / "runs")}))
     experiment = tmp_path / "runs" / "live"
     log = (tmp_path / "sweep.log").open("w")
-    proc = subprocess.Popen(memlaw_cmd("sweep", str(sweep)), cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(memlaw_cmd("sweep", str(sweep), "--dashboard"), cwd=REPO, stdout=log,
+                            stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 300
         while not (experiment / "memlaw_live.json").exists():
             assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "sweep.log").read_text()[-3000:]
             time.sleep(0.5)
+        check_dashboard((tmp_path / "sweep.log").read_text())
         seen, latencies = [], []
         while proc.poll() is None and time.monotonic() < deadline:
             report, _, seconds = query(experiment, ending_ok=True)
@@ -64,9 +66,36 @@ def test_a_second_process_watches_the_accepted_count_grow(tmp_path, request):
     after, stderr, _ = query(experiment)
     assert after["source"].startswith("storage (not live: the sweep is not running")
     assert "showing the fit from storage instead" in stderr and after["trials_accepted"] == 6
-    assert f"memlaw law --experiment {experiment} --live" in (tmp_path / "sweep.log").read_text()
+    printed = (tmp_path / "sweep.log").read_text()
+    assert f"memlaw law --experiment {experiment} --live" in printed and f"experiment   {experiment}" in printed
+    assert "driver_artifacts" not in printed and "== Status ==" not in printed  # Tune's header is not shown
+    assert "6/6 done  rank " in printed and "ETA 0s" in printed
+    table = printed[printed.index("every trial of live"):].splitlines()[1:9]
+    assert table[0].split() == ["rank", "l", "ΔL", "certified", "greedy", "EM", "status"]
+    assert len([row for row in table[2:] if row.split()[-1:] == ["ok"]]) == 6, table
     print_figure(request, f"live law from a second process: accepted counts {seen}; query latency median "
                           f"{statistics.median(latencies):.2f} s over {len(latencies)} queries")
+
+
+def check_dashboard(printed: str) -> None:
+    """`memlaw sweep --dashboard` printed its dashboard's URL, which answers only with the token."""
+    import re
+    import urllib.error
+    import urllib.request
+
+    from orchestrator.ray_session import token_file
+
+    url = re.search(r"dashboard +(http://127\.0\.0\.1:\d+)", printed).group(1)
+    assert "the page asks once for the Ray token" in printed
+    try:
+        urllib.request.urlopen(f"{url}/api/version", timeout=30)
+        raise AssertionError("the dashboard answered without the token")
+    except urllib.error.HTTPError as err:
+        assert err.code == 401
+    token = open(token_file()).read().strip()
+    request = urllib.request.Request(f"{url}/api/version", headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        assert json.loads(answer.read())["ray_version"]
 
 
 def test_an_unreachable_address_fails_within_the_timeout():

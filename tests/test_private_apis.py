@@ -15,7 +15,19 @@ def test_ray_cluster_switch_that_keeps_the_embedded_ray_on_loopback():
     from ray._private import ray_constants, services
 
     assert isinstance(ray_constants.ENABLE_RAY_CLUSTER, bool)
+    assert ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR == "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # the processes' switch
     assert "ENABLE_RAY_CLUSTER" in inspect.getsource(services.get_node_ip_address)
+
+
+def test_ray_params_default_agent_port_that_the_embedded_ray_frees():
+    """orchestrator/ray_session.py:free_agent_port passes dashboard_agent_listen_port=0 to RayParams,
+    which ray.init builds without it (default: Ray's fixed port), and Node then picks a free port."""
+    from ray._private import node, parameter, ray_constants, worker
+
+    params = inspect.signature(parameter.RayParams.__init__).parameters
+    assert params["dashboard_agent_listen_port"].default == ray_constants.DEFAULT_DASHBOARD_AGENT_LISTEN_PORT
+    assert "ray._private.parameter.RayParams(" in inspect.getsource(worker.init)
+    assert "dashboard_agent_listen_port=ray_params.dashboard_agent_listen_port or 0" in inspect.getsource(node.Node)
 
 
 def test_optuna_search_keeps_its_optuna_trials_by_tune_trial_id():

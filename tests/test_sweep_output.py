@@ -1,0 +1,54 @@
+"""What a sweep prints (orchestrator/sweep_output.py): pure text, tested in milliseconds."""
+
+from __future__ import annotations
+
+from orchestrator.sweep_output import duration, eta_s, fit_line, trial_line, trial_table
+from trainables import metric_names as K
+
+
+def _config(rank: int, ell: int) -> dict:
+    return {"adapter": {"rank": rank}, "data": {"target_tokens": ell}}
+
+
+def test_eta_is_this_runs_rate_times_what_is_left():
+    assert eta_s(done_total=4, total=16, done_this_run=4, elapsed_s=60.0) == 180.0
+    # a resumed run: 10 done before, 2 in this run's 60 s -> 4 left at 30 s each
+    assert eta_s(done_total=12, total=16, done_this_run=2, elapsed_s=60.0) == 120.0
+    assert eta_s(done_total=3, total=16, done_this_run=0, elapsed_s=60.0) is None
+    assert [duration(s) for s in (7, 65, 3725)] == ["7s", "1m05s", "1h02m"]
+
+
+def test_a_trial_line_has_progress_axes_metrics_status_and_eta():
+    metrics = {K.DELTA_LOSS: 4.7669, K.FRAC_P_GT_HALF: 0.0078, K.GREEDY_EXACT_MATCH: 0.0}
+    line = trial_line(3, 16, _config(4, 128), metrics, "ok", elapsed_s=45.0, eta=195.0)
+    assert line == " 3/16 done  rank 4 x l 128: ΔL 4.77, certified 0.01, greedy EM 0.00, ok   elapsed 45s, ETA 3m15s"
+    assert trial_line(1, 2, _config(1, 32), {}, "failed", 5.0, None).endswith("ΔL -, certified -, greedy EM -, "
+                                                                              "failed   elapsed 5s, ETA -")
+
+
+def _report(status="ok"):
+    fit = {"status": status, "alpha": 0.588, "alpha_ci": [0.503, 0.672], "beta": 0.399, "beta_ci": [0.336, 0.463],
+           "r2": 0.99591, "n_points": 16}
+    return {"trials_accepted": 16, "groups": {"tiny-s|random": {"fit": fit, "n_rows": 16}}}
+
+
+def test_the_fit_line_names_alpha_beta_with_intervals_r2_and_points():
+    assert fit_line(_report()) == ["law after 16 trials, group tiny-s|random: alpha 0.588 [0.503, 0.672]  "
+                                   "beta 0.399 [0.336, 0.463]  R² 0.9959  points 16 of 16"]
+    assert fit_line(_report("too_few_points")) == ["law after 16 trials, group tiny-s|random: too_few_points "
+                                                   "(16 points)"]
+    assert fit_line({"trials_accepted": 0, "groups": {}}) == ["law after 0 trials: no finished trials yet"]
+
+
+def test_the_final_table_sorts_rank_then_length_and_shows_every_status():
+    records = [{"trial_id": "b", "config": _config(2, 64), "status": "ok",
+                "metrics": {K.DELTA_LOSS: 3.5, K.FRAC_P_GT_HALF: 0.25, K.GREEDY_EXACT_MATCH: 0.5}},
+               {"trial_id": "a", "config": _config(2, 32), "status": "nan", "metrics": {}},
+               {"trial_id": "c", "config": _config(1, 64), "status": "pruned",
+                "metrics": {K.DELTA_LOSS: 1.0, K.FRAC_P_GT_HALF: 0.0, K.GREEDY_EXACT_MATCH: 0.0}}]
+    assert trial_table(records).splitlines() == [
+        "rank   l   ΔL  certified  greedy EM  status",
+        "----  --  ---  ---------  ---------  ------",
+        "   1  64    1      0.000      0.000  pruned",
+        "   2  32    -          -          -  nan",
+        "   2  64  3.5      0.250      0.500  ok"]
