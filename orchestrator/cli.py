@@ -39,8 +39,11 @@ MAX_PROBLEMS_SHOWN = 50
 SUMMARY_KEYS = (
     K.STEP, K.RANK, K.TRAINABLE_PARAMS, K.TARGET_TOKENS, K.LOSS_INIT, K.LOSS_FINAL, K.DELTA_LOSS,
     K.FRAC_P_GT_HALF, K.FRAC_SEQUENCES_CERTIFIED, K.TF_TOKEN_ACC, K.GREEDY_TOKEN_ACC, K.GREEDY_EXACT_MATCH,
-    K.FIRST_SUBTHRESHOLD_POS, K.FIRST_GREEDY_ERROR_POS, K.STEPS_TO_CERTIFIED, K.BITS_PER_PARAM, K.WALL_S,
+    K.FIRST_SUBTHRESHOLD_POS, K.FIRST_GREEDY_ERROR_POS, K.STEPS_TO_CERTIFIED, K.LOSS_CHANCE, K.BITS_ABOVE_CHANCE,
+    K.BITS_ABOVE_CHANCE_PER_PARAM, K.CERTIFIED_BITS, K.BITS_PER_PARAM, K.WALL_S,
 )
+#: Printed beside a summary key: the paper's ΔL-based figure is labelled as such (docs/science.md §6).
+SUMMARY_NOTES = {K.BITS_PER_PARAM: "  (the paper's ΔL-based figure; counts overconfidence undone)"}
 
 
 def _fmt(value: Any) -> str:
@@ -149,7 +152,8 @@ def _run_trial(cfg, out: Path, args: argparse.Namespace) -> int:
 
     def report(metrics: dict, checkpoint: str | None) -> None:
         bar.write(f"step {metrics[K.STEP]:>6}  loss {metrics[K.LOSS_FINAL]:.4f}  "
-                  f"p>0.5 {metrics[K.FRAC_P_GT_HALF]:.3f}  certified {metrics[K.FRAC_SEQUENCES_CERTIFIED]:.3f}"
+                  f"p>0.5 {metrics[K.FRAC_P_GT_HALF]:.3f}  certified {metrics[K.FRAC_SEQUENCES_CERTIFIED]:.3f}  "
+                  f"bits>chance {_fmt(metrics.get(K.BITS_ABOVE_CHANCE))}"
                   + (f"  greedy EM {metrics[K.GREEDY_EXACT_MATCH]:.3f}" if metrics[K.GREEDY_EVALUATED] else ""),
                   file=sys.stderr)
 
@@ -165,7 +169,7 @@ def _run_trial(cfg, out: Path, args: argparse.Namespace) -> int:
     else:
         width = max(len(k) for k in SUMMARY_KEYS)
         for key in SUMMARY_KEYS:
-            print(f"  {key:<{width}}  {_fmt(result.get(key))}")
+            print(f"  {key:<{width}}  {_fmt(result.get(key))}{SUMMARY_NOTES.get(key, '')}")
     print(f"memlaw trial: wrote {out}/ (config.yaml, evals.jsonl, result.json, adapter/)", file=sys.stderr)
     return 0
 

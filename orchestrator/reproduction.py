@@ -157,17 +157,22 @@ def best_optuna(records: list[TrialRecord]) -> dict[str, Any] | None:
 
 
 def law_facts(path: str) -> dict[str, Any]:
-    """The fit per group, with bits per parameter measured and at the law's capacity."""
+    """The fit per group on both responses (ΔL, the paper's; the drop below chance), with bits per
+    parameter measured and at the law's capacity."""
     records = [r for r in load_experiment(path) if r.ok]
     fits = law.fit_groups(law_rows(records))
+    drop_fits = law.fit_groups(law_rows(records), response=K.DROP_BELOW_CHANCE)
     groups = {}
     for label, g in fits.items():
         mine = [r for r in records if r.group == label]
         groups[label] = {**g.to_dict(), "bits": bits_facts(g, mine), "trials": len(mine),
-                         "loss_init_mean": g.loss_init_mean, "vocab": _vocab(mine)}
+                         "loss_init_mean": g.loss_init_mean, "vocab": _vocab(mine),
+                         "loss_ref_mean": _mean_metric(mine, K.LOSS_REF),
+                         "drop_fit": drop_fits[label].fit.to_dict()}
     grid = {"steps": sorted({r.metrics.get(K.STEP) for r in records if r.metrics.get(K.STEP) is not None}),
             "ranks": sorted({r.metrics[K.RANK] for r in records}),
-            "lengths": sorted({r.metrics[K.TARGET_TOKENS] for r in records})}
+            "lengths": sorted({r.metrics[K.TARGET_TOKENS] for r in records}),
+            "seeds_per_cell": _seeds_per_cell(records)}
     return {"experiment": path, "groups": groups, "grid": grid}
 
 
@@ -181,18 +186,39 @@ def _vocab(records: list[TrialRecord]) -> int | None:
         return None
 
 
+def _seeds_per_cell(records: list[TrialRecord]) -> int | None:
+    """The fewest finished trials any (rank, ℓ) cell of the grid holds."""
+    cells: dict[tuple[Any, Any], int] = {}
+    for r in records:
+        key = (r.metrics.get(K.RANK), r.metrics.get(K.TARGET_TOKENS))
+        cells[key] = cells.get(key, 0) + 1
+    return min(cells.values()) if cells else None
+
+
+def _mean_metric(records: list[TrialRecord], key: str) -> float | None:
+    values = [float(r.metrics[key]) for r in records if r.metrics.get(key) is not None]
+    return float(np.mean(values)) if values else None
+
+
 def bits_facts(g: law.GroupFit, records: list[TrialRecord]) -> dict[str, Any]:
-    """Bits per adapter parameter: measured per trial, and at capacity as the fitted law puts it."""
-    vocab = _vocab(records)
+    """Bits per adapter parameter, measured per trial and at capacity as the fitted law puts it.
+
+    Measured: bits above chance and certified bits per parameter (trainables/information.py, the
+    honest figures, recorded by each trial), beside the paper's ΔL-based ℓ · ΔL / ln 2 / N_eff. At
+    capacity: the ΔL law's rank r* where the predicted final loss reaches ln 2 (f(r*, ℓ) = L_init − ln 2),
+    and what is stored there counted from the reference, ℓ · (L_ref − ln 2) / ln 2 / N_eff, beside the
+    paper's ℓ · (L_init − ln 2) / ln 2 / N_eff, which counts overconfidence undone as stored.
+    """
     measured = []
     for r in records:
         m = r.metrics
         n = m.get(K.TRAINABLE_PARAMS)
         if not n or m.get(K.DELTA_LOSS) is None:
             continue
-        above = max(0.0, math.log(vocab) - m[K.LOSS_FINAL]) if vocab else None
         measured.append({"rank": m[K.RANK], "tokens": m[K.TARGET_TOKENS], "bits_per_param": m.get(K.BITS_PER_PARAM),
-                         "above_chance": None if above is None else m[K.TARGET_TOKENS] * above / LN2 / n})
+                         "above_chance": m.get(K.BITS_ABOVE_CHANCE_PER_PARAM),
+                         "certified": m.get(K.CERTIFIED_BITS_PER_PARAM)})
+    loss_ref = _mean_metric(records, K.LOSS_REF)
     at_capacity = []
     if g.fit.status == "ok" and g.loss_init_mean and g.params_per_rank:
         for tokens in sorted({row["tokens"] for row in measured}):
@@ -201,10 +227,12 @@ def bits_facts(g: law.GroupFit, records: list[TrialRecord]) -> dict[str, Any]:
                 at_capacity.append({"tokens": tokens, "status": est.status})
                 continue
             params = est.capacity * g.params_per_rank
+            honest = None if loss_ref is None else tokens * max(0.0, loss_ref - LN2) / LN2 / params
             at_capacity.append({"tokens": tokens, "status": "ok", "rank": est.capacity, "params": params,
+                                "bits_above_chance_per_param": honest,
                                 "bits_per_param": tokens * est.required_delta_loss / LN2 / params,
                                 "extrapolated": est.extrapolated})
-    return {"measured": measured, "at_capacity": at_capacity}
+    return {"measured": measured, "at_capacity": at_capacity, "loss_ref_mean": loss_ref}
 
 
 def trial_results(path: str) -> list[dict[str, Any]]:
