@@ -58,8 +58,9 @@ def finding(records: Iterable[TrialRecord], report: dict[str, Any]) -> str:
                             else "") + ")")
         else:
             parts.append(f"no law for {label}: {fit['status']}")
-        best = group.get("bits_above_chance_per_param_max")
-        if best is not None and math.isfinite(best):
-            parts.append(f"at most {best:.2f} bits above chance per parameter "
-                         f"(the paper's ΔL-based mean: {group['bits_per_param_mean']:.2f})")
+        mean, best = group.get("bits_above_chance_per_param_mean"), group.get("bits_above_chance_per_param_max")
+        if mean is not None and best is not None and math.isfinite(best):
+            paper = group.get("bits_per_param_mean")
+            parts.append(f"{mean:.2f} bits above chance per parameter on average, {best:.2f} at most"
+                         + ("" if paper is None else f" (the paper's ΔL-based figure would say {paper:.2f})"))
     return "Found: " + "; ".join(parts) + "."
