@@ -533,6 +533,10 @@ def test_flat_fits_and_format_report():
     sft = next(r for r in rows if r["group"].endswith("|sft"))
     assert f"alpha {sft['alpha']:.3g}" in text and f"beta {sft['beta']:.3g}" in text
     assert text.count("group tiny-s|random|0|paper|") == 2
+    # the honest figure first, the paper's labelled; these records start below chance: no flag
+    assert text.index("bits above chance/param") < text.index("the paper's ΔL-based bits/param")
+    assert sft["comparable"] is True and sft["init_excess"] == pytest.approx(LOSS_INIT - math.log(509))
+    assert "not comparable" not in text
     few = law_report.build_report("law", [record("one")])
     assert "too_few_points" in law_report.format_report(few)
 
