@@ -65,9 +65,9 @@ SMOLLM2_TRIAL = {"model": SMOLLM2_MODEL, "adapter": {"placement": "paper", "rank
 SMOLLM2_SWEEPS = {
     "law-smollm2": {"space": "law_grid_cpu",
                     "space_overrides": {"adapter.rank": [1, 4, 16], "data.target_tokens": [64, 128, 256]}},
-    "density-smollm2": {"space": "density_grid_cpu",
+    "density-smollm2": {"space": "density_grid_cpu", "data": {"kind": "text"},
                         "space_overrides": {"adapter.rank": [4], "data.target_tokens": [64, 256],
-                                            "data.random_share": [0.0, 0.5, 1.0], "data.kind": ["text"]}},
+                                            "data.random_share": [0.0, 0.5, 1.0]}},
 }
 
 
@@ -130,7 +130,9 @@ def table2_sweep(label: str, values: dict[str, Any], storage: str) -> SweepConfi
 
 def smollm2_sweep(name: str, storage: str) -> SweepConfig:
     """One of SMOLLM2_SWEEPS as a sweep (validated like a sweep file, preflight included by the runner)."""
-    return SweepConfig.from_dict({"name": name, "trial": SMOLLM2_TRIAL, **SMOLLM2_SWEEPS[name],
+    spec = dict(SMOLLM2_SWEEPS[name])
+    trial = {**SMOLLM2_TRIAL, "data": {**SMOLLM2_TRIAL["data"], **spec.pop("data", {})}}
+    return SweepConfig.from_dict({"name": name, "trial": trial, **spec,
                                   "search": {"kind": "grid"}, "resources": {"cpu": 1}, "max_concurrency": 2,
                                   "storage_path": storage, "max_failures": 1})
 

