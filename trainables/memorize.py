@@ -8,7 +8,8 @@
 
 Each evaluation goes to `report(metrics, checkpoint_dir_or_None)`: the CLI prints it, the Tune
 trainable forwards it to Tune. Checkpoints hold the adapter (PEFT format), optimizer, scheduler,
-RNG state, MemFT state and step, so a resumed trial ends exactly where an uninterrupted one does
+RNG state, MemFT state, step and the per-token initial losses (the information measures' reference,
+trainables/information.py), so a resumed trial ends exactly where an uninterrupted one does
 (batches are a pure function of the step; see memft.batch_for_step).
 
 The trial folder holds: config.yaml (resolved), evals.jsonl, result.json (final metrics and a
