@@ -545,7 +545,7 @@ def test_pure_modules_import_without_ray_or_torch():
     code = ("import sys\n"
             "for name in ('ray', 'torch', 'deepspeed'): sys.modules[name] = None\n"
             "import orchestrator.records, orchestrator.storage, orchestrator.record_log\n"
-            "import orchestrator.law_report\n"
+            "import orchestrator.law_report, orchestrator.findings\n"
             "print('ok')")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
