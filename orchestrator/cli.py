@@ -40,8 +40,11 @@ MAX_PROBLEMS_SHOWN = 50
 SUMMARY_KEYS = (
     K.STEP, K.RANK, K.TRAINABLE_PARAMS, K.TARGET_TOKENS, K.LOSS_INIT, K.LOSS_FINAL, K.DELTA_LOSS,
     K.FRAC_P_GT_HALF, K.FRAC_SEQUENCES_CERTIFIED, K.TF_TOKEN_ACC, K.GREEDY_TOKEN_ACC, K.GREEDY_EXACT_MATCH,
-    K.FIRST_SUBTHRESHOLD_POS, K.FIRST_GREEDY_ERROR_POS, K.STEPS_TO_CERTIFIED, K.BITS_PER_PARAM, K.WALL_S,
+    K.FIRST_SUBTHRESHOLD_POS, K.FIRST_GREEDY_ERROR_POS, K.STEPS_TO_CERTIFIED, K.LOSS_CHANCE, K.BITS_ABOVE_CHANCE,
+    K.BITS_ABOVE_CHANCE_PER_PARAM, K.CERTIFIED_BITS, K.BITS_PER_PARAM, K.WALL_S,
 )
+#: Printed beside a summary key: the paper's ΔL-based figure is labelled as such (docs/science.md §6).
+SUMMARY_NOTES = {K.BITS_PER_PARAM: "  (the paper's ΔL-based figure; counts overconfidence undone)"}
 
 
 def _fmt(value: Any) -> str:
@@ -150,7 +153,8 @@ def _run_trial(cfg, out: Path, args: argparse.Namespace) -> int:
 
     def report(metrics: dict, checkpoint: str | None) -> None:
         bar.write(f"step {metrics[K.STEP]:>6}  loss {metrics[K.LOSS_FINAL]:.4f}  "
-                  f"p>0.5 {metrics[K.FRAC_P_GT_HALF]:.3f}  certified {metrics[K.FRAC_SEQUENCES_CERTIFIED]:.3f}"
+                  f"p>0.5 {metrics[K.FRAC_P_GT_HALF]:.3f}  certified {metrics[K.FRAC_SEQUENCES_CERTIFIED]:.3f}  "
+                  f"bits>chance {_fmt(metrics.get(K.BITS_ABOVE_CHANCE))}"
                   + (f"  greedy EM {metrics[K.GREEDY_EXACT_MATCH]:.3f}" if metrics[K.GREEDY_EVALUATED] else ""),
                   file=sys.stderr)
 
@@ -166,7 +170,7 @@ def _run_trial(cfg, out: Path, args: argparse.Namespace) -> int:
     else:
         width = max(len(k) for k in SUMMARY_KEYS)
         for key in SUMMARY_KEYS:
-            print(f"  {key:<{width}}  {_fmt(result.get(key))}")
+            print(f"  {key:<{width}}  {_fmt(result.get(key))}{SUMMARY_NOTES.get(key, '')}")
     print(f"memlaw trial: wrote {out}/ (config.yaml, evals.jsonl, result.json, adapter/)", file=sys.stderr)
     return 0
 
@@ -624,7 +628,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     png = os.path.join(sweep.experiment_uri, "law.png")
     for written in plot_law(sweep.experiment_uri, png, fit=sweep.fit):
         print(f"memlaw demo: figure {written}", file=sys.stderr)
+    print(_demo_finding(sweep))
     return 0
+
+
+def _demo_finding(sweep) -> str:
+    """The demo's last line: what it found, in one sentence (orchestrator/findings.py), from storage."""
+    from orchestrator.export import load_experiment
+    from orchestrator.findings import finding
+    from orchestrator.law_report import build_report
+
+    records = load_experiment(sweep.experiment_uri)
+    return finding(records, build_report(sweep.name, records, sweep.fit))
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
@@ -637,7 +652,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         f"memlaw reproduce --out {args.out} --storage {args.storage}"
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     try:
-        reproduce(args.out, args.storage, command, law_experiment=args.experiment)
+        reproduce(args.out, args.storage, command, law_experiment=args.experiment, smollm2=args.smollm2)
     except RuntimeError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -776,6 +791,9 @@ def _add_reading_commands(sub) -> None:
                    help="where the sweeps' experiments go; complete ones found there are reused (a new folder "
                         "runs everything again)")
     p.add_argument("--experiment", help="use this finished law grid instead of running examples/law_grid_cpu.yaml")
+    p.add_argument("--smollm2", action="store_true",
+                   help="also the law on SmolLM2-135M (random tokens, 3 ranks x 3 lengths, and a semantic-density "
+                        "axis): about an hour on 2 cores")
     p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("validate", help="check a trial or sweep file without running it")

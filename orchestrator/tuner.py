@@ -36,7 +36,7 @@ from trainables import metric_names as K
 
 log = logging.getLogger(__name__)
 ZERO_DRIVER_CPU = 0.01  # a zero trial's Tune process only launches and waits for its ranks
-LIVE_COLUMNS = (K.STEP, K.LOSS_FINAL, K.DELTA_LOSS, K.FRAC_P_GT_HALF, K.GREEDY_EXACT_MATCH)
+LIVE_COLUMNS = (K.STEP, K.LOSS_FINAL, K.DELTA_LOSS, K.BITS_ABOVE_CHANCE, K.FRAC_P_GT_HALF, K.GREEDY_EXACT_MATCH)
 
 
 class LawLines(tune.Callback):

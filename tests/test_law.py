@@ -429,3 +429,64 @@ def test_law_imports_without_frameworks():
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60
     )
     assert result.returncode == 0, result.stderr
+
+
+# -- the response and the comparability flag ------------------------------------------------------
+
+CHANCE_509 = math.log(509)
+
+
+def overconfident(excess, seed=0):
+    """Records whose base starts `excess` nats above chance: the drop below chance follows the true law,
+    ΔL adds the overconfidence undone on the way (all of it: every synthetic trial ends below chance)."""
+    x, ell, drop, final = synthetic(seed=seed)
+    chance = np.full(x.size, CHANCE_509)
+    init = chance + excess
+    return x, ell, drop, drop + excess, final, init, chance
+
+
+@pytest.mark.parametrize("excess, flagged", [(2.5, True), (0.05, False)])
+def test_a_delta_loss_fit_says_when_the_base_starts_above_chance(excess, flagged):
+    x, ell, _, delta, final, init, chance = overconfident(excess)
+    fit = law.fit_law(x, ell, delta, final, loss_init=init, loss_chance=chance)
+    assert fit.status == "ok" and fit.response == mn.DELTA_LOSS
+    assert fit.init_excess == pytest.approx(excess)
+    assert fit.comparable is (not flagged)
+    assert ("not comparable with runs that start at chance" in fit.message) is flagged
+    assert (f"by {excess:.2f} nats" in fit.message) is flagged
+    assert law.LawFit.from_dict(json.loads(json.dumps(fit.to_dict()))) == fit
+
+
+def test_the_drop_below_chance_is_fitted_on_request_and_recovers_the_law():
+    x, ell, drop, _, final, init, chance = overconfident(2.5)
+    fit = law.fit_law(x, ell, drop, final, response=mn.DROP_BELOW_CHANCE, loss_init=init, loss_chance=chance)
+    assert fit.status == "ok" and fit.response == mn.DROP_BELOW_CHANCE
+    assert fit.comparable is True and fit.init_excess == pytest.approx(2.5)
+    assert fit.message.startswith("response drop_below_chance")
+    assert "leaves that part out" in fit.message
+    assert fit.alpha == pytest.approx(TRUE["alpha"], abs=0.05) and fit.beta == pytest.approx(TRUE["beta"], abs=0.05)
+
+
+def test_without_a_chance_level_comparability_is_unknown_and_bad_responses_are_refused():
+    x, ell, delta, final = synthetic()
+    fit = law.fit_law(x, ell, delta, final)
+    assert fit.comparable is None and fit.init_excess is None and "chance" not in fit.message
+    with pytest.raises(ValueError, match="response"):
+        law.fit_law(x, ell, delta, final, response="loss_final")
+    old = {k: v for k, v in fit.to_dict().items() if k not in ("response", "init_excess", "comparable")}
+    assert law.LawFit.from_dict(old) == fit  # a fit stored before these fields existed still loads
+
+
+def test_fit_groups_fits_the_requested_response_and_reports_the_honest_bits():
+    x, ell, drop, delta, final, init, chance = overconfident(2.5)
+    rows = [{"group": "g", mn.RANK: xi, mn.TRAINABLE_PARAMS: 256 * xi, mn.TARGET_TOKENS: li, mn.DELTA_LOSS: di,
+             mn.DROP_BELOW_CHANCE: dri, mn.LOSS_FINAL: fi, mn.LOSS_INIT: ii, mn.LOSS_CHANCE: ci,
+             mn.BITS_PER_PARAM: 2.0, mn.BITS_ABOVE_CHANCE_PER_PARAM: 1.0 + (xi == 1), mn.CERTIFIED_BITS_PER_PARAM: 0.5}
+            for xi, li, di, dri, fi, ii, ci in zip(x, ell, delta, drop, final, init, chance)]
+    by_delta = law.fit_groups(rows)["g"]
+    by_drop = law.fit_groups(rows, response=mn.DROP_BELOW_CHANCE)["g"]
+    assert by_delta.fit.comparable is False and by_drop.fit.comparable is True
+    assert by_drop.fit.alpha == pytest.approx(TRUE["alpha"], abs=0.05)
+    assert by_delta.bits_above_chance_per_param_max == 2.0 and by_delta.certified_bits_per_param_mean == 0.5
+    assert by_delta.loss_chance == pytest.approx(CHANCE_509)
+    assert law.GroupFit.from_dict(json.loads(json.dumps(by_delta.to_dict()))) == by_delta

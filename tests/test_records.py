@@ -61,6 +61,9 @@ def result(rank: int, ell: int, delta: float, **extra) -> dict:
         K.FIRST_GREEDY_ERROR_POS: 2.0, K.GREEDY_EVALUATED: True, K.STEPS_TO_CERTIFIED: None, K.RANK: rank,
         K.TRAINABLE_PARAMS: rank * 128, K.TARGET_TOKENS: ell,
         K.BITS_PER_PARAM: ell * delta / math.log(2) / (rank * 128), K.WALL_S: 1.5, K.FINISHED: True,
+        K.CANDIDATE_TOKENS: 509, K.LOSS_CHANCE: math.log(509), K.LOSS_REF: math.log(509),
+        K.DROP_BELOW_CHANCE: math.log(509) - (LOSS_INIT - delta), K.BITS_ABOVE_CHANCE: 100.0,
+        K.BITS_ABOVE_CHANCE_PER_PARAM: 100.0 / (rank * 128), K.CERTIFIED_BITS: 0.0, K.CERTIFIED_BITS_PER_PARAM: 0.0,
         K.PER_SEQUENCE: [{K.SEQ_CERTIFIED: False, K.SEQ_TARGET_TOKENS: ell}],
         "timestamp": 1_700_000_100.0, "time_total_s": 12.5, "node_ip": "10.0.0.7", "hostname": "worker-3",
         "training_iteration": 31, "trial_id": "ignored",
@@ -530,6 +533,10 @@ def test_flat_fits_and_format_report():
     sft = next(r for r in rows if r["group"].endswith("|sft"))
     assert f"alpha {sft['alpha']:.3g}" in text and f"beta {sft['beta']:.3g}" in text
     assert text.count("group tiny-s|random|0|paper|") == 2
+    # the honest figure first, the paper's labelled; these records start below chance: no flag
+    assert text.index("bits above chance/param") < text.index("the paper's ΔL-based bits/param")
+    assert sft["comparable"] is True and sft["init_excess"] == pytest.approx(LOSS_INIT - math.log(509))
+    assert "not comparable" not in text
     few = law_report.build_report("law", [record("one")])
     assert "too_few_points" in law_report.format_report(few)
 
@@ -538,7 +545,7 @@ def test_pure_modules_import_without_ray_or_torch():
     code = ("import sys\n"
             "for name in ('ray', 'torch', 'deepspeed'): sys.modules[name] = None\n"
             "import orchestrator.records, orchestrator.storage, orchestrator.record_log\n"
-            "import orchestrator.law_report\n"
+            "import orchestrator.law_report, orchestrator.findings\n"
             "print('ok')")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr

