@@ -52,6 +52,8 @@ class LawLines(tune.Callback):
         self._ask()
 
     def _ask(self) -> None:
+        if search_of(self.sweep).law_reason(self.sweep):  # no law to print for this space
+            return
         if self._ref is None:
             self._ref = results_actor.find(self.sweep.name).report.remote(wait_s=10.0)
 
