@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -377,11 +378,11 @@ class Optuna:
         import optuna
         from ray.tune.search import ConcurrencyLimiter
 
-        from orchestrator.optuna_study import TaggedOptunaSearch
+        from orchestrator.optuna_study import TaggedOptunaSearch, nsga2_sampler
         from search_spaces.memft import define_by_run
 
         s = sweep.search
-        sampler = (optuna.samplers.NSGAIISampler(seed=s.seed) if s.sampler == "nsga2"
+        sampler = (nsga2_sampler(s.seed) if s.sampler == "nsga2"
                    else optuna.samplers.TPESampler(seed=s.seed))
         metric = list(s.metrics) if len(s.metrics) > 1 else s.metrics[0]
         mode = list(s.modes) if len(s.modes) > 1 else s.modes[0]
@@ -389,7 +390,11 @@ class Optuna:
         searcher = TaggedOptunaSearch(space=define_by_run(sweep_optuna_space(sweep)), metric=metric, mode=mode,
                                       sampler=sampler, storage=storage, study_name=sweep.name)
         # optuna-dashboard labels the objectives by these names (the searcher has created the study)
-        optuna.load_study(study_name=sweep.name, storage=storage).set_metric_names(list(s.metrics))
+        # (through a storage of its own: a used JournalStorage holds a lock, and Tune pickles the searcher's)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # stable since 3.2
+            optuna.load_study(study_name=sweep.name, storage=optuna_storage(experiment_uri)).set_metric_names(
+                list(s.metrics))
         return ConcurrencyLimiter(searcher, max_concurrent=sweep.max_concurrency)
 
     def after_sweep(self, sweep: SweepConfig, experiment_uri: str) -> None:
@@ -398,8 +403,8 @@ class Optuna:
         from orchestrator.optuna_study import fail_orphaned_trials
 
         fail_orphaned_trials(optuna_storage(experiment_uri), sweep.name)
-        if sweep.search.validate_top:
-            from orchestrator.validation import run_validation
+        if sweep.search.validate_top and "method.name" in {p.name for p in sweep_optuna_space(sweep).params}:
+            from orchestrator.validation import run_validation  # a search over the training method
 
             run_validation(sweep, experiment_uri)
 

@@ -29,6 +29,7 @@ from orchestrator.best_trials import distinct_knob_sets, knob_text, rank_trials
 from orchestrator.records import TrialRecord
 from orchestrator.validation_stats import summarize, verdict
 from trainables import metric_names as K
+from trainables.schema import set_dotted
 
 if TYPE_CHECKING:
     from orchestrator.config import SweepConfig
@@ -149,10 +150,22 @@ def load_or_make_plan(sweep: SweepConfig, experiment_uri: str, records: list[Tri
 
 # -- the Tune phase (Ray) ----------------------------------------------------------------------------
 def memorize_point(config: dict[str, Any], base: dict[str, Any], limits, experiment_uri: str) -> None:
-    """A validation trial: the planned point's fields, trained as any sweep trial."""
-    from orchestrator.trainable import memorize
+    """A validation trial: the planned point's fields, trained as any sweep trial; a point whose
+    (arm, seed) already has a finished record (a Tune state older than the journal) reports that
+    record instead of training again."""
+    from ray import tune
 
-    memorize(dict(config[POINT]), base=base, limits=limits, experiment_uri=experiment_uri)
+    from orchestrator.record_log import RecordLog
+    from orchestrator.trainable import REPLAYED, _reportable, memorize
+    from trainables.config import TrialConfig
+
+    values = dict(config[POINT])
+    wanted = TrialConfig.from_dict(set_dotted(base, values)).config_hash()
+    done = [r for r in RecordLog.for_experiment(experiment_uri).all() if r.ok and r.config_hash == wanted]
+    if done:
+        tune.report({**_reportable(done[0].metrics, done[0].node_id or ""), REPLAYED: True})
+        return
+    memorize(values, base=base, limits=limits, experiment_uri=experiment_uri)
 
 
 def _tuner(sweep: SweepConfig, experiment_uri: str, plan: dict[str, Any]):
