@@ -121,8 +121,13 @@ def _fmt(value: Any) -> str:
 
 
 def knob_text(knobs: dict[str, Any]) -> str:
-    """`memft mix=0.42 threshold_margin=0.1 lr=0.01`: the method and its knobs, short."""
-    rest = " ".join(f"{k.split('.')[-1]}={_fmt(v)}" for k, v in knobs.items() if k not in ("method.name",))
+    """`memft mix=0.42 threshold_margin=0.1 lr=0.01`: the method and the knobs it sets away from their
+    defaults (MemFT-OT reads `memft`), short."""
+    from trainables.methods import MethodConfig
+
+    defaults = MethodConfig().to_dict()
+    rest = " ".join(f"{k.split('.')[-1]}={_fmt(v)}" for k, v in knobs.items()
+                    if k != "method.name" and not (k.startswith("method.") and defaults.get(k[7:]) == v))
     return f"{knobs.get('method.name')} {rest}".strip()
 
 
