@@ -5,6 +5,7 @@
     memlaw sweep FILE.yaml [--address auto|ray://... | --dashboard] [--storage URI] [--name NAME]
     memlaw resume PATH [--address ... | --dashboard]
     memlaw submit FILE.yaml --dashboard URL [--storage URI] [--name NAME]   the sweep as a Ray Job
+    memlaw best PATH [--json]                     a search's best trials or Pareto front, and its validation
     memlaw law (--experiment PATH | --address ADDR | --dashboard URL [--insecure-http]) [--sweep NAME] [--json]
                [--strict]
     memlaw plan --tokens N (--experiment PATH | --address ADDR) [--sweep NAME] [--group G] [--json] [--strict]
@@ -254,22 +255,26 @@ def _summarize_sweep(experiment, grid) -> None:
     import ray
 
     from orchestrator import results_actor
-    from orchestrator.law_report import format_report
+    from orchestrator.law_report import format_report, format_search_report
     from orchestrator.searches import search_of
-
     from orchestrator.sweep_output import trial_table
 
     sweep, uri = experiment.sweep, experiment.uri
-    actor = results_actor.find(sweep.name)
-    report, records = ray.get([actor.report.remote(wait_s=30.0), actor.records.remote()])
     errors = sum(1 for r in grid if r.error is not None)
-    print(f"\nevery trial of {sweep.name} (certified: share of target tokens with p > 0.5; greedy EM: share of "
-          "sequences recalled exactly):")
-    print(trial_table(records))
-    print()
-    print("\n".join([format_report(report), *search_of(sweep).stopping_lines(sweep, report)]))
+    result = _search_result(sweep, uri)
+    actor = results_actor.find(sweep.name)
+    if result is not None:  # no law for this space: its best trials or Pareto front, and the validation
+        print(format_search_report(result["no_law"], result["best"], result["validation"]))
+    else:
+        report, records = ray.get([actor.report.remote(wait_s=30.0), actor.records.remote()])
+        print(f"\nevery trial of {sweep.name} (certified: share of target tokens with p > 0.5; greedy EM: share of "
+              "sequences recalled exactly):")
+        print(trial_table(records))
+        print()
+        print("\n".join([format_report(report), *search_of(sweep).stopping_lines(sweep, report)]))
     print(f"\nmemlaw: {len(grid)} trials ({errors} failed). Experiment: {uri}", file=sys.stderr)
-    print(f"  memlaw law --experiment {uri}        the fit, from storage", file=sys.stderr)
+    print(f"  memlaw {'best' if result else 'law --experiment'} {uri}        the "
+          f"{'best trials' if result else 'fit'}, from storage", file=sys.stderr)
     print(f"  memlaw export {uri} --out results.parquet", file=sys.stderr)
     print(f"  memlaw plot {uri} --out law.png", file=sys.stderr)
 
@@ -388,6 +393,38 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return 0
 
 
+def _search_result(sweep, uri: str, warn_damage: bool = False) -> dict | None:
+    """A search without a law (orchestrator/law_report.search_result), read from storage."""
+    from orchestrator.law_report import search_result
+    from orchestrator.record_log import LAW_FOLDER, RecordLog
+
+    log = RecordLog.for_experiment(uri)
+    if warn_damage:
+        _report_damage(f"{uri.rstrip('/')}/{LAW_FOLDER}", log.damaged, strict=False)
+    return search_result(sweep, log.all(), uri)
+
+
+def cmd_best(args: argparse.Namespace) -> int:
+    """The best trials or Pareto front of a search, and its held-out validation."""
+    from orchestrator.law_report import format_search_report
+
+    try:
+        sweep = _open_experiment(args.path).sweep
+    except ConfigError as err:
+        _print_error(args.path, err)
+        return EXIT_BAD_INPUT
+    result = _search_result(sweep, args.path, warn_damage=True)
+    if result is None:
+        print(f"error: {args.path} is a {sweep.search.kind} sweep over a law grid: its result is the law "
+              f"(memlaw law --experiment {args.path})", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.json:
+        print(json.dumps(result, indent=1))
+    else:
+        print(format_search_report(result["no_law"], result["best"], result["validation"]))
+    return 0
+
+
 # -- the law -------------------------------------------------------------------------------------
 def _report_from_experiment(path: str) -> dict:
     """The fit from storage, with the files its record log could not use under "damaged"."""
@@ -401,6 +438,17 @@ def _report_from_experiment(path: str) -> dict:
     report["damaged"] = [d.to_dict() for d in log.damaged]
     report["damaged_in"] = f"{path.rstrip('/')}/{LAW_FOLDER}"
     return report
+
+
+def _no_law(report: dict) -> str | None:
+    """Why this sweep has no law (an Optuna search), when the report comes with its sweep's config."""
+    if "sweep_config" not in report:
+        return None
+    from orchestrator.config import SweepConfig
+    from orchestrator.searches import search_of
+
+    sweep = SweepConfig.from_dict(report["sweep_config"])
+    return search_of(sweep).law_reason(sweep)
 
 
 def _stopping(report: dict) -> list[str]:
@@ -486,7 +534,13 @@ def cmd_law(args: argparse.Namespace) -> int:
     damaged = report.get("damaged", [])
     if _report_damage(report.get("damaged_in", "the record log"), damaged, args.strict):
         return EXIT_BAD_INPUT
+    no_law = _no_law(report)
+    if no_law and not args.json:
+        print(f"sweep {report['sweep']}: {report['trials_accepted']} trials accepted, {report['trials_ok']} ok\n"
+              f"{no_law}")
+        return 0
     if args.json:
+        report["no_law"] = no_law
         print(json.dumps({"sweep": report["sweep"], "updated_at": report["updated_at"],
                           "trials_accepted": report["trials_accepted"], "trials_failed": report["trials_failed"],
                           "fits": flat_fits(report), "stopping": _stopping(report), "damaged": damaged,
@@ -724,6 +778,11 @@ def _add_running_commands(sub) -> None:
     reuse.add_argument("--new", action="store_true",
                        help="if the experiment exists, start a fresh one under the next free name NAME-2, NAME-3, ...")
     p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("best", help="a search's best trials or Pareto front, and its held-out validation")
+    p.add_argument("path", help="the experiment folder (storage_path/name)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=cmd_best)
 
     p = sub.add_parser("resume", help="continue an interrupted sweep from its experiment folder")
     p.add_argument("path", help="the experiment folder (storage_path/name)")

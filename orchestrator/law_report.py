@@ -111,3 +111,59 @@ def bits_line(row: dict[str, Any]) -> str:
     return (f"bits above chance/param {_num(row.get('bits_above_chance_per_param_mean'))}   certified bits/param "
             f"{_num(row.get('certified_bits_per_param_mean'))}   (the paper's ΔL-based bits/param "
             f"{_num(row.get('bits_per_param_mean'))}; means over trials)")
+
+
+# -- sweeps without a law: the best trials or Pareto front, and the held-out validation ------------
+def _est(e: dict[str, Any] | None, fmt: str = ".3g") -> str:
+    """`0.42 [0.31, 0.53]`, or the mean alone below two seeds."""
+    if not e or e.get("mean") is None:
+        return "-"
+    text = format(e["mean"], fmt)
+    return text + (f" [{format(e['lo'], fmt)}, {format(e['hi'], fmt)}]" if e.get("lo") is not None else "")
+
+
+def format_validation(summary: dict[str, Any]) -> str:
+    """Per arm: the validated mean and 95 % interval of each metric, the paired difference to SFT on
+    the primary metric, and the search's own score beside it; then the verdict."""
+    primary = summary["primary"]["metric"]
+    metrics = summary["metrics"]
+    lines = [f"held-out validation: {len(summary['seeds'])} fresh seeds per arm (adapter init and data), "
+             f"mean [95 % interval]; paired difference to SFT on {primary}"]
+    for arm in summary["arms"]:
+        stats = arm["stats"]
+        search = arm.get("search") or {}
+        score = ", ".join(f"{m} {v:.3g}" for m, v in (search.get("values") or {}).items())
+        lines.append(f"  {arm['label']:<9} {arm['text']}   ({arm['seeds_done']} seeds done"
+                     + (f", {arm['failed']} failed" if arm.get("failed") else "") + ")")
+        lines.append("    " + "   ".join(f"{m} {_est(stats[m]['value'])}" for m in metrics))
+        if "vs_baseline" in stats.get(primary, {}):
+            lines.append(f"    vs SFT on {primary}: {_est(stats[primary]['vs_baseline'], '+.3g')}"
+                         + (f"   search's own score (one seed, the best of the search): {score}" if score else ""))
+    lines.append(f"  verdict: {summary['verdict']['text']}")
+    lines.append(f"  ({summary['censored_note']})")
+    return "\n".join(lines)
+
+
+def format_search_report(reason: str, best: dict[str, Any], validation: dict[str, Any] | None) -> str:
+    """The end report of a sweep whose space is not a law grid: why no law, its best, its validation."""
+    from orchestrator.best_trials import format_best
+
+    parts = [reason, format_best(best)]
+    if validation is not None:
+        parts.append(format_validation(validation))
+    return "\n".join(parts)
+
+
+def search_result(sweep, records: Iterable[TrialRecord], experiment_uri: str) -> dict[str, Any] | None:
+    """What `memlaw best` and a search's end report show: why no law, the best or the Pareto front,
+    the validation's summary when it ran. None for a sweep that has a law (a grid)."""
+    from orchestrator.best_trials import best_section
+    from orchestrator.searches import search_of
+    from orchestrator.validation import read_summary
+
+    reason = search_of(sweep).law_reason(sweep)
+    if reason is None:
+        return None
+    s = sweep.search
+    return {"sweep": sweep.name, "no_law": reason, "best": best_section(records, s.metrics, s.modes),
+            "validation": read_summary(experiment_uri)}

@@ -17,7 +17,9 @@ Tune restores as running although it had finished (and Optuna was told) keeps it
 from __future__ import annotations
 
 import logging
+import threading
 
+import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from ray.tune.search.optuna import OptunaSearch
 
@@ -54,6 +56,25 @@ class TaggedOptunaSearch(OptunaSearch):
             self._completed_trials.add(trial_id)
             return
         super().on_trial_complete(trial_id, result=result, error=error)
+
+
+class PicklableNSGAII(optuna.samplers.NSGAIISampler):
+    """Optuna 5's NSGAIISampler holds a `_thread_lock`, which cannot be pickled, so every NSGA-II sweep
+    failed when Tune saved its searcher. The lock is left out of the pickle and made anew on load."""
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state.pop("_thread_lock", None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._thread_lock = threading.Lock()
+
+
+def nsga2_sampler(seed: int) -> PicklableNSGAII:
+    """NSGA-II that Tune can pickle with its searcher (Tune saves the searcher with the experiment)."""
+    return PicklableNSGAII(seed=seed)
 
 
 def fail_orphaned_trials(storage, study_name: str) -> list[int]:

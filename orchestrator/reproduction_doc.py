@@ -200,7 +200,7 @@ def table2_section(table: dict[str, Any], best: dict[str, Any] | None, optuna_ex
         v = best["values"]
         lines += ["", f"The Optuna column takes the best MemFT trial of `{_where(optuna_experiment)}` ({best['memft_trials']} "
                       f"MemFT trials of {best['trials']}; best by greedy exact match, then certified-token share): "
-                      f"margin m = {v['method.threshold_margin']:.3f}, budget ratio ρ = {v['method.budget_ratio']:.3f} "
+                      f"margin m = {v['method.threshold_margin']:.3f}, mix λ = {v['method.mix']:.3f} "
                       f"(its own lr was {v['budget.lr']:.3g}; Table 2 keeps every column at the same lr, so this column tests "
                       "knobs chosen together with another lr)."]
     return [*lines, ""]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -36,7 +37,8 @@ if TYPE_CHECKING:
 
 GREEDY_METRICS = (K.GREEDY_EXACT_MATCH, K.GREEDY_TOKEN_ACC, K.FIRST_GREEDY_ERROR_POS)
 OBJECTIVES = (K.GREEDY_EXACT_MATCH, K.GREEDY_TOKEN_ACC, K.FRAC_P_GT_HALF, K.FRAC_SEQUENCES_CERTIFIED,
-              K.TF_TOKEN_ACC, K.DELTA_LOSS, K.LOSS_FINAL, K.STEPS_TO_CERTIFIED, K.WALL_S)
+              K.TF_TOKEN_ACC, K.DELTA_LOSS, K.LOSS_FINAL, K.STEPS_TO_CERTIFIED, K.STABLE_CERTIFIED_FROM,
+              K.CERTIFICATION_LOSSES, K.WALL_S)
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,9 @@ class SearchConfig(Config):
     max_trials: int = spec(0, "adaptive: trials at most, retries included (0: the grid's size)", lo=0, hi=100000)
     initial_points: int = spec(6, "adaptive: space-filling points run before the first law-guided one",
                                lo=5, hi=100000)
+    validate_top: int = spec(3, "optuna: held-out validation of the k best knob sets, beside SFT and MemFT-OT "
+                                "(0: no validation)", lo=0, hi=100)
+    validate_seeds: int = spec(5, "optuna: fresh seeds (adapter init and data) per validated arm", lo=2, hi=1000)
 
     def cross_checks(self) -> list[Problem]:
         return _foreign_knobs(self) + SEARCHES[self.kind].knob_problems(self)
@@ -102,6 +107,7 @@ class SearchKind(Protocol):
     def param_space(self, sweep: SweepConfig) -> dict[str, Any]: ...
     def search_alg(self, sweep: SweepConfig, experiment_uri: str) -> Any: ...
     def after_sweep(self, sweep: SweepConfig, experiment_uri: str) -> None: ...
+    def law_reason(self, sweep: SweepConfig) -> str | None: ...
 
 
 ASHA_NEEDS = "asha needs search.kind: optuna with exactly one metric"
@@ -185,6 +191,10 @@ class Grid:
         return None
 
     def after_sweep(self, sweep: SweepConfig, experiment_uri: str) -> None:
+        return None
+
+    def law_reason(self, sweep: SweepConfig) -> str | None:
+        """None: a grid over rank and length is what the law is fitted on."""
         return None
 
 
@@ -289,9 +299,14 @@ def optuna_storage(experiment_uri: str, create: bool = False):
     return JournalStorage(JournalFileBackend(os.path.join(experiment_uri, OPTUNA_FILE)))
 
 
+NO_LAW = ("no law for this sweep: an Optuna search over {space} varies training knobs, not rank x length, so "
+          "there is nothing to fit ΔL = C·r^α·ℓ^(−β) + b on; its result is the best trials or Pareto front "
+          "(memlaw best {where})")
+
+
 class Optuna:
     name = "optuna"
-    knobs = frozenset({"sampler", "metrics", "modes", "seed"})
+    knobs = frozenset({"sampler", "metrics", "modes", "seed", "validate_top", "validate_seeds"})
 
     def knob_problems(self, search: SearchConfig) -> list[Problem]:
         problems = []
@@ -363,24 +378,38 @@ class Optuna:
         import optuna
         from ray.tune.search import ConcurrencyLimiter
 
-        from orchestrator.optuna_study import TaggedOptunaSearch
+        from orchestrator.optuna_study import TaggedOptunaSearch, nsga2_sampler
         from search_spaces.memft import define_by_run
 
         s = sweep.search
-        sampler = (optuna.samplers.NSGAIISampler(seed=s.seed) if s.sampler == "nsga2"
+        sampler = (nsga2_sampler(s.seed) if s.sampler == "nsga2"
                    else optuna.samplers.TPESampler(seed=s.seed))
         metric = list(s.metrics) if len(s.metrics) > 1 else s.metrics[0]
         mode = list(s.modes) if len(s.modes) > 1 else s.modes[0]
+        storage = optuna_storage(experiment_uri, create=True)
         searcher = TaggedOptunaSearch(space=define_by_run(sweep_optuna_space(sweep)), metric=metric, mode=mode,
-                                      sampler=sampler, storage=optuna_storage(experiment_uri, create=True),
-                                      study_name=sweep.name)
+                                      sampler=sampler, storage=storage, study_name=sweep.name)
+        # optuna-dashboard labels the objectives by these names (the searcher has created the study)
+        # (through a storage of its own: a used JournalStorage holds a lock, and Tune pickles the searcher's)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # stable since 3.2
+            optuna.load_study(study_name=sweep.name, storage=optuna_storage(experiment_uri)).set_metric_names(
+                list(s.metrics))
         return ConcurrencyLimiter(searcher, max_concurrent=sweep.max_concurrency)
 
     def after_sweep(self, sweep: SweepConfig, experiment_uri: str) -> None:
-        """No Tune trial runs now, so an Optuna trial still RUNNING was orphaned by a crashed driver."""
+        """No Tune trial runs now, so an Optuna trial still RUNNING was orphaned by a crashed driver.
+        Then the held-out validation of the best knob sets, a second Tune phase (orchestrator/validation.py)."""
         from orchestrator.optuna_study import fail_orphaned_trials
 
         fail_orphaned_trials(optuna_storage(experiment_uri), sweep.name)
+        if sweep.search.validate_top and "method.name" in {p.name for p in sweep_optuna_space(sweep).params}:
+            from orchestrator.validation import run_validation  # a search over the training method
+
+            run_validation(sweep, experiment_uri)
+
+    def law_reason(self, sweep: SweepConfig) -> str | None:
+        return NO_LAW.format(space=sweep.space, where=sweep.experiment_uri)
 
 
 def _param_problems(p: Param, where: str) -> list[Problem]:

@@ -73,6 +73,8 @@ class LawLines(tune.Callback):
         eta = sweep_output.eta_s(len(self._done), total, self._done_this_run, elapsed)
         config = self.sweep.trial_config(trial.config).to_dict()
         _say(sweep_output.trial_line(len(self._done), total, config, trial.last_result or {}, status, elapsed, eta))
+        if search_of(self.sweep).law_reason(self.sweep):  # no law to print for this space
+            return
         if self._ref is None:  # the fit once the actor holds at least this many records
             self._ref = results_actor.find(self.sweep.name).report.remote(wait_s=10.0, at_least=len(self._done))
 

@@ -81,15 +81,12 @@ def define_by_run(space: OptunaSpace) -> Callable:
 
 MEMFT_KNOBS = OptunaSpace(
     params=(
-        Param("method.name", "categorical", choices=("sft", "memft", "memft_sw")),
-        Param("budget.lr", "float", 1e-3, 3e-2, log=True),
-        Param("method.threshold_margin", "float", 0.0, 0.3),  # drawn for memft (and memft_curriculum)
-        Param("method.budget_ratio", "float", 0.3, 1.0),
-        Param("method.sw_window", "int", 10, 200, log=True),  # drawn for memft_sw
-        Param("method.sw_decay", "float", 5.0, 80.0, log=True),
-        Param("method.sw_kappa", "float", 2.0, 30.0, log=True),
+        # SFT is a point of this space twice over: as a method, and as mix = 0 of memft (bit for bit).
+        Param("method.name", "categorical", choices=("sft", "memft", "memft_sw", "memft_curriculum")),
+        Param("method.mix", "float", 0.0, 1.0),  # drawn for memft and memft_curriculum
+        Param("method.threshold_margin", "float", 0.0, 0.3),
     ),
-    description="MemFT knobs (margin, budget ratio, sliding window) and lr, with SFT as a choice",
+    description="MemFT's method, mix λ (0 = SFT, 1 = OT) and margin at the sweep's fixed budget and lr",
 )
 
 FAULT_DRILL = OptunaSpace(

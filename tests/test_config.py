@@ -32,7 +32,7 @@ BAD = [
     pytest.param({"adapter": {"rank": 0}}, "adapter.rank", ["[1, 65536]", "got 0"], id="rank-0"),
     pytest.param({"method": {"threshold_margin": 0.7}}, "method.threshold_margin", ["[0.0, 0.5)", "got 0.7"],
                  id="margin-0.7"),
-    pytest.param({"method": {"budget_ratio": 1.5}}, "method.budget_ratio", ["[0.0, 1.0]", "got 1.5"],
+    pytest.param({"method": {"mix": 1.5}}, "method.mix", ["[0.0, 1.0]", "got 1.5"],
                  id="ratio-1.5"),
     pytest.param({"budget": {"lr": -1}}, "budget.lr", ["(0.0, 10.0]", "got -1"], id="lr-negative"),
     pytest.param({"budget": {"lr": float("nan")}}, "budget.lr", ["finite", "(0.0, 10.0]"], id="lr-nan"),
@@ -80,21 +80,21 @@ def test_bad_input_names_field_and_what_is_allowed(data, field, says):
 
 
 def test_error_text_starts_with_dotted_field():
-    with pytest.raises(ConfigError, match=r"^method\.budget_ratio: must be in \[0\.0, 1\.0\], got 1\.5$"):
-        TrialConfig.from_dict({"method": {"budget_ratio": 1.5}})
+    with pytest.raises(ConfigError, match=r"^method\.mix: must be in \[0\.0, 1\.0\], got 1\.5$"):
+        TrialConfig.from_dict({"method": {"mix": 1.5}})
 
 
 def test_several_errors_are_reported_together():
     problems = problems_of({
         "adapter": {"rank": 0, "rnak": 3},
         "budget": {"lr": -1},
-        "method": {"name": "foo", "budget_ratio": 2},
+        "method": {"name": "foo", "mix": 2},
         "bogus": 1,
     })
     # range problems are reported even beside an unknown key or a wrong type in the same section
     assert set(problems) == {"adapter.rank", "adapter.rnak", "budget.lr", "method.name",
-                             "method.budget_ratio", "bogus"}
-    assert "[1, 65536]" in problems["adapter.rank"] and "[0.0, 1.0]" in problems["method.budget_ratio"]
+                             "method.mix", "bogus"}
+    assert "[1, 65536]" in problems["adapter.rank"] and "[0.0, 1.0]" in problems["method.mix"]
 
 
 def test_several_errors_are_reported_together_with_a_bad_preset():
@@ -216,10 +216,10 @@ def test_missing_yaml_file(tmp_path):
 
 def test_yaml_errors_name_fields(tmp_path):
     path = tmp_path / "t.yaml"
-    path.write_text("adapter: {rank: 0}\nmethod: {budget_ratio: 1.5}\n")
+    path.write_text("adapter: {rank: 0}\nmethod: {mix: 1.5}\n")
     with pytest.raises(ConfigError) as err:
         TrialConfig.from_yaml(str(path))
-    assert [p.field for p in err.value.problems] == ["adapter.rank", "method.budget_ratio"]
+    assert [p.field for p in err.value.problems] == ["adapter.rank", "method.mix"]
 
 
 # -- hashing and round trips -------------------------------------------------------------------------

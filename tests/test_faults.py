@@ -195,7 +195,8 @@ def test_r3_driver_killed_under_optuna_resumes_with_every_trial_once(tmp_path, r
     path = tmp_path / "r3.yaml"
     path.write_text(yaml.safe_dump({
         "name": "r3", "trial": R3_TRIAL, "space": "memft_optuna", "num_samples": 6, "max_concurrency": 2,
-        "search": {"kind": "optuna", "sampler": "tpe", "metrics": ["frac_p_gt_half"], "modes": ["max"], "seed": 5},
+        "search": {"kind": "optuna", "sampler": "tpe", "metrics": ["frac_p_gt_half"], "modes": ["max"], "seed": 5,
+                   "validate_top": 0},
         "resources": {"cpu": 1}, "storage_path": str(tmp_path / "runs"), "checkpoint_every": 1}))
     experiment = tmp_path / "runs" / "r3"
     with open(tmp_path / "sweep.log", "wb") as log:

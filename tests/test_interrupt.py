@@ -97,7 +97,8 @@ def test_asha_stops_are_pruned_not_fitted_and_ctrl_c_under_asha_trains_on(tmp_pa
     from conftest import print_figure
 
     sweep_file = write_sweep(tmp_path, name="asha", space="memft_optuna", scheduler="asha", num_samples=8,
-                             search={"kind": "optuna", "metrics": [K.LOSS_FINAL], "modes": ["min"], "seed": 2})
+                             search={"kind": "optuna", "metrics": [K.LOSS_FINAL], "modes": ["min"], "seed": 2,
+                                     "validate_top": 0})
     experiment = tmp_path / "runs" / "asha"
     proc = start("sweep", str(sweep_file), log=tmp_path / "first.log")
     interrupt_when(proc, experiment, entries=3)

@@ -19,15 +19,19 @@ from trainables.memft import (
     WindowState,
     any_subthreshold,
     batch_for_step,
-    budget_weights,
     curriculum_size,
     curriculum_stage_start,
+    epoch_curriculum,
     first_false,
     learned_threshold,
     mean_weights,
+    mixed_weights,
+    ot_weights,
     position_factor,
     sliding_window_weights,
+    steps_per_epoch,
 )
+
 
 
 def nll(*probs: float) -> list[float]:
@@ -60,7 +64,7 @@ def test_loss_exactly_ln2_is_subthreshold_and_just_below_is_learned():
     below = torch.nextafter(ln2, torch.tensor(0.0))
     losses = torch.stack([ln2, below, torch.tensor(3.0)]).unsqueeze(0)  # p = 0.5, p > 0.5, p small
     mask = torch.ones(1, 3, dtype=torch.bool)
-    w = budget_weights(losses, mask, margin=0.0, ratio=1.0)
+    w = ot_weights(losses, mask, margin=0.0)
     torch.testing.assert_close(w, tensor([[0.5, 0.0, 0.5]]), rtol=0, atol=0)
     assert any_subthreshold(ln2.view(1, 1), torch.ones(1, 1, dtype=torch.bool), 0.0)
     assert not any_subthreshold(below.view(1, 1), torch.ones(1, 1, dtype=torch.bool), 0.0)
@@ -72,12 +76,12 @@ def test_any_subthreshold_ignores_padding():
     assert any_subthreshold(losses, bools([[1, 1]]), 0.0)
 
 
-# -- OT, margin and budget ratio ---------------------------------------------------------------------
+# -- OT, margin and the mix λ ---------------------------------------------------------------------
 def test_ot_weights_hand_computed_with_padding():
     # p = 0.9 (learned), 0.4 and 0.1 (sub-threshold), then a padded slot with a large loss.
     losses = tensor([nll(0.9, 0.4, 0.1) + [7.0]])
     mask = bools([[1, 1, 1, 0]])
-    w = budget_weights(losses, mask, margin=0.0, ratio=1.0)
+    w = ot_weights(losses, mask, margin=0.0)
     torch.testing.assert_close(w, tensor([[0.0, 0.5, 0.5, 0.0]]), rtol=0, atol=0)
 
 
@@ -85,69 +89,92 @@ def test_ot_weights_pool_over_batch_rows():
     # [2, 3]: S = {(0,1), (1,0)}; padding at (1,2) has a big loss but must stay at 0.
     losses = tensor([nll(0.8, 0.3, 0.99), nll(0.2, 0.7) + [9.0]])
     mask = bools([[1, 1, 1], [1, 1, 0]])
-    w = budget_weights(losses, mask, margin=0.0, ratio=1.0)
+    w = ot_weights(losses, mask, margin=0.0)
     torch.testing.assert_close(w, tensor([[0.0, 0.5, 0.0], [0.5, 0.0, 0.0]]), rtol=0, atol=0)
 
 
 def test_margin_moves_token_between_half_and_half_plus_m_into_s():
     losses = tensor([nll(0.9, 0.6, 0.3)])  # 0.6 lies in (0.5, 0.5 + 0.2]
     mask = torch.ones(1, 3, dtype=torch.bool)
-    plain = budget_weights(losses, mask, margin=0.0, ratio=1.0)
-    margin = budget_weights(losses, mask, margin=0.2, ratio=1.0)
+    plain = ot_weights(losses, mask, margin=0.0)
+    margin = ot_weights(losses, mask, margin=0.2)
     torch.testing.assert_close(plain, tensor([[0.0, 0.0, 1.0]]), rtol=0, atol=0)
     torch.testing.assert_close(margin, tensor([[0.0, 0.5, 0.5]]), rtol=0, atol=0)
     assert not any_subthreshold(losses[:, :2], mask[:, :2], 0.0)
     assert any_subthreshold(losses[:, :2], mask[:, :2], 0.2)
 
 
-@pytest.mark.parametrize("ratio, w_sub, w_learned", [
-    (1.0, 1 / 2, 0.0),  # OT
-    (0.0, 0.0, 1 / 3),  # all weight on A
-    (0.25, 0.25 / 2, 0.75 / 3),
-    (0.4, 0.4 / 2, 0.6 / 3),  # |S|/T: SFT
-])
-def test_budget_ratio_splits_weight_between_s_and_a(ratio, w_sub, w_learned):
-    losses = tensor([nll(0.9, 0.2, 0.8, 0.45, 0.7)])  # S = positions 1, 3; A = 0, 2, 4
+@pytest.mark.parametrize("mix", [0.0, 0.25, 0.6, 1.0])
+def test_mix_weights_hand_computed(mix):
+    losses = tensor([nll(0.9, 0.2, 0.8, 0.45, 0.7)])  # S = positions 1, 3; A = 0, 2, 4; T = 5
     mask = torch.ones(1, 5, dtype=torch.bool)
-    w = budget_weights(losses, mask, margin=0.0, ratio=ratio)
+    w = mixed_weights(losses, mask, margin=0.0, mix=mix)
+    w_sub, w_learned = (1 - mix) / 5 + mix / 2, (1 - mix) / 5
     expected = tensor([[w_learned, w_sub, w_learned, w_sub, w_learned]])
     torch.testing.assert_close(w, expected, rtol=1e-6, atol=0)
-    assert float(w[:, [1, 3]].sum()) == pytest.approx(ratio, abs=1e-6)
+    # the share on S is |S|/T + λ (1 − |S|/T): never below SFT's, and a learned token never above 1/T
+    assert float(w[:, [1, 3]].sum()) == pytest.approx(2 / 5 + mix * (1 - 2 / 5), abs=1e-6)
+    assert float(w[0, 0]) <= 1 / 5 + 1e-6
+
+
+def test_a_large_learned_set_gets_no_more_than_its_sft_weight():
+    """The old absolute ratio ρ = 0.59 gave 10 learned tokens of 1024 41 % of the weight; the mix can't."""
+    losses = torch.full((1, 1024), 3.0)
+    losses[0, :10] = 0.01  # 10 learned tokens
+    mask = torch.ones(1, 1024, dtype=torch.bool)
+    for mix in (0.0, 0.41, 1.0):
+        w = mixed_weights(losses, mask, 0.0, mix)
+        assert float(w[0, :10].sum()) == pytest.approx((1 - mix) * 10 / 1024, rel=1e-5)
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_ratio_equal_to_subthreshold_share_reproduces_sft_exactly(seed):
+def test_mix_zero_is_sft_bit_for_bit(seed):
     g = torch.Generator().manual_seed(seed)
     losses = torch.rand(2, 7, generator=g) * 2.0
     mask = torch.ones(2, 7, dtype=torch.bool)
     mask[1, 4:] = False
     n_sub = int((mask & (losses >= LN2)).sum())
-    n = int(mask.sum())
-    assert 0 < n_sub < n  # both sets non-empty, else the test would not test the ratio
-    w = budget_weights(losses, mask, margin=0.0, ratio=n_sub / n)
-    assert torch.equal(w, mean_weights(mask))
-    torch.testing.assert_close(w[mask], torch.full((n,), 1.0 / n), rtol=0, atol=0)
-    assert float(w[~mask].abs().sum()) == 0.0
+    assert 0 < n_sub < int(mask.sum())  # both sets non-empty, else the test would not test the mix
+    for margin in (0.0, 0.2):
+        for empty in ("mean", "skip"):
+            w = mixed_weights(losses, mask, margin=margin, mix=0.0, empty=empty)
+            assert torch.equal(w, mean_weights(mask))
+            assert torch.equal((losses * w).sum(), (losses * mean_weights(mask)).sum())  # the loss, bit for bit
 
 
-@pytest.mark.parametrize("ratio", [0.0, 0.3, 1.0])
+def test_mix_one_is_ot_and_skip_leaves_nothing_when_all_learned():
+    losses = tensor([nll(0.9, 0.3, 0.8)])
+    mask = torch.ones(1, 3, dtype=torch.bool)
+    assert torch.equal(mixed_weights(losses, mask, 0.0, 1.0), ot_weights(losses, mask, 0.0))
+    learned = tensor([nll(0.9, 0.7, 0.8)])
+    assert float(mixed_weights(learned, mask, 0.0, 1.0, "skip").abs().sum()) == 0.0
+    torch.testing.assert_close(mixed_weights(learned, mask, 0.0, 0.25, "skip"), torch.full((1, 3), 0.75 / 3))
+    torch.testing.assert_close(mixed_weights(learned, mask, 0.0, 0.25, "mean"), torch.full((1, 3), 1 / 3))
+
+
+def test_mix_outside_unit_interval_is_refused():
+    with pytest.raises(ValueError, match="mix"):
+        mixed_weights(torch.zeros(1, 2), torch.ones(1, 2, dtype=torch.bool), 0.0, 1.5)
+
+
+@pytest.mark.parametrize("mix", [0.0, 0.3, 1.0])
 @pytest.mark.parametrize("probs, what", [((0.9, 0.8, 0.99), "empty S"), ((0.1, 0.4, 0.5), "empty A")])
-def test_one_empty_set_gives_the_plain_mean(ratio, probs, what):
+def test_one_empty_set_gives_the_plain_mean(mix, probs, what):
     losses = tensor([nll(*probs) + [4.0]])
     mask = bools([[1, 1, 1, 0]])
-    w = budget_weights(losses, mask, margin=0.0, ratio=ratio)
+    w = mixed_weights(losses, mask, margin=0.0, mix=mix)
     torch.testing.assert_close(w, tensor([[1 / 3, 1 / 3, 1 / 3, 0.0]]), rtol=1e-6, atol=0, msg=what)
 
 
 @pytest.mark.parametrize("margin", [0.0, 0.1, 0.3])
-@pytest.mark.parametrize("ratio", [0.0, 0.2, 0.5, 1.0])
-def test_weights_sum_to_one_and_vanish_on_padding(margin, ratio):
+@pytest.mark.parametrize("mix", [0.0, 0.2, 0.5, 1.0])
+def test_weights_sum_to_one_and_vanish_on_padding(margin, mix):
     g = torch.Generator().manual_seed(7)
     losses = torch.rand(3, 6, generator=g) * 2.5
     mask = torch.ones(3, 6, dtype=torch.bool)
     mask[0, 5:] = False
     mask[2, 2:] = False
-    w = budget_weights(losses, mask, margin=margin, ratio=ratio)
+    w = mixed_weights(losses, mask, margin=margin, mix=mix)
     assert float(w.sum()) == pytest.approx(1.0, abs=1e-6)
     assert float(w[~mask].abs().sum()) == 0.0
     assert bool((w >= 0).all())
@@ -244,12 +271,12 @@ def test_sliding_window_rows_have_their_own_anchor():
     torch.testing.assert_close(w, raw / raw.sum(), rtol=1e-5, atol=1e-7)
 
 
-def update(state: WindowState, anchor: int | None, seq: int = 0) -> float:
+def update(state: WindowState, anchor: int | None, seq: int = 0, rule: str = "per_patience") -> float:
     k = WindowKnobs()
-    return state.update(seq, anchor, k.growth, k.max_expansion, k.patience)
+    return state.update(seq, anchor, k.growth, k.max_expansion, k.patience, rule)
 
 
-def test_window_expansion_grows_after_three_stalls_caps_at_four_and_resets():
+def test_window_expansion_per_patience_grows_after_three_stalls_caps_at_four_and_resets():
     state = WindowState()
     assert update(state, 7) == 1.0  # first sight of the anchor
     assert [update(state, 7) for _ in range(3)] == [1.0, 1.0, 1.5]  # 3 stalled steps -> +0.5
@@ -259,6 +286,17 @@ def test_window_expansion_grows_after_three_stalls_caps_at_four_and_resets():
     assert seen[:9] == [2.0, 2.0, 2.5, 2.5, 2.5, 3.0, 3.0, 3.0, 3.5]
     assert update(state, 9) == 1.0  # the anchor moved
     assert [update(state, 9) for _ in range(3)] == [1.0, 1.0, 1.5]
+
+
+def test_window_expansion_official_grows_every_step_once_stalled_three():
+    """The official trainer: stalls 1, 2 keep e = 1; from the 3rd stalled step on, +0.5 per step to 4."""
+    assert WindowKnobs().growth_rule == "every_step"  # the default is the official rule
+    state = WindowState()
+    assert update(state, 7, rule="every_step") == 1.0
+    seen = [update(state, 7, rule="every_step") for _ in range(10)]
+    assert seen == [1.0, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.0, 4.0]  # the cap after 9 steps in all
+    assert update(state, 8, rule="every_step") == 1.0  # the anchor moved: reset
+    assert [update(state, 8, rule="every_step") for _ in range(3)] == [1.0, 1.0, 1.5]
 
 
 def test_window_expansion_resets_when_no_error_and_sequences_are_independent():
@@ -276,7 +314,7 @@ def test_expanded_window_reaches_further_in_the_weights():
     losses = torch.full((1, 8), 2.0)
     correct = bools([[1, 0, 1, 1, 1, 1, 1, 1]])  # anchor 1
     mask = torch.ones(1, 8, dtype=torch.bool)
-    state, knobs = WindowState(), WindowKnobs(window=2)
+    state, knobs = WindowState(), WindowKnobs(window=2, growth_rule="per_patience")
     runs = [sliding_window_weights(losses, correct, mask, [0], state, knobs) for _ in range(4)]
     # steps 1-3: W = 2 -> t = 3 is beyond; step 4: e = 1.5, W = 3 -> t = 3 is inside
     for w in runs[:3]:
@@ -325,6 +363,26 @@ def test_stage_start_is_the_first_step_of_the_same_stage(total, stages):
         assert 0 <= start <= step
         assert size(start) == size(step)
         assert start == 0 or size(start - 1) < size(start)
+
+
+@pytest.mark.parametrize("pool, batch, steps", [(10, None, 1), (10, 10, 1), (10, 3, 4), (2, 3, 1), (9, 3, 3)])
+def test_steps_per_epoch(pool, batch, steps):
+    assert steps_per_epoch(pool, batch) == steps
+
+
+def test_epoch_curriculum_full_batch_has_the_official_boundaries_20_40_60_80():
+    # full-batch training: one step is one epoch; 5 stages of 20 epochs, the full set the rest
+    got = [epoch_curriculum(s, stages=5, stage_epochs=20, n=10, batch_size=None) for s in range(200)]
+    expected = [(2, 0)] * 20 + [(4, 20)] * 20 + [(6, 40)] * 20 + [(8, 60)] * 20 + [(10, 80)] * 120
+    assert got == expected
+
+
+def test_epoch_curriculum_counts_epochs_over_each_stage_pool():
+    # n = 10, batch 3, K = 5, E = 2: pools 2, 4, 6, 8 take 1, 2, 2, 3 steps per epoch -> stages of
+    # 2, 4, 4, 6 steps starting at 0, 2, 6, 10; the full set from step 16 on
+    got = [epoch_curriculum(s, 5, 2, 10, 3) for s in range(20)]
+    expected = ([(2, 0)] * 2 + [(4, 2)] * 4 + [(6, 6)] * 4 + [(8, 10)] * 6 + [(10, 16)] * 4)
+    assert got == expected
 
 
 # -- batches -------------------------------------------------------------------------------------------

@@ -34,7 +34,22 @@ FOREIGN = [
     ("memft", {"curriculum_stages": 3}, "memft_curriculum"),
     ("memft_sw", {"when_all_learned": "skip"}, "memft or memft_curriculum"),
     ("memft_curriculum", {"sw_patience": 9}, "memft_sw"),
+    ("memft", {"curriculum_schedule": "equal"}, "memft_curriculum"),
+    ("memft_curriculum", {"sw_growth_rule": "per_patience"}, "memft_sw"),
 ]
+
+
+def test_stage_epochs_only_for_the_epochs_schedule():
+    with pytest.raises(ConfigError, match=r"^method\.curriculum_stage_epochs: only for curriculum_schedule epochs"):
+        TrialConfig.from_dict({"method": {"name": "memft_curriculum", "curriculum_schedule": "equal",
+                                          "curriculum_stage_epochs": 3}})
+    TrialConfig.from_dict({"method": {"name": "memft_curriculum", "curriculum_stage_epochs": 3}})
+
+
+def test_the_defaults_are_the_official_trainer():
+    m = MethodConfig()
+    assert (m.sw_growth_rule, m.curriculum_schedule, m.curriculum_stage_epochs) == ("every_step", "epochs", 20)
+    assert m.mix == 1.0 and m.threshold_margin == 0.0  # memft's defaults are OT
 
 
 @pytest.mark.parametrize("name, knob, owners", FOREIGN)
@@ -47,8 +62,8 @@ def test_a_knob_of_another_method_is_refused_with_its_field_and_owners(name, kno
 
 def test_every_foreign_knob_is_reported_at_once_and_defaults_pass():
     with pytest.raises(ConfigError) as err:
-        TrialConfig.from_dict({"method": {"name": "sft", "sw_window": 5, "budget_ratio": 0.5}})
-    assert {p.field for p in err.value.problems} == {"method.sw_window", "method.budget_ratio"}
+        TrialConfig.from_dict({"method": {"name": "sft", "sw_window": 5, "mix": 0.5}})
+    assert {p.field for p in err.value.problems} == {"method.sw_window", "method.mix"}
     # a knob written out at its default is not a setting: sweeps and records write whole sections
     TrialConfig.from_dict({"method": {**MethodConfig().to_dict(), "name": "sft"}})
     for name, row in METHODS.items():
@@ -100,6 +115,6 @@ def test_optuna_spaces_draw_a_method_knob_only_for_the_methods_that_own_it(space
 def test_a_params_methods_are_its_owners_in_the_table():
     assert Param("method.sw_window", "int", 1, 9).methods == ("memft_sw",)
     assert Param("budget.lr", "float", 1e-3, 1e-2).methods == Param("method.name", "categorical").methods == ()
-    widened = OptunaSpace((Param("method.budget_ratio", "float", 0.3, 1.0),)).with_ranges(
-        {"method.budget_ratio": [0.1, 0.9]})
-    assert widened.params[0].methods == knob_owners("budget_ratio") == ("memft", "memft_curriculum")
+    widened = OptunaSpace((Param("method.mix", "float", 0.3, 1.0),)).with_ranges(
+        {"method.mix": [0.1, 0.9]})
+    assert widened.params[0].methods == knob_owners("mix") == ("memft", "memft_curriculum")

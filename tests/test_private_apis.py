@@ -48,6 +48,22 @@ def test_optuna_search_keeps_its_optuna_trials_by_tune_trial_id():
     assert "_completed_trials" in inspect.getsource(OptunaSearch.on_trial_complete)
 
 
+def test_nsga2_sampler_lock_is_the_one_attribute_that_blocks_pickling():
+    """orchestrator/optuna_study.py:nsga2_sampler drops `_thread_lock` from the pickle and makes it anew."""
+    import threading
+
+    import optuna
+    import ray.cloudpickle as cp
+
+    from orchestrator.optuna_study import nsga2_sampler
+
+    sampler = nsga2_sampler(0)
+    assert isinstance(sampler, optuna.samplers.NSGAIISampler)
+    assert isinstance(sampler._thread_lock, type(threading.Lock()))
+    back = cp.loads(cp.dumps(sampler))
+    assert isinstance(back._thread_lock, type(threading.Lock())) and back._thread_lock is not sampler._thread_lock
+
+
 def test_optuna_frozen_trials_carry_their_storage_id(tmp_path):
     """orchestrator/optuna_study.py:fail_orphaned_trials sets a user attribute by `trial._trial_id`."""
     import optuna

@@ -18,7 +18,7 @@ from trainables import metric_names as K
 
 
 def _record(trial_id: str, method: str, em: float, frac: float, margin: float = 0.0, ratio: float = 1.0):
-    config = {"method": {"name": method, "threshold_margin": margin, "budget_ratio": ratio},
+    config = {"method": {"name": method, "threshold_margin": margin, "mix": ratio},
               "budget": {"lr": 0.01}}
     return TrialRecord(trial_id, "s", "ok", config, {K.GREEDY_EXACT_MATCH: em, K.FRAC_P_GT_HALF: frac,
                                                       K.GREEDY_TOKEN_ACC: frac})
@@ -29,7 +29,7 @@ def test_best_optuna_is_the_best_memft_trial_by_exact_match_then_certified_share
                _record("c", "memft", 0.5, 0.95, 0.2, 0.4), _record("d", "memft_sw", 0.9, 0.9)]
     best = reproduction.best_optuna(records)
     assert best["trial_id"] == "c"  # SFT and SW are not margin/budget settings, even when better
-    assert best["values"] == {"method.threshold_margin": 0.2, "method.budget_ratio": 0.4, "budget.lr": 0.01}
+    assert best["values"] == {"method.threshold_margin": 0.2, "method.mix": 0.4, "budget.lr": 0.01}
     assert (best["memft_trials"], best["trials"]) == (2, 4)
     assert reproduction.best_optuna([_record("a", "sft", 1.0, 1.0)]) is None
 

@@ -23,14 +23,16 @@ SMOKE_TRIAL = {"model": {"name": "tiny-xs"}, "data": {"kind": "random", "target_
 #: One small sweep per kind: the space it needs and a search section that exercises its knobs.
 SMOKE = {
     "grid": {"space": "law_grid_smoke", "search": {"kind": "grid"}, "num_samples": 2},
-    "optuna": {"space": "memft_optuna", "search": {"kind": "optuna", "metrics": [K.FRAC_P_GT_HALF], "seed": 3},
+    "optuna": {"space": "memft_optuna", "search": {"kind": "optuna", "metrics": [K.FRAC_P_GT_HALF], "seed": 3,
+                                                            "validate_top": 0},
                "num_samples": 4},
     "adaptive": {"space": "law_grid_cpu", "search": {"kind": "adaptive", "initial_points": 5, "max_trials": 7,
                                                      "alpha_tol": 1e-9, "beta_tol": 1e-9}},
 }
 #: A value other than the default for every knob, valid for the kinds that own it.
 OTHER_VALUE = {"sampler": "nsga2", "metrics": [K.WALL_S], "modes": ["min"], "seed": 7, "alpha_tol": 0.2,
-               "beta_tol": 0.2, "max_trials": 9, "initial_points": 8}
+               "beta_tol": 0.2, "max_trials": 9, "initial_points": 8,
+               "validate_top": 1, "validate_seeds": 3}
 
 
 def smoke_sweep(kind: str, tmp_path) -> SweepConfig:

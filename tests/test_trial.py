@@ -141,7 +141,7 @@ BAD_TRIALS = [
     ("budget: {steps: many}", "budget.steps", "integer"),
     ("data: {kind: text, text_file: /nonexistent/x.txt}", "data.text_file", "no such file"),
     ("data: {kind: text, target_tokens: 100000}", "data.target_tokens", "must be <="),
-    ("method: {name: memft, budget_ratio: 2}", "method.budget_ratio", "[0.0, 1.0]"),
+    ("method: {name: memft, mix: 2}", "method.mix", "[0.0, 1.0]"),
 ]
 
 

@@ -7,18 +7,29 @@ Notation (docs/science.md §3)
     m         threshold margin >= 0: a token is learned only when p_t > 0.5 + m,
               i.e. when L_t < τ with τ = -ln(0.5 + m)  (τ = ln 2 at m = 0)
     S, A      sub-threshold set {L_t >= τ} and learned set {L_t < τ}, both within mask
-    ρ         budget ratio: share of the total weight given to S; A gets 1 - ρ
-    w_t       weight of token t; the loss is Σ w_t L_t / Σ w_t, with no gradient through w
+    T         number of real target tokens of the step's batch (Σ mask)
+    λ         mixing weight in [0, 1] (`method.mix`)
+    w_t       weight of token t; the loss is Σ w_t L_t, with no gradient through w
 
-Special cases: ρ = 1 is MemFT-OT (only sub-threshold tokens train); ρ = |S|/T gives every token
-1/T, which is plain fine-tuning (SFT). When one of S and A is empty the other takes all the weight;
-when S is empty and the caller asked to skip, the step's update is skipped instead.
+    w = (1 - λ) · w_SFT + λ · w_OT(m),   w_SFT = mask / T,   w_OT(m) = 1[t in S] / |S|
+
+λ = 0 is SFT exactly (1.0 · x + 0.0 · y is x in floating point, so the loss is SFT's bit for bit);
+λ = 1 is MemFT-OT at margin m. The share of the weight on S is |S|/T + λ (1 - |S|/T): never below
+SFT's, so a learned token never weighs more than under SFT. When S is empty, w_OT is the plain mean
+(`when_all_learned: mean`) or zero (`skip`: w = (1 - λ) w_SFT, summing to 1 - λ; at λ = 1 nothing is
+left and the step's update is skipped, the official trainer's zero_bp).
 
 The sliding-window variant (MemFT-SW, one long sample) weights token t by
 σ(κ(L_t - ln 2)) times a position factor around the anchor a (the first teacher-forced argmax
 error): 1 before a, exp(-(t - a)/decay) inside [a, a + W), `beyond` after, with W = window · e and
-e growing while the anchor stalls. All functions here are pure torch and run without gradients;
-which method uses which of them, and with which knobs, is the table in trainables/methods.py.
+e growing while the anchor stalls (by default as the official trainer: by `growth` at every step
+once the anchor has stalled `patience` steps; `WindowState.update`).
+
+The curriculum trains on a growing prefix of a seeded order, stage k of K holding ⌈N (k + 1)/K⌉
+sequences. Schedule "epochs" (official): stage k lasts E epochs over its pool (boundaries at epochs
+20, 40, 60, 80 for K = 5, E = 20) and the full set takes the rest; "equal": K equal shares of the
+step budget. All functions here are pure torch and run without gradients; which method uses which
+of them, and with which knobs, is the table in trainables/methods.py.
 """
 
 from __future__ import annotations
@@ -49,17 +60,23 @@ def mean_weights(mask: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def budget_weights(losses: torch.Tensor, mask: torch.Tensor, margin: float, ratio: float) -> torch.Tensor:
-    """Weights with share ρ on the sub-threshold set S and 1 - ρ on the learned set A (sum to 1)."""
-    tau = learned_threshold(margin)
-    sub = mask & (losses >= tau)
-    learned = mask & ~sub
-    n_sub, n_learned = int(sub.sum()), int(learned.sum())
-    if n_sub == 0 or n_learned == 0:
-        return mean_weights(mask)
-    w_sub = ratio / n_sub
-    w_learned = (1.0 - ratio) / n_learned
-    return sub.to(torch.float32) * w_sub + learned.to(torch.float32) * w_learned
+def ot_weights(losses: torch.Tensor, mask: torch.Tensor, margin: float, empty: str = "mean") -> torch.Tensor:
+    """MemFT-OT at margin m: 1/|S| on the sub-threshold set S, 0 elsewhere. With S empty: the plain
+    mean (`empty="mean"`) or all zeros (`empty="skip"`)."""
+    sub = mask & (losses >= learned_threshold(margin))
+    n_sub = int(sub.sum())
+    if n_sub == 0:
+        return mean_weights(mask) if empty == "mean" else torch.zeros_like(losses, dtype=torch.float32)
+    return sub.to(torch.float32) / n_sub
+
+
+@torch.no_grad()
+def mixed_weights(losses: torch.Tensor, mask: torch.Tensor, margin: float, mix: float,
+                  empty: str = "mean") -> torch.Tensor:
+    """w = (1 - λ) · w_SFT + λ · w_OT(m); sums to 1, or to 1 - λ when S is empty and `empty="skip"`."""
+    if not 0.0 <= mix <= 1.0:
+        raise ValueError(f"mix must be in [0, 1], got {mix}")
+    return (1.0 - mix) * mean_weights(mask) + mix * ot_weights(losses, mask, margin, empty)
 
 
 def any_subthreshold(losses: torch.Tensor, mask: torch.Tensor, margin: float) -> bool:
@@ -94,8 +111,14 @@ class WindowState:
 
         return cls(keyed(d["anchor"]), keyed(d["stall"]), keyed(d["expansion"]))
 
-    def update(self, seq: int, anchor: int | None, growth: float, max_expansion: float, patience: int) -> float:
-        """Record this step's anchor for `seq` and return the window expansion e to use now."""
+    def update(self, seq: int, anchor: int | None, growth: float, max_expansion: float, patience: int,
+               rule: str = "every_step") -> float:
+        """Record this step's anchor for `seq` and return the window expansion e to use now.
+
+        rule "every_step" (the official trainer): once the anchor has stalled `patience` steps, e grows
+        by `growth` at every further stalled step. "per_patience": e grows once per `patience` stalled
+        steps (the stall counter restarts after each growth). Both cap e at `max_expansion` and reset it
+        to 1 when the anchor moves or the sequence has no error."""
         if anchor is None or self.anchor.get(seq) != anchor:
             self.anchor[seq] = -1 if anchor is None else anchor
             self.stall[seq] = 0
@@ -104,7 +127,8 @@ class WindowState:
         self.stall[seq] = self.stall.get(seq, 0) + 1
         if self.stall[seq] >= patience:
             self.expansion[seq] = min(self.expansion.get(seq, 1.0) + growth, max_expansion)
-            self.stall[seq] = 0
+            if rule == "per_patience":
+                self.stall[seq] = 0
         return self.expansion.get(seq, 1.0)
 
 
@@ -122,6 +146,7 @@ class WindowKnobs:
     growth: float = _DEFAULT.sw_growth
     max_expansion: float = _DEFAULT.sw_max_expansion
     patience: int = _DEFAULT.sw_patience
+    growth_rule: str = _DEFAULT.sw_growth_rule
 
     @classmethod
     def of(cls, method: MethodConfig) -> WindowKnobs:
@@ -148,7 +173,8 @@ def sliding_window_weights(losses: torch.Tensor, correct: torch.Tensor, mask: to
     for row, seq in enumerate(seq_ids):
         a = int(anchors[row])
         has_error = a < int(lengths[row])
-        e = state.update(seq, a if has_error else None, knobs.growth, knobs.max_expansion, knobs.patience)
+        e = state.update(seq, a if has_error else None, knobs.growth, knobs.max_expansion, knobs.patience,
+                         knobs.growth_rule)
         if has_error:
             factor = position_factor(losses.shape[1], a, knobs.window * e, knobs.decay, knobs.beyond)
             weights[row] = base[row] * factor.to(base.device)
@@ -159,15 +185,40 @@ def sliding_window_weights(losses: torch.Tensor, correct: torch.Tensor, mask: to
 
 
 def curriculum_size(step: int, total_steps: int, stages: int, n: int) -> int:
-    """Sequences active at `step`: a growing prefix, 1/stages, 2/stages, ... of the data (>= 1)."""
+    """Schedule "equal": sequences active at `step`, a growing prefix, 1/stages, 2/stages, ... of the
+    data (>= 1), over `stages` equal shares of the step budget."""
     stage = min(stages - 1, (step * stages) // total_steps)
     return max(1, math.ceil(n * (stage + 1) / stages))
 
 
 def curriculum_stage_start(step: int, total_steps: int, stages: int) -> int:
-    """The first step of the stage that `step` lies in (batches are drawn per stage)."""
+    """Schedule "equal": the first step of the stage that `step` lies in (batches are drawn per stage)."""
     stage = min(stages - 1, (step * stages) // total_steps)
     return -(-stage * total_steps // stages)
+
+
+def stage_size(stage: int, stages: int, n: int) -> int:
+    """Sequences in stage k (0-based) of K: the first ⌈n (k + 1) / K⌉ of the order (>= 1)."""
+    return max(1, math.ceil(n * (stage + 1) / stages))
+
+
+def steps_per_epoch(pool_size: int, batch_size: int | None) -> int:
+    """Optimizer steps in one pass over a pool: 1 for full-batch training."""
+    return 1 if batch_size is None or batch_size >= pool_size else -(-pool_size // batch_size)
+
+
+def epoch_curriculum(step: int, stages: int, stage_epochs: int, n: int, batch_size: int | None) -> tuple[int, int]:
+    """Schedule "epochs" (the official trainer): stage k of K lasts `stage_epochs` epochs over its own
+    pool, and the last stage (the full set) takes the rest of the budget. With K = 5 and 20 epochs the
+    boundaries are at epochs 20, 40, 60, 80. Returns (pool size, the stage's first step)."""
+    start = 0
+    for k in range(stages - 1):
+        size = stage_size(k, stages, n)
+        length = stage_epochs * steps_per_epoch(size, batch_size)
+        if step < start + length:
+            return size, start
+        start += length
+    return n, start
 
 
 def batch_for_step(step: int, pool: np.ndarray, batch_size: int | None, seed: int, start_step: int = 0) -> np.ndarray:

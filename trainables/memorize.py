@@ -36,6 +36,7 @@ import torch
 
 from trainables import information, memft, metric_names as K, recall
 from trainables.backends import ADAPTER_FOLDER, SingleProcess, TrialBackend, rank_memory
+from trainables.certification import CertificationTrack
 from trainables.config import TrialConfig
 from trainables.data import MemorizationSet, build_memorization_set, pack, random_candidates
 from trainables.methods import METHODS
@@ -247,6 +248,7 @@ class MemorizationTrial:
         self.loss_init: float | None = None
         self.init_losses: torch.Tensor | None = None  # L_init,t [N, T]: the information measures' reference
         self.steps_to_certified: int | None = None
+        self.certification = CertificationTrack()  # stable certification and losses of it
         self.finished = False  # the final evaluation is done (budget spent or certified early)
         self.greedy_last: dict[str, float] | None = None
 
@@ -254,7 +256,7 @@ class MemorizationTrial:
     def train_step(self) -> float:
         """One step of the method's weighted loss; the backend updates (or only spends the step)."""
         m = self.cfg.method
-        pool, start = self.method.pool(m, self.step, self.cfg.budget.steps, self.order)
+        pool, start = self.method.pool(m, self.step, self.cfg.budget.steps, self.order, self.cfg.budget.batch_size)
         rows = memft.batch_for_step(self.step, pool, self.cfg.budget.batch_size, self.cfg.seed, start)
         self.model.train()
         tf = forward_targets(self.forward_model, self.corpus.batch(rows), with_correct=self.method.needs_correct,
@@ -295,6 +297,7 @@ class MemorizationTrial:
         cert = recall.certificate_metrics(tf)
         if cert[K.FRAC_SEQUENCES_CERTIFIED] == 1.0 and self.steps_to_certified is None:
             self.steps_to_certified = self.step
+        self.certification.observe(self.step, cert[K.FRAC_SEQUENCES_CERTIFIED] == 1.0)
         rows = None
         if greedy:
             match = evaluate_greedy(self.model, self.corpus)
@@ -306,6 +309,7 @@ class MemorizationTrial:
             **(self.greedy_last or {K.GREEDY_TOKEN_ACC: None, K.GREEDY_EXACT_MATCH: None,
                                     K.FIRST_GREEDY_ERROR_POS: None}),
             K.GREEDY_EVALUATED: greedy, K.STEPS_TO_CERTIFIED: self.steps_to_certified,
+            **self.certification.metrics(self.cfg.budget.steps),
             K.TRAINABLE_PARAMS: self.n_params, K.RANK: self.cfg.adapter.rank,
             K.TARGET_TOKENS: self.data.target_tokens,
             K.BITS_PER_PARAM: recall.bits_per_param(self.data.target_tokens, delta, self.n_params),
@@ -362,6 +366,7 @@ class MemorizationTrial:
         return {"step": self.step, "evals_done": self.evals_done, "loss_init": self.loss_init,
                 "wall_s": self.wall_prior + (time.perf_counter() - self._t0),
                 "steps_to_certified": self.steps_to_certified, "greedy_last": self.greedy_last,
+                "certification": self.certification.to_dict(),
                 "window": self.window.to_dict(), "config_hash": self.cfg.config_hash(), "finished": self.finished}
 
     def load_checkpoint(self, folder: Path) -> None:
@@ -373,6 +378,7 @@ class MemorizationTrial:
         self.loss_init, self.wall_prior = state["loss_init"], state["wall_s"]
         self.steps_to_certified, self.greedy_last = state["steps_to_certified"], state["greedy_last"]
         self.window = memft.WindowState.from_dict(state["window"])
+        self.certification = CertificationTrack.from_dict(state.get("certification"))
         self.finished = state.get("finished", False)
         saved = folder / INIT_LOSSES_FILE
         self.init_losses = torch.from_numpy(np.load(saved)) if saved.exists() else None

@@ -42,14 +42,20 @@ def _mean(m: MethodConfig, tf: TeacherForced, rows: np.ndarray, window: WindowSt
     return memft.mean_weights(tf.mask)
 
 
-def _budget(m: MethodConfig, tf: TeacherForced, rows: np.ndarray, window: WindowState) -> torch.Tensor | None:
-    """MemFT: share ρ on sub-threshold tokens; None (skip the update) when none is left and asked to."""
+def _empty_rule(m: MethodConfig) -> str:
+    """What w_OT is when nothing is below threshold: "mean" or "skip" (`auto`: skip for the
+    curriculum, as the official trainer does, mean for memft)."""
+    if m.when_all_learned == "auto":
+        return "skip" if m.name == "memft_curriculum" else "mean"
+    return m.when_all_learned
+
+
+def _mixed(m: MethodConfig, tf: TeacherForced, rows: np.ndarray, window: WindowState) -> torch.Tensor | None:
+    """MemFT: (1 - λ) SFT + λ OT(m); None (skip the update, no backward pass) when nothing is left."""
     from trainables import memft
 
-    losses = tf.losses.detach()
-    if m.when_all_learned == "skip" and not memft.any_subthreshold(losses, tf.mask, m.threshold_margin):
-        return None
-    return memft.budget_weights(losses, tf.mask, m.threshold_margin, m.budget_ratio)
+    w = memft.mixed_weights(tf.losses.detach(), tf.mask, m.threshold_margin, m.mix, _empty_rule(m))
+    return None if not bool((w > 0).any()) else w
 
 
 def _sliding_window(m: MethodConfig, tf: TeacherForced, rows: np.ndarray,
@@ -61,24 +67,30 @@ def _sliding_window(m: MethodConfig, tf: TeacherForced, rows: np.ndarray,
                                         window, memft.WindowKnobs.of(m))
 
 
-def _all_sequences(m: MethodConfig, step: int, steps: int, order: np.ndarray) -> tuple[np.ndarray, int]:
+def _all_sequences(m: MethodConfig, step: int, steps: int, order: np.ndarray,
+                   batch_size: int | None) -> tuple[np.ndarray, int]:
     """Every sequence, from step 0 (one pool for the whole trial)."""
     import numpy as np
 
     return np.arange(len(order)), 0
 
 
-def _curriculum(m: MethodConfig, step: int, steps: int, order: np.ndarray) -> tuple[np.ndarray, int]:
+def _curriculum(m: MethodConfig, step: int, steps: int, order: np.ndarray,
+                batch_size: int | None) -> tuple[np.ndarray, int]:
     """A growing prefix of the seeded order, 1/stages of the data more at each stage."""
     from trainables import memft
 
+    if m.curriculum_schedule == "epochs":
+        size, start = memft.epoch_curriculum(step, m.curriculum_stages, m.curriculum_stage_epochs,
+                                             len(order), batch_size)
+        return order[:size], start
     size = memft.curriculum_size(step, steps, m.curriculum_stages, len(order))
     return order[:size], memft.curriculum_stage_start(step, steps, m.curriculum_stages)
 
 
 # -- the table -----------------------------------------------------------------------------------
 WeightFn = Callable[[Any, Any, Any, Any], Any]  # (MethodConfig, TeacherForced, rows, WindowState) -> [B, T] | None
-PoolFn = Callable[[Any, int, int, Any], Any]  # (MethodConfig, step, steps, order) -> (ids, start step)
+PoolFn = Callable[[Any, int, int, Any, Any], Any]  # (MethodConfig, step, steps, order, batch size) -> (ids, start)
 
 
 @dataclass(frozen=True)
@@ -93,14 +105,16 @@ class Method:
     needs_correct: bool = False
 
 
-BUDGET_KNOBS = ("threshold_margin", "budget_ratio", "when_all_learned")
-WINDOW_KNOBS = ("sw_kappa", "sw_window", "sw_decay", "sw_beyond", "sw_growth", "sw_max_expansion", "sw_patience")
+BUDGET_KNOBS = ("threshold_margin", "mix", "when_all_learned")
+WINDOW_KNOBS = ("sw_kappa", "sw_window", "sw_decay", "sw_beyond", "sw_growth", "sw_max_expansion", "sw_patience",
+                "sw_growth_rule")
+CURRICULUM_KNOBS = ("curriculum_stages", "curriculum_schedule", "curriculum_stage_epochs")
 
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("sft", "plain fine-tuning", (), _mean),
-    Method("memft", "margin/budget", BUDGET_KNOBS, _budget),
+    Method("memft", "(1 - mix) SFT + mix OT at a margin", BUDGET_KNOBS, _mixed),
     Method("memft_sw", "sliding window", WINDOW_KNOBS, _sliding_window, needs_correct=True),
-    Method("memft_curriculum", "memft on a growing data prefix", (*BUDGET_KNOBS, "curriculum_stages"), _budget,
+    Method("memft_curriculum", "memft on a growing data prefix", (*BUDGET_KNOBS, *CURRICULUM_KNOBS), _mixed,
            pool=_curriculum),
 )}
 METHOD_NAMES = tuple(METHODS)
@@ -121,10 +135,12 @@ class MethodConfig(Config):
         "sft", " | ".join(f"{m.name} ({m.summary})" for m in METHODS.values()))
     threshold_margin: float = spec(0.0, "memft: a token counts as learned only when p > 0.5 + m",
                                    lo=0.0, hi=0.5, hi_open=True)
-    budget_ratio: float = spec(1.0, "memft: share of the loss weight given to sub-threshold tokens "
-                                    "(1 = OT)", lo=0.0, hi=1.0)
-    when_all_learned: Literal["mean", "skip"] = spec(
-        "mean", "memft: with no sub-threshold token, use the plain mean, or skip the step's update")
+    mix: float = spec(1.0, "memft: λ in w = (1 - λ) SFT + λ OT(margin); 0 is SFT exactly, 1 is OT",
+                      lo=0.0, hi=1.0)
+    when_all_learned: Literal["auto", "mean", "skip"] = spec(
+        "auto", "memft: with no sub-threshold token, OT's part is the plain mean (mean) or nothing, and the "
+                "update is skipped when nothing is left (skip); auto: skip for memft_curriculum (official), "
+                "mean for memft")
     sw_kappa: float = spec(10.0, "memft_sw: sharpness of the sigmoid base weight", lo=0.0, lo_open=True)
     sw_window: int = spec(50, "memft_sw: base window length in tokens", lo=1)
     sw_decay: float = spec(20.0, "memft_sw: decay length inside the window, tokens", lo=0.0, lo_open=True)
@@ -132,7 +148,15 @@ class MethodConfig(Config):
     sw_growth: float = spec(0.5, "memft_sw: window expansion step when the anchor stalls", lo=0.0)
     sw_max_expansion: float = spec(4.0, "memft_sw: largest window expansion factor", lo=1.0)
     sw_patience: int = spec(3, "memft_sw: steps the anchor must stall before the window grows", lo=1)
+    sw_growth_rule: Literal["every_step", "per_patience"] = spec(
+        "every_step", "memft_sw: every_step (official): grow at every step once stalled sw_patience steps; "
+                      "per_patience: grow once per sw_patience stalled steps")
     curriculum_stages: int = spec(5, "memft_curriculum: stages of the growing data prefix", lo=1, hi=1000)
+    curriculum_schedule: Literal["epochs", "equal"] = spec(
+        "epochs", "memft_curriculum: epochs (official): each stage but the last lasts curriculum_stage_epochs "
+                  "epochs over its pool, the full set the rest; equal: equal shares of the step budget")
+    curriculum_stage_epochs: int = spec(20, "memft_curriculum: epochs per stage (schedule epochs; official 20)",
+                                        lo=1, hi=100000)
 
     def cross_checks(self) -> list[Problem]:
         """A knob of another method, set away from its default, would be silently ignored: refuse it."""
@@ -144,6 +168,10 @@ class MethodConfig(Config):
             if f.name != "name" and f.name not in row.knobs and getattr(self, f.name) != f.default:
                 owners = " or ".join(knob_owners(f.name))
                 problems.append(Problem(f.name, f"only for {owners} (method.name is {self.name})"))
+        epochs_default = type(self).__dataclass_fields__["curriculum_stage_epochs"].default
+        if self.curriculum_schedule == "equal" and self.curriculum_stage_epochs != epochs_default:
+            problems.append(Problem("curriculum_stage_epochs", "only for curriculum_schedule epochs "
+                                                               "(curriculum_schedule is equal)"))
         return problems
 
 

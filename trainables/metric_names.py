@@ -36,6 +36,11 @@ WALL_S = "wall_s"  # training wall time in seconds, summed over resumes
 GREEDY_EVALUATED = "greedy_evaluated"  # whether the greedy keys of this evaluation are fresh
 FINISHED = "finished"  # this evaluation is the trial's last: budget spent, or certified with early_stop_certified
 
+# -- certification that lasts (trainables/certification.py) ---------------------------------------
+STABLE_CERTIFIED_FROM = "stable_certified_from"  # first evaluated step after which every evaluation stayed
+#   fully certified; budget steps + 1 when the latest evaluation is not (a finite, censored value)
+CERTIFICATION_LOSSES = "certification_losses"  # times a fully certified evaluation was followed by one that is not
+
 # -- per-sequence detail in the final result -----------------------------------------------------
 PER_SEQUENCE = "per_sequence"
 SEQ_CERTIFIED = "certified"
@@ -60,6 +65,6 @@ INFORMATION_KEYS = (CANDIDATE_TOKENS, LOSS_CHANCE, LOSS_REF, DROP_BELOW_CHANCE, 
 EVAL_KEYS = (
     STEP, LOSS_INIT, LOSS_FINAL, DELTA_LOSS, FRAC_P_GT_HALF, FIRST_SUBTHRESHOLD_POS, TF_TOKEN_ACC,
     FIRST_TF_ERROR_POS, FRAC_SEQUENCES_CERTIFIED, GREEDY_TOKEN_ACC, GREEDY_EXACT_MATCH,
-    FIRST_GREEDY_ERROR_POS, GREEDY_EVALUATED, STEPS_TO_CERTIFIED, TRAINABLE_PARAMS, RANK,
-    TARGET_TOKENS, *INFORMATION_KEYS, BITS_PER_PARAM, WALL_S, FINISHED,
+    FIRST_GREEDY_ERROR_POS, GREEDY_EVALUATED, STEPS_TO_CERTIFIED, STABLE_CERTIFIED_FROM, CERTIFICATION_LOSSES,
+    TRAINABLE_PARAMS, RANK, TARGET_TOKENS, *INFORMATION_KEYS, BITS_PER_PARAM, WALL_S, FINISHED,
 )

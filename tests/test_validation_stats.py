@@ -1,0 +1,58 @@
+"""The validation's statistics (orchestrator/validation_stats.py) against hand computation."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from orchestrator.validation_stats import NO_WINNER, mean_interval, paired_difference, summarize, verdict
+
+T_975_DF4 = 2.7764451051977987  # Student t, 0.975 quantile, 4 degrees of freedom (tables: 2.776)
+T_975_DF2 = 4.302652729911275  # 2 degrees of freedom (tables: 4.303)
+
+
+def test_mean_interval_by_hand():
+    xs = [0.2, 0.4, 0.4, 0.6, 0.9]  # mean 0.5; deviations -.3 -.1 -.1 .1 .4; Σd² = 0.28; sd = √0.07
+    e = mean_interval(xs)
+    half = T_975_DF4 * math.sqrt(0.07) / math.sqrt(5)
+    assert (e.n, e.mean) == (5, pytest.approx(0.5))
+    assert (e.lo, e.hi) == (pytest.approx(0.5 - half, rel=1e-9), pytest.approx(0.5 + half, rel=1e-9))
+
+
+def test_no_interval_below_two_values_and_zero_width_when_equal():
+    assert mean_interval([]).to_dict() == {"n": 0, "mean": None, "lo": None, "hi": None}
+    assert mean_interval([0.3]).to_dict() == {"n": 1, "mean": 0.3, "lo": None, "hi": None}
+    e = mean_interval([1.0, 1.0, 1.0])
+    assert (e.lo, e.hi) == (1.0, 1.0) and e.excludes_zero()  # 1 ± 0 lies above zero
+
+
+def test_paired_difference_uses_common_seeds_only():
+    arm = {0: 0.5, 1: 0.7, 2: 0.9, 7: 1.0}  # seed 7 has no SFT partner
+    sft = {0: 0.4, 1: 0.4, 2: 0.7, 3: 0.1}
+    d = paired_difference(arm, sft)  # d = 0.1, 0.3, 0.2: mean 0.2, sd 0.1
+    half = T_975_DF2 * 0.1 / math.sqrt(3)
+    assert d.n == 3 and d.mean == pytest.approx(0.2)
+    assert (d.lo, d.hi) == (pytest.approx(0.2 - half), pytest.approx(0.2 + half))
+    assert d.lo < 0 < d.hi  # 0.2 ± 0.248: the interval holds zero
+
+
+def test_verdict_needs_the_interval_to_exclude_zero():
+    em = "greedy_exact_match"
+    values = {"SFT": {em: {0: 0.5, 1: 0.6, 2: 0.7}},
+              "A": {em: {0: 0.7, 1: 0.8, 2: 0.9}},  # +0.2 on every seed: sd 0, interval [0.2, 0.2]
+              "B": {em: {0: 0.9, 1: 0.6, 2: 0.7}}}  # +0.4, 0, 0: holds zero
+    s = summarize(values, "SFT", [em])
+    assert s["A"][em]["vs_baseline"]["lo"] == pytest.approx(0.2)
+    assert verdict(s, em, "max", "SFT")["winner"] == "A"
+    del values["A"]
+    v = verdict(summarize(values, "SFT", [em]), em, "max", "SFT")
+    assert v["winner"] is None and v["text"] == NO_WINNER
+
+
+def test_verdict_for_a_metric_to_minimize():
+    k = "stable_certified_from"
+    values = {"SFT": {k: {0: 100, 1: 120, 2: 110}}, "OT": {k: {0: 60, 1: 70, 2: 65}}}
+    s = summarize(values, "SFT", [k])
+    assert verdict(s, k, "min", "SFT")["winner"] == "OT"
+    assert verdict(s, k, "max", "SFT")["winner"] is None
