@@ -536,8 +536,7 @@ def cmd_law(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     no_law = _no_law(report)
     if no_law and not args.json:
-        print(f"sweep {report['sweep']}: {report['trials_accepted']} trials accepted, {report['trials_ok']} ok\n"
-              f"{no_law}")
+        print(f"{format_report(report).splitlines()[0]}\n{no_law}")  # the counts line, then why no law
         return 0
     if args.json:
         report["no_law"] = no_law
