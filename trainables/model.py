@@ -161,7 +161,7 @@ _DIMS_KEPT = 8
 def model_dims(cfg: ModelConfig) -> ModelDims:
     """Hidden size, depth, vocabulary and module names, from the config alone (no weights). Kept per
     process by model source: reading a GGUF file's config takes seconds, and every trial asks."""
-    key = (canonical_hash(cfg.to_dict()), resolve_source(cfg))
+    key = (canonical_hash(cfg.to_dict()), "" if cfg.is_tiny else resolve_source(cfg))  # tiny: never build it
     if key not in _DIMS:
         if len(_DIMS) >= _DIMS_KEPT:
             _DIMS.pop(next(iter(_DIMS)))
