@@ -1,7 +1,7 @@
 """Named search spaces for sweeps: law grids (rank × length × data × model) and Optuna MemFT spaces.
 
 A sweep file names a space (`space: law_grid_cpu`); `get(name)` returns it. Every space speaks in
-dotted TrialConfig fields (`adapter.rank`, `method.budget_ratio`), so `check(space)` can validate
+dotted TrialConfig fields (`adapter.rank`, `method.mix`), so `check(space)` can validate
 its values against TrialConfig before anything runs.
 """
 

@@ -45,7 +45,7 @@ REQUIRED_KINDS = {"unknown-key", "wrong-type", "out-of-range", "inverted-range",
                   "storage-scheme", "yaml-syntax", "not-yaml", "empty-file", "input-limit"}
 #: Run as a real subprocess too: one cheap file-level error, one sweep, one needing the model's shape.
 SUBPROCESS_SAMPLE = ("not-yaml__binary.yaml", "empty-file__zero-bytes.yaml", "unknown-key__sweep-top.yaml",
-                     "inverted-range__sweep-lr.yaml", "impossible-resources__trial-rank-over-hidden.yaml",
+                     "inverted-range__sweep-mix.yaml", "impossible-resources__trial-rank-over-hidden.yaml",
                      "input-limit__alias-bomb.yaml", "impossible-resources__trial-data-too-large.yaml")
 
 _seen: Counter = Counter()  # outcomes for the closing figure
