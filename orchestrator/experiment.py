@@ -28,6 +28,24 @@ from orchestrator.config import SweepConfig
 from orchestrator.storage import Store, split_uri
 from trainables.schema import ConfigError, Problem
 
+VALIDATION = "validation"  # the held-out validation phase's folder under the experiment (orchestrator/validation.py)
+VALIDATION_PLAN_FILE = "plan.json"
+VALIDATION_SUMMARY_FILE = "validation.json"
+
+
+def validation_uri(experiment_uri: str) -> str:
+    return f"{experiment_uri.rstrip('/')}/{VALIDATION}" if "://" in experiment_uri else os.path.join(
+        experiment_uri, VALIDATION)
+
+
+def read_validation_summary(experiment_uri: str) -> dict | None:
+    """The validation phase's summary, None while it has not ended (or for an object-store experiment)."""
+    path = os.path.join(validation_uri(experiment_uri), VALIDATION_SUMMARY_FILE)
+    if "://" in experiment_uri or not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
 SWEEP_FILE = "memlaw_sweep.json"
 
 

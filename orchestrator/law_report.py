@@ -159,11 +159,11 @@ def search_result(sweep, records: Iterable[TrialRecord], experiment_uri: str) ->
     the validation's summary when it ran. None for a sweep that has a law (a grid)."""
     from orchestrator.best_trials import best_section
     from orchestrator.searches import search_of
-    from orchestrator.validation import read_summary
+    from orchestrator.experiment import read_validation_summary
 
     reason = search_of(sweep).law_reason(sweep)
     if reason is None:
         return None
     s = sweep.search
     return {"sweep": sweep.name, "no_law": reason, "best": best_section(records, s.metrics, s.modes),
-            "validation": read_summary(experiment_uri)}
+            "validation": read_validation_summary(experiment_uri)}

@@ -107,6 +107,7 @@ class SearchKind(Protocol):
     def param_space(self, sweep: SweepConfig) -> dict[str, Any]: ...
     def search_alg(self, sweep: SweepConfig, experiment_uri: str) -> Any: ...
     def after_sweep(self, sweep: SweepConfig, experiment_uri: str) -> None: ...
+    def validation(self, sweep: SweepConfig, experiment_uri: str) -> tuple[set[str], Any] | None: ...
     def law_reason(self, sweep: SweepConfig) -> str | None: ...
 
 
@@ -191,6 +192,10 @@ class Grid:
         return None
 
     def after_sweep(self, sweep: SweepConfig, experiment_uri: str) -> None:
+        return None
+
+    def validation(self, sweep: SweepConfig, experiment_uri: str) -> tuple[set[str], Any] | None:
+        """None: a law grid has no held-out validation phase."""
         return None
 
     def law_reason(self, sweep: SweepConfig) -> str | None:
@@ -398,15 +403,19 @@ class Optuna:
         return ConcurrencyLimiter(searcher, max_concurrent=sweep.max_concurrency)
 
     def after_sweep(self, sweep: SweepConfig, experiment_uri: str) -> None:
-        """No Tune trial runs now, so an Optuna trial still RUNNING was orphaned by a crashed driver.
-        Then the held-out validation of the best knob sets, a second Tune phase (orchestrator/validation.py)."""
+        """No Tune trial runs now, so an Optuna trial still RUNNING was orphaned by a crashed driver."""
         from orchestrator.optuna_study import fail_orphaned_trials
 
         fail_orphaned_trials(optuna_storage(experiment_uri), sweep.name)
-        if sweep.search.validate_top and "method.name" in {p.name for p in sweep_optuna_space(sweep).params}:
-            from orchestrator.validation import run_validation  # a search over the training method
 
-            run_validation(sweep, experiment_uri)
+    def validation(self, sweep: SweepConfig, experiment_uri: str) -> tuple[set[str], Any] | None:
+        """A search over the training method gets the held-out validation of its best knob sets
+        (`validate_top` > 0), a second Tune phase that tuner.py runs (orchestrator/validation.py):
+        the fields searched and the study's storage, or None."""
+        searched = {p.name for p in sweep_optuna_space(sweep).params}
+        if not sweep.search.validate_top or "method.name" not in searched:
+            return None
+        return searched, optuna_storage(experiment_uri)
 
     def law_reason(self, sweep: SweepConfig) -> str | None:
         return NO_LAW.format(space=sweep.space, where=sweep.experiment_uri)

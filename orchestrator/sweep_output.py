@@ -21,6 +21,8 @@ from trainables import metric_names as K
 
 #: The axes a row is named by: (dotted config key, short label).
 AXES = (("adapter.rank", "rank"), ("data.target_tokens", "l"))
+# The metric columns of Tune's live table (the sweep's and the validation phase's).
+LIVE_COLUMNS = (K.STEP, K.LOSS_FINAL, K.DELTA_LOSS, K.BITS_ABOVE_CHANCE, K.FRAC_P_GT_HALF, K.GREEDY_EXACT_MATCH)
 
 
 def _get(config: Mapping[str, Any], dotted: str) -> Any:

@@ -36,7 +36,6 @@ from trainables import metric_names as K
 
 log = logging.getLogger(__name__)
 ZERO_DRIVER_CPU = 0.01  # a zero trial's Tune process only launches and waits for its ranks
-LIVE_COLUMNS = (K.STEP, K.LOSS_FINAL, K.DELTA_LOSS, K.BITS_ABOVE_CHANCE, K.FRAC_P_GT_HALF, K.GREEDY_EXACT_MATCH)
 
 
 class LawLines(tune.Callback):
@@ -163,7 +162,7 @@ def _reporter(sweep: SweepConfig):
     """The running line: the sweep's own axes and the metrics that matter, every REPORT_EVERY_S."""
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # the classic reporter takes a ProgressReporter; the new one prints every metric
     return RunningLine(sweep, parameter_columns=search_of(sweep).reporter_params(sweep),
-                       metric_columns=list(LIVE_COLUMNS), max_report_frequency=REPORT_EVERY_S, sort_by_metric=False)
+                       metric_columns=list(sweep_output.LIVE_COLUMNS), max_report_frequency=REPORT_EVERY_S, sort_by_metric=False)
 
 
 def _run_config(experiment: Experiment) -> tune.RunConfig:
@@ -243,7 +242,13 @@ def start_block(experiment: Experiment, address: str, dashboard_url: str | None)
 
 def _finish(experiment: Experiment, grid: tune.ResultGrid) -> tune.ResultGrid:
     reconcile(experiment, grid)
-    search_of(experiment.sweep).after_sweep(experiment.sweep, experiment.uri)
+    search = search_of(experiment.sweep)
+    search.after_sweep(experiment.sweep, experiment.uri)
+    phase = search.validation(experiment.sweep, experiment.uri)
+    if phase is not None:  # the held-out validation: a second Tune phase of the same experiment
+        from orchestrator.validation import run_validation
+
+        run_validation(experiment.sweep, experiment.uri, *phase)
     return grid
 
 

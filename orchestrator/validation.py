@@ -25,6 +25,10 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any, Iterable
 
+from orchestrator.experiment import VALIDATION, validation_uri  # the phase's folder names
+from orchestrator.experiment import VALIDATION_PLAN_FILE as PLAN_FILE
+from orchestrator.experiment import VALIDATION_SUMMARY_FILE as SUMMARY_FILE
+from orchestrator.experiment import read_validation_summary as read_summary
 from orchestrator.best_trials import distinct_knob_sets, knob_text, rank_trials
 from orchestrator.records import TrialRecord
 from orchestrator.validation_stats import summarize, verdict
@@ -35,9 +39,6 @@ if TYPE_CHECKING:
     from orchestrator.config import SweepConfig
 
 log = logging.getLogger(__name__)
-VALIDATION = "validation"  # the phase's folder under the experiment, and its Tune experiment's name
-PLAN_FILE = "plan.json"
-SUMMARY_FILE = "validation.json"
 STUDY_ATTR = "memlaw_validation"
 ACTOR_SUFFIX = "/validation"  # the phase's results actor: `<sweep>/validation`
 POINT = "point"  # the Tune config key holding one validation trial's dotted fields
@@ -48,23 +49,18 @@ BASELINES = {SFT: {"method.name": "sft"},
 METRICS = (K.GREEDY_TOKEN_ACC, K.GREEDY_EXACT_MATCH, K.FRAC_SEQUENCES_CERTIFIED, K.STABLE_CERTIFIED_FROM)
 
 
-def validation_uri(experiment_uri: str) -> str:
-    return f"{experiment_uri.rstrip('/')}/{VALIDATION}" if "://" in experiment_uri else os.path.join(
-        experiment_uri, VALIDATION)
-
-
 # -- the plan (pure) --------------------------------------------------------------------------------
 def _is_sft(knobs: dict[str, Any]) -> bool:
     """SFT is an arm of its own: a top knob set that is SFT (as a method, or memft at mix 0) is skipped."""
     return knobs.get("method.name") == "sft" or knobs.get("method.mix") == 0.0
 
 
-def make_plan(sweep: SweepConfig, records: Iterable[TrialRecord]) -> dict[str, Any]:
-    """Arms and seeds from the search's finished trials (see the module doc)."""
-    from orchestrator.searches import sweep_optuna_space
-
+def make_plan(sweep: SweepConfig, records: Iterable[TrialRecord], searched: Iterable[str] = ()) -> dict[str, Any]:
+    """Arms and seeds from the search's finished trials (see the module doc). `searched`: the fields
+    the search drew (the Optuna kind passes them: this module does not import orchestrator.searches,
+    which calls it); the lr is kept in an arm's knobs only when it was searched."""
     s = sweep.search
-    searched = {p.name for p in sweep_optuna_space(sweep).params}
+    searched = set(searched)
     ranked = [r for r in rank_trials(records, s.metrics, s.modes) if not _is_sft(r.knobs)]
     arms = [{"label": label, "knobs": knobs, "search": None} for label, knobs in BASELINES.items()]
     for i, r in enumerate(distinct_knob_sets(ranked, s.validate_top), start=1):
@@ -119,14 +115,6 @@ def summarize_validation(plan: dict[str, Any], sweep: SweepConfig, records: Iter
             "censored_note": f"{K.STABLE_CERTIFIED_FROM} = budget steps + 1 where a trial ended uncertified"}
 
 
-def read_summary(experiment_uri: str) -> dict[str, Any] | None:
-    path = os.path.join(validation_uri(experiment_uri), SUMMARY_FILE)
-    if "://" in experiment_uri or not os.path.isfile(path):
-        return None
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
-
-
 def _write_json(path: str, obj: Any) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = f"{path}.tmp"
@@ -137,13 +125,14 @@ def _write_json(path: str, obj: Any) -> None:
     os.replace(tmp, path)
 
 
-def load_or_make_plan(sweep: SweepConfig, experiment_uri: str, records: list[TrialRecord]) -> dict[str, Any]:
+def load_or_make_plan(sweep: SweepConfig, experiment_uri: str, records: list[TrialRecord],
+                      searched: Iterable[str] = ()) -> dict[str, Any]:
     """The saved plan of a validation already started (resume), else a new one, saved first."""
     path = os.path.join(validation_uri(experiment_uri), PLAN_FILE)
     if os.path.isfile(path):
         with open(path, encoding="utf-8") as fh:
             return json.load(fh)
-    plan = make_plan(sweep, records)
+    plan = make_plan(sweep, records, searched)
     _write_json(path, plan)
     return plan
 
@@ -200,7 +189,7 @@ def _reporter():
     reporter cannot look up a dotted field inside the point, and dropped the whole table)."""
     from ray.tune import CLIReporter
 
-    from orchestrator.tuner import LIVE_COLUMNS
+    from orchestrator.sweep_output import LIVE_COLUMNS
 
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
     return CLIReporter(parameter_columns=[],
@@ -228,8 +217,9 @@ def _reconcile(sweep: SweepConfig, actor, grid) -> None:
     ray.get(refs)
 
 
-def run_validation(sweep: SweepConfig, experiment_uri: str) -> dict[str, Any] | None:
-    """Plan (or reload the plan), run the phase to its end, summarize and record it. Ray is up."""
+def run_validation(sweep: SweepConfig, experiment_uri: str, searched: Iterable[str], storage) -> dict[str, Any] | None:
+    """Plan (or reload the plan), run the phase to its end, summarize and record it. Ray is up.
+    `searched` and `storage` (the study's Optuna storage) come from the Optuna search kind."""
     import ray
 
     from orchestrator import results_actor
@@ -240,7 +230,7 @@ def run_validation(sweep: SweepConfig, experiment_uri: str) -> dict[str, Any] | 
               file=sys.stderr)
         return None
     uri = validation_uri(experiment_uri)
-    plan = load_or_make_plan(sweep, experiment_uri, RecordLog.for_experiment(experiment_uri).all())
+    plan = load_or_make_plan(sweep, experiment_uri, RecordLog.for_experiment(experiment_uri).all(), searched)
     n = len(plan["arms"]) * len(plan["seeds"])
     print(f"\nmemlaw: held-out validation: {len(plan['arms'])} arms x {len(plan['seeds'])} fresh seeds = {n} trials "
           f"({', '.join(a['label'] for a in plan['arms'])}) in {uri}", file=sys.stderr, flush=True)
@@ -250,17 +240,15 @@ def run_validation(sweep: SweepConfig, experiment_uri: str) -> dict[str, Any] | 
     records = [TrialRecord.from_dict(r) for r in ray.get(actor.records.remote())]
     summary = summarize_validation(plan, sweep, records)
     _write_json(os.path.join(uri, SUMMARY_FILE), summary)
-    _record_in_study(sweep, experiment_uri, summary)
+    _record_in_study(sweep, storage, summary)
     return summary
 
 
-def _record_in_study(sweep: SweepConfig, experiment_uri: str, summary: dict[str, Any]) -> None:
+def _record_in_study(sweep: SweepConfig, storage, summary: dict[str, Any]) -> None:
     """The summary as the study's user attribute (optuna-dashboard shows it)."""
     import optuna
 
-    from orchestrator.searches import optuna_storage
-
-    study = optuna.load_study(study_name=sweep.name, storage=optuna_storage(experiment_uri))
+    study = optuna.load_study(study_name=sweep.name, storage=storage)
     study.set_user_attr(STUDY_ATTR, {"verdict": summary["verdict"]["text"], "arms": [
         {"label": a["label"], "knobs": a["text"], "seeds": a["seeds_done"],
          "search_trial": (a["search"] or {}).get("trial_id"),
