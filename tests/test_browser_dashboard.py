@@ -90,8 +90,11 @@ def test_headless_chromium_finds_the_results_actor_and_its_latest_fit(embedded):
         status = await page.evaluate(f"fetch('/api/authenticate', {{method: 'POST', headers: {{Authorization: "
                                      f"'Bearer {_token()}'}}}}).then(r => r.status)", await_promise=True)
         assert status == 200
-        await page.goto(f"{url}/#/actors/{actor_id}")
         await page.send("Page.reload")  # the SPA re-reads its auth state with the cookie set
+        await page.wait_for_text("Recent jobs", timeout=90)  # the overview, signed in
+        # Then the actor's page through the SPA's router (navigating and reloading at once raced:
+        # the reload could land before the navigation and reload the overview).
+        await page.evaluate(f"location.hash = '#/actors/{actor_id}'")
         text = await page.wait_for_text("ResultsActor", "memlaw-results:browsersweep", "STDOUT", timeout=90)
         assert "Authentication Token Required" not in text
         clicked = await page.evaluate("(() => { const tab = [...document.querySelectorAll('button')]"
