@@ -37,11 +37,23 @@ def head(tmp_path_factory):
     h.stop()
 
 
-def _wait_for_job_agent(url: str, timeout: float = 90.0) -> None:
-    """The head's job agent registers a few seconds after `Ray runtime started`."""
+def _client(url: str):
+    """A Jobs SDK client with the token in its header: in a test process Ray may have been imported
+    (by an earlier test) before RAY_AUTH_MODE was set, and then the SDK sends no token of its own."""
+    from pathlib import Path
+
     from ray.job_submission import JobSubmissionClient
 
-    client = JobSubmissionClient(url)
+    from orchestrator.ray_session import TOKEN_ENV, token_file
+
+    where = token_file()
+    token = Path(where).read_text().strip() if where else os.environ[TOKEN_ENV]
+    return JobSubmissionClient(url, headers={"Authorization": f"Bearer {token}"})
+
+
+def _wait_for_job_agent(url: str, timeout: float = 90.0) -> None:
+    """The head's job agent registers a few seconds after `Ray runtime started`."""
+    client = _client(url)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -90,7 +102,6 @@ def test_law_through_the_dashboard_jobs_api(head, tmp_path):
 def test_a_sweep_submitted_as_a_job_answers_through_the_dashboard(head, tmp_path, request):
     """`memlaw submit` starts a 2-trial sweep as a Ray Job; its log has the live lines and the final
     table, and `memlaw law --dashboard URL --sweep NAME` reads its fit from the same cluster."""
-    from ray.job_submission import JobSubmissionClient
 
     sweep_file = tmp_path / "job.yaml"
     sweep_file.write_text(yaml.safe_dump({
@@ -109,7 +120,7 @@ def test_a_sweep_submitted_as_a_job_answers_through_the_dashboard(head, tmp_path
     assert done.returncode == 0, done.stderr[-2000:]
     job = done.stdout.strip()
     assert f"ray job logs --follow {job} --address {head.url}" in done.stderr
-    client = JobSubmissionClient(head.url)
+    client = _client(head.url)
     deadline = time.monotonic() + 400
     while (status := client.get_job_status(job)) not in ("SUCCEEDED", "FAILED", "STOPPED"):
         assert time.monotonic() < deadline, client.get_job_logs(job)[-3000:]
