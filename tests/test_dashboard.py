@@ -31,10 +31,12 @@ def head(tmp_path_factory):
            "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}",
            "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     h = start_head(tmp, env, num_cpus=2, dashboard=True)
-    h.url = f"http://127.0.0.1:{h.dashboard_port}"
-    _wait_for_job_agent(h.url)
-    yield h
-    h.stop()
+    try:  # stopped also when the setup fails after the head started (it would outlive the test run)
+        h.url = f"http://127.0.0.1:{h.dashboard_port}"
+        _wait_for_job_agent(h.url)
+        yield h
+    finally:
+        h.stop()
 
 
 def _client(url: str):
