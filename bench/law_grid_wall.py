@@ -13,20 +13,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 
 os.environ.setdefault("MEMLAW_CACHE", os.path.join(tempfile.gettempdir(), "memlaw-bench-cache"))
 
 from bench_result import emit  # noqa: E402
+from sweep_timing import child_result, timed_sweep  # noqa: E402
 
 
 def one_grid(steps: int, before: bool) -> dict:
     from orchestrator.config import SweepConfig
-    from orchestrator.ray_session import start_ray
-    from orchestrator.tuner import run_sweep
 
     with tempfile.TemporaryDirectory() as storage:
         sweep = SweepConfig.from_dict({
@@ -36,11 +33,7 @@ def one_grid(steps: int, before: bool) -> dict:
                       "data": {"kind": "random", "target_tokens": 128}, "budget": {"preset": "cpu", "steps": steps},
                       "method": {"name": "sft"}, "eval": {"every": 50}, "prefix_cache": not before},
         })
-        os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
-        start = time.perf_counter()
-        start_ray(None)
-        grid = run_sweep(sweep)
-        wall = time.perf_counter() - start
+        grid, _, wall = timed_sweep(sweep)
     done = [r.metrics for r in grid if r.metrics]
     return {"trials": len(done), "failed": len(grid.errors), "wall_s": wall,
             "trial_time_s": sum(m["time_total_s"] for m in done)}
@@ -49,11 +42,7 @@ def one_grid(steps: int, before: bool) -> dict:
 def run_child(before: bool, steps: int) -> dict:
     env = {**os.environ, "MEMLAW_BASES_PER_WORKER": "0" if before else "1"}
     argv = [sys.executable, __file__, "--child", "--steps", str(steps)] + (["--before"] if before else [])
-    done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        sys.stderr.write(done.stdout[-4000:] + done.stderr[-4000:])
-        raise SystemExit(f"the {'before' if before else 'after'} grid failed (exit {done.returncode})")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return child_result(argv, env, f"{'before' if before else 'after'} grid")
 
 
 def main() -> None:

@@ -16,14 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 
 os.environ.setdefault("MEMLAW_CACHE", os.path.join(tempfile.gettempdir(), "memlaw-bench-cache"))
 
 from bench_result import emit  # noqa: E402
+from sweep_timing import child_result, timed_sweep  # noqa: E402
 
 GOAL = 0.7
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -32,8 +31,6 @@ GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 def one_sweep(trials: int, slots: int, steps: int) -> dict:
     """Run the sweep in this process (the environment says whether bases are kept)."""
     from orchestrator.config import SweepConfig
-    from orchestrator.ray_session import start_ray
-    from orchestrator.tuner import run_sweep
     from trainables import metric_names as K
 
     seeds = max(1, trials // 4)
@@ -46,12 +43,7 @@ def one_sweep(trials: int, slots: int, steps: int) -> dict:
                       "data": {"num_sequences": 1}, "budget": {"preset": "cpu", "steps": steps},
                       "eval": {"every": steps}, "device": "cpu"},
         })
-        os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
-        start = time.perf_counter()
-        start_ray(None)
-        ray_up = time.perf_counter() - start
-        grid = run_sweep(sweep)
-        wall = time.perf_counter() - start
+        grid, ray_up, wall = timed_sweep(sweep)
     done = [r.metrics for r in grid if r.metrics]
     total = sum(m["time_total_s"] for m in done)
     training = sum(m[K.WALL_S] for m in done)
@@ -63,11 +55,7 @@ def run_child(keep: bool, args: argparse.Namespace) -> dict:
     env = {**os.environ, "MEMLAW_BASES_PER_WORKER": "1" if keep else "0"}
     argv = [sys.executable, __file__, "--child", "--trials", str(args.trials), "--slots", str(args.slots),
             "--steps", str(args.steps)]
-    done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        sys.stderr.write(done.stdout[-4000:] + done.stderr[-4000:])
-        raise SystemExit(f"the {'reuse' if keep else 'fresh-load'} sweep failed (exit {done.returncode})")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return child_result(argv, env, f"{'reuse' if keep else 'fresh-load'} sweep")
 
 
 def main() -> None:

@@ -13,14 +13,12 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
-import time
 
 os.environ.setdefault("MEMLAW_CACHE", os.path.join(tempfile.gettempdir(), "memlaw-bench-cache"))
 
 from bench_result import emit  # noqa: E402
 from orchestrator.config import SweepConfig  # noqa: E402
-from orchestrator.ray_session import start_ray  # noqa: E402
-from orchestrator.tuner import run_sweep  # noqa: E402
+from sweep_timing import timed_sweep  # noqa: E402
 
 
 def main() -> None:
@@ -40,12 +38,7 @@ def main() -> None:
             "trial": {"model": {"name": "tiny-xs"}, "adapter": {"placement": "paper"},
                       "budget": {"preset": "cpu", "steps": args.steps}, "eval": {"every": args.steps}},
         })
-        os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
-        start = time.perf_counter()
-        start_ray(None)
-        ray_up = time.perf_counter() - start
-        grid = run_sweep(sweep)
-        wall = time.perf_counter() - start
+        grid, ray_up, wall = timed_sweep(sweep)
     n = len(grid)
     trial_time = sum(r.metrics["time_total_s"] for r in grid if r.metrics)
     ideal = trial_time / args.slots
