@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -15,47 +16,40 @@ import yaml
 
 from conftest import REPO, memlaw_cmd, print_figure
 from orchestrator.jobs import explain
-from orchestrator.ray_session import default_token_auth
-
-default_token_auth()  # RAY_AUTH_MODE before Ray is imported, as memlaw's own drivers do
 
 
 @pytest.fixture(scope="module")
 def head(tmp_path_factory):
-    """A head with its dashboard (and job agent) on free loopback ports; jobs find `memlaw` and this
-    checkout's packages on the head's PATH and PYTHONPATH, as a cluster with memlaw installed does."""
+    """A head with its dashboard (and job agent) on free loopback ports and a token of its own; jobs
+    find `memlaw` and this checkout's packages on the head's PATH and PYTHONPATH, as a cluster with
+    memlaw installed does. `head.env` is what a client of this cluster runs with: every process that
+    talks to it gets the token through RAY_AUTH_TOKEN, never from the machine's ~/.ray/auth_token."""
     from ray_heads import start_head
 
     tmp = tmp_path_factory.mktemp("dash-head")
-    env = {**os.environ, "RAY_AUTH_MODE": "token",
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32),
            "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}",
            "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     h = start_head(tmp, env, num_cpus=2, dashboard=True)
     try:  # stopped also when the setup fails after the head started (it would outlive the test run)
-        h.url = f"http://127.0.0.1:{h.dashboard_port}"
-        _wait_for_job_agent(h.url)
+        h.url, h.env = f"http://127.0.0.1:{h.dashboard_port}", env
+        _wait_for_job_agent(h)
         yield h
     finally:
         h.stop()
 
 
-def _client(url: str):
-    """A Jobs SDK client with the token in its header: in a test process Ray may have been imported
-    (by an earlier test) before RAY_AUTH_MODE was set, and then the SDK sends no token of its own."""
-    from pathlib import Path
-
+def _client(head):
+    """A Jobs SDK client with the head's token in its header: in a test process Ray may have been
+    imported (by an earlier test) before RAY_AUTH_MODE was set, and then the SDK sends no token."""
     from ray.job_submission import JobSubmissionClient
 
-    from orchestrator.ray_session import TOKEN_ENV, token_file
-
-    where = token_file()
-    token = Path(where).read_text().strip() if where else os.environ[TOKEN_ENV]
-    return JobSubmissionClient(url, headers={"Authorization": f"Bearer {token}"})
+    return JobSubmissionClient(head.url, headers={"Authorization": f"Bearer {head.env['RAY_AUTH_TOKEN']}"})
 
 
-def _wait_for_job_agent(url: str, timeout: float = 90.0) -> None:
+def _wait_for_job_agent(head, timeout: float = 90.0) -> None:
     """The head's job agent registers a few seconds after `Ray runtime started`."""
-    client = _client(url)
+    url, client = head.url, _client(head)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -71,7 +65,7 @@ def _wait_for_job_agent(url: str, timeout: float = 90.0) -> None:
         time.sleep(0.5)
 
 
-def _law(url: str, sweep: str, env: dict | None = None) -> subprocess.CompletedProcess:
+def _law(url: str, sweep: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(memlaw_cmd("law", "--dashboard", url, "--sweep", sweep, "--json"), cwd=REPO,
                           capture_output=True, text=True, timeout=180, env=env or os.environ.copy())
 
@@ -79,19 +73,12 @@ def _law(url: str, sweep: str, env: dict | None = None) -> subprocess.CompletedP
 @pytest.mark.slow
 def test_law_through_the_dashboard_jobs_api(head, tmp_path):
     """A short job on the cluster reads the live actor and prints JSON; the CLI shows that fit."""
-    import ray
-
-    from orchestrator import results_actor as ra
-    from test_results_actor import law_records
-
-    ray.init(address=head.address, namespace=ra.NAMESPACE)
-    try:
-        actor = ra.get_or_create("dashsweep", str(tmp_path / "exp"))
-        ray.get([actor.add.remote(record) for record in law_records("dashsweep")])
-        expected = ray.get(actor.report.remote(wait_s=10.0))
-    finally:
-        ray.shutdown()
-    run = _law(head.url, "dashsweep")
+    fill = subprocess.run([sys.executable, str(REPO / "tests" / "fill_results_actor.py"), head.address,
+                           "dashsweep", str(tmp_path / "exp")], cwd=REPO, capture_output=True, text=True,
+                          timeout=180, env=head.env)
+    assert fill.returncode == 0, fill.stderr[-3000:]
+    expected = json.loads(fill.stdout.strip().splitlines()[-1])
+    run = _law(head.url, "dashsweep", head.env)
     assert run.returncode == 0, run.stderr[-2000:]
     got = json.loads(run.stdout)
     assert got["trials_accepted"] == expected["trials_accepted"] > 0
@@ -113,16 +100,16 @@ def test_a_sweep_submitted_as_a_job_answers_through_the_dashboard(head, tmp_path
         "space": "law_grid_cpu", "space_overrides": {"adapter.rank": [1, 2], "data.target_tokens": [32]},
         "search": {"kind": "grid"}, "resources": {"cpu": 1}, "max_concurrency": 2}))
     relative = subprocess.run(memlaw_cmd("submit", str(sweep_file), "--dashboard", head.url), cwd=REPO,
-                              capture_output=True, text=True, timeout=120)
+                              capture_output=True, text=True, timeout=120, env=head.env)
     assert relative.returncode == 2 and "storage_path 'memlaw-runs' is relative" in relative.stderr
     t0 = time.monotonic()
     done = subprocess.run(memlaw_cmd("submit", str(sweep_file), "--dashboard", head.url,
                                      "--storage", str(tmp_path / "runs")),
-                          cwd=REPO, capture_output=True, text=True, timeout=180)
+                          cwd=REPO, capture_output=True, text=True, timeout=180, env=head.env)
     assert done.returncode == 0, done.stderr[-2000:]
     job = done.stdout.strip()
     assert f"ray job logs --follow {job} --address {head.url}" in done.stderr
-    client = _client(head.url)
+    client = _client(head)
     deadline = time.monotonic() + 400
     while (status := client.get_job_status(job)) not in ("SUCCEEDED", "FAILED", "STOPPED"):
         assert time.monotonic() < deadline, client.get_job_logs(job)[-3000:]
@@ -132,7 +119,7 @@ def test_a_sweep_submitted_as_a_job_answers_through_the_dashboard(head, tmp_path
     seconds = time.monotonic() - t0
     assert "2/2 done  rank 2 x l 32" in logs or "2/2 done  rank 1 x l 32" in logs, logs[-3000:]
     assert "every trial of jobsweep" in logs and f"experiment   {tmp_path / 'runs' / 'jobsweep'}" in logs
-    run = _law(head.url, "jobsweep")
+    run = _law(head.url, "jobsweep", head.env)
     assert run.returncode == 0, run.stderr[-2000:]
     got = json.loads(run.stdout)
     assert got["trials_accepted"] == 2 and got["sweep"] == "jobsweep"
@@ -158,18 +145,24 @@ def _one_error_line(run: subprocess.CompletedProcess) -> str:
 @pytest.mark.slow
 def test_jobs_api_refusals_are_one_line_each(head):
     """A wrong token (403), no token (401): one line each, exit 2, nothing submitted."""
-    wrong = _one_error_line(_law(head.url, "x", env={**os.environ, "RAY_AUTH_TOKEN": "0" * 32}))
+    wrong = _one_error_line(_law(head.url, "x", env={**head.env, "RAY_AUTH_TOKEN": "0" * 32}))
     assert "refused memlaw's Ray token (403)" in wrong
-    none = _one_error_line(_law(head.url, "x", env={**os.environ, "RAY_AUTH_MODE": "disabled"}))
+    none = _one_error_line(_law(head.url, "x", env={**head.env, "RAY_AUTH_MODE": "disabled"}))
     assert "asks for a Ray token (401)" in none
 
 
-def test_an_unreachable_dashboard_is_one_line():
+def test_an_unreachable_dashboard_and_a_missing_token_are_one_line_each(tmp_path):
     from ray_heads import free_port
 
+    url = f"http://127.0.0.1:{free_port()}"
     t0 = time.monotonic()
-    line = _one_error_line(_law(f"http://127.0.0.1:{free_port()}", "x"))
+    line = _one_error_line(_law(url, "x", {**os.environ, "RAY_AUTH_MODE": "token",
+                                           "RAY_AUTH_TOKEN": secrets.token_hex(32)}))
     assert "cannot reach a Ray dashboard at http://127.0.0.1:" in line and time.monotonic() - t0 < 60
+    none = _one_error_line(_law(url, "x", {**{k: v for k, v in os.environ.items() if k != "RAY_AUTH_TOKEN"},
+                                           "RAY_AUTH_MODE": "token", "HOME": str(tmp_path),
+                                           "RAY_AUTH_TOKEN_PATH": str(tmp_path / "no-token")}))
+    assert none.startswith(f"error: memlaw has no Ray token to send to the dashboard at {url}"), none
 
 
 def test_no_job_agent_reads_as_what_to_do():
