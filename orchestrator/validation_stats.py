@@ -10,9 +10,15 @@ Notation
     interval    the 95 % Student-t interval x̄ ± t(0.975, n − 1) · sd / √n; none for n < 2
     d_a(s)      x_a(s) − x_SFT(s) over the seeds both arms finished: a paired difference, since
                 seed s fixes both the adapter init and the data for every arm
+    p           the exact one-sided sign-flip p-value of the paired differences: the share of the
+                2^n ways of flipping the signs of d_a(s) whose mean is at least as good as the one
+                observed (no normality assumed; its smallest possible value is 2^-n)
     winner      the arm whose paired interval on the primary metric lies wholly on the good side of
-                zero (above for mode max, below for min), the largest mean improvement if several;
-                otherwise none ("no setting beat SFT here")
+                zero (above for mode max, below for min) *and* whose p <= 0.05, the largest mean
+                improvement if several; otherwise none ("no setting beat SFT here"). The second
+                condition matters when the d_a(s) all agree: their sd is 0, the t-interval has zero
+                width and "excludes zero" on any number of seeds, while 3 seeds that all improve are
+                still what chance gives one time in 8 (2^-3). Five seeds are the fewest that can win.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 NO_WINNER = "no setting beat SFT here"
+ALPHA = 0.05  # the sign-flip test's level for a winner (one-sided, in the direction the metric's mode asks)
+EXACT_MAX_N = 16  # sign flips enumerated up to this many seeds (2^16 sums); above, the t-interval alone decides
 
 
 @dataclass(frozen=True)
@@ -60,6 +68,20 @@ def paired_difference(arm: Mapping[int, float], baseline: Mapping[int, float], l
     return mean_interval([arm[s] - baseline[s] for s in seeds], level)
 
 
+def sign_flip_p(diffs: Sequence[float], direction: int) -> float | None:
+    """One-sided exact p of a mean difference this good (direction +1: this large; -1: this small)
+    when each d(s) is as likely to have had the other sign; None for no values or too many."""
+    import itertools
+
+    n = len(diffs)
+    if n == 0 or n > EXACT_MAX_N:
+        return None
+    observed = direction * sum(diffs)
+    hits = sum(1 for signs in itertools.product((1, -1), repeat=n)
+               if direction * sum(s * d for s, d in zip(signs, diffs)) >= observed - 1e-12)
+    return hits / 2 ** n
+
+
 def summarize(values: Mapping[str, Mapping[str, Mapping[int, float]]], baseline: str,
               metrics: Sequence[str]) -> dict[str, dict[str, dict[str, Any]]]:
     """values[arm][metric][seed] -> per arm and metric: {"value": Estimate, "vs_baseline": Estimate}."""
@@ -70,7 +92,10 @@ def summarize(values: Mapping[str, Mapping[str, Mapping[int, float]]], baseline:
             xs = per_metric.get(m, {})
             entry = {"value": mean_interval([xs[s] for s in sorted(xs)]).to_dict()}
             if arm != baseline:
-                entry["vs_baseline"] = paired_difference(xs, values.get(baseline, {}).get(m, {})).to_dict()
+                base = values.get(baseline, {}).get(m, {})
+                diffs = [xs[s] - base[s] for s in sorted(set(xs) & set(base))]
+                entry["vs_baseline"] = {**paired_difference(xs, base).to_dict(),
+                                        "p_above": sign_flip_p(diffs, +1), "p_below": sign_flip_p(diffs, -1)}
             out[arm][m] = entry
     return out
 
@@ -79,16 +104,23 @@ def verdict(summary: Mapping[str, Mapping[str, Mapping[str, Any]]], metric: str,
             baseline: str) -> dict[str, Any]:
     """The winner on `metric`, or none: see the module doc."""
     sign = 1.0 if mode == "max" else -1.0
-    best, best_gain = None, 0.0
+    best, best_gain, short = None, 0.0, []
     for arm, per_metric in summary.items():
         if arm == baseline or metric not in per_metric:
             continue
-        d = Estimate(**per_metric[metric]["vs_baseline"])
-        if d.lo is None:
+        entry = per_metric[metric]["vs_baseline"]
+        d = Estimate(*(entry[k] for k in ("n", "mean", "lo", "hi")))
+        if d.lo is None or not ((mode == "max" and d.lo > 0) or (mode == "min" and d.hi < 0)):
             continue
-        if (mode == "max" and d.lo > 0) or (mode == "min" and d.hi < 0):
-            gain = sign * d.mean
-            if gain > best_gain:
-                best, best_gain = arm, gain
-    text = NO_WINNER if best is None else f"{best} beat {baseline} on {metric} (paired 95 % interval excludes zero)"
+        p = entry.get("p_above" if mode == "max" else "p_below")
+        if p is not None and p > ALPHA:
+            short.append(f"{arm} was better on all {d.n} paired seeds or nearly, but a sign-flip test gives "
+                         f"p = {p:.3g} > {ALPHA:g}; 5 seeds are the fewest that can show it")
+            continue
+        if sign * d.mean > best_gain:
+            best, best_gain = arm, sign * d.mean
+    if best is not None:
+        text = f"{best} beat {baseline} on {metric} (paired 95 % interval excludes zero, sign-flip p <= {ALPHA:g})"
+    else:
+        text = NO_WINNER + (f" ({'; '.join(short)})" if short else "")
     return {"metric": metric, "mode": mode, "winner": best, "text": text}

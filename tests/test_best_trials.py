@@ -67,7 +67,7 @@ def test_the_plan_skips_sft_settings_and_pairs_seeds():
 
 @pytest.mark.parametrize("gain, winner", [(0.2, "top1"), (0.0, None)])
 def test_summary_pairs_by_seed_and_declares_a_winner_only_beyond_zero(gain, winner):
-    sweep = SweepConfig.from_dict(SWEEP)
+    sweep = SweepConfig.from_dict({**SWEEP, "search": {**SWEEP["search"], "validate_seeds": 5}})  # 5: can win
     plan = make_plan(sweep, [rec("a", 0.9, 1, mix=0.4)])
     where = {v: k for k, v in arm_of(plan, sweep).items()}
     records = []
@@ -78,7 +78,7 @@ def test_summary_pairs_by_seed_and_declares_a_winner_only_beyond_zero(gain, winn
     records.append(TrialRecord("stray", "v/validation", "ok", {}, {EM: 1.0}, config_hash="other"))
     summary = summarize_validation(plan, sweep, records)
     top = next(a for a in summary["arms"] if a["label"] == "top1")
-    assert top["seeds_done"] == 3 and top["stats"][EM]["value"]["mean"] == pytest.approx(0.4 + gain)
+    assert top["seeds_done"] == 5 and top["stats"][EM]["value"]["mean"] == pytest.approx(0.5 + gain)
     assert top["stats"][EM]["vs_baseline"]["mean"] == pytest.approx(gain)
     assert summary["verdict"]["winner"] == winner
     assert winner or summary["verdict"]["text"] == NO_WINNER
