@@ -185,11 +185,11 @@ def density_facts(path: str) -> dict[str, Any] | None:
     cells = []
     for share in shares:
         for tokens in sorted({r.metrics[K.TARGET_TOKENS] for r in records}):
-            mine = [r.metrics for r in records
+            mine = [r for r in records
                     if _dotted(r.config, "data.random_share") == share and r.metrics[K.TARGET_TOKENS] == tokens]
             if mine:
                 cells.append({"random_share": share, "tokens": tokens, "trials": len(mine),
-                              "rank": mine[0][K.RANK], **{k: _mean_metric_of(mine, k) for k in DENSITY_METRICS}})
+                              "rank": mine[0].metrics[K.RANK], **{k: _mean_metric(mine, k) for k in DENSITY_METRICS}})
     return {"experiment": path, "cells": cells}
 
 
@@ -206,18 +206,17 @@ def wall_facts(paths: list[str]) -> dict[str, float]:
     return out
 
 
-def _mean_metric_of(metrics: list[dict[str, Any]], key: str) -> float | None:
-    values = [float(m[key]) for m in metrics if m.get(key) is not None]
-    return float(np.mean(values)) if values else None
-
-
 def validated_best(optuna_experiment: str) -> dict[str, Any] | None:
     """The knob set Table 2 carries: the validation's winner, else its best-ranked searched arm
     (top1), from the held-out validation the Optuna example ends with; None without one. Never a
     knob set transplanted from the search's own best trial: that score is optimistic by selection."""
     from orchestrator.experiment import read_validation_summary
 
-    summary = read_validation_summary(optuna_experiment)
+    return validated_best_of(read_validation_summary(optuna_experiment))
+
+
+def validated_best_of(summary: dict[str, Any] | None) -> dict[str, Any] | None:
+    """validated_best from a validation summary already read."""
     if not summary:
         return None
     searched = [a for a in summary["arms"] if a.get("search")]
@@ -363,16 +362,17 @@ def collect(experiments: Experiments) -> dict[str, Any]:
     """Every figure the document shows, as JSON-safe data."""
     from orchestrator.experiment import read_validation_summary
 
-    optuna = validated_best(experiments.optuna) if experiments.optuna else None
+    validation = read_validation_summary(experiments.optuna) if experiments.optuna else None
+    density = {path: density_facts(path) for path in experiments.smollm2}  # None for a law map
     return {
         "law": law_facts(experiments.law),
         "certificate": certificate_facts(experiments.all()),
-        "optuna_best": optuna,
-        "validation": read_validation_summary(experiments.optuna) if experiments.optuna else None,
+        "optuna_best": validated_best_of(validation),
+        "validation": validation,
         "optuna_experiment": experiments.optuna,
         "table2": table2_facts(experiments.table2),
-        "smollm2": [law_facts(path) for path in experiments.smollm2 if density_facts(path) is None],
-        "smollm2_density": [d for d in map(density_facts, experiments.smollm2) if d is not None],
+        "smollm2": [law_facts(path) for path, d in density.items() if d is None],
+        "smollm2_density": [d for d in density.values() if d is not None],
         "wall_s": wall_facts(experiments.all()),
         "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "load_1min": os.getloadavg()[0],
                     "python": platform.python_version()},

@@ -114,7 +114,7 @@ def verdict(summary: Mapping[str, Mapping[str, Mapping[str, Any]]], metric: str,
             continue
         p = entry.get("p_above" if mode == "max" else "p_below")
         if p is not None and p > ALPHA:
-            short.append(f"{arm} was better on all {d.n} paired seeds or nearly, but a sign-flip test gives "
+            short.append(f"{arm}'s interval over {d.n} paired seeds excludes zero, but a sign-flip test gives "
                          f"p = {p:.3g} > {ALPHA:g}; 5 seeds are the fewest that can show it")
             continue
         if sign * d.mean > best_gain:
