@@ -4,7 +4,7 @@ The oracle is a finished CPU law grid: every (rank, ℓ) it measured answers a p
 trial's own final metrics, so the adaptive search sees exactly the numbers a live run would have
 seen (one measurement per point; the first trial by id when a point was run more than once).
 
-  1. Fit the full grid (orchestrator.law.fit_law in the rank, covariance intervals): its α and β
+  1. Fit the full grid (orchestrator.law.fit.fit_law in the rank, covariance intervals): its α and β
      95 % interval widths are the target.
   2. Run AdaptiveLawSearcher over the same points with alpha_tol, beta_tol = those widths and a
      budget of the grid's size, answering each proposal from the oracle (sequentially, and with two
@@ -44,9 +44,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # runnable without an install
 
 from bench_result import emit  # noqa: E402
-from orchestrator import adaptive as ad  # noqa: E402
-from orchestrator.adaptive_search import AdaptiveLawSearcher  # noqa: E402
-from orchestrator.export import load_experiment  # noqa: E402
+from orchestrator.law import adaptive_design as ad  # noqa: E402
+from orchestrator.tune.adaptive_search import AdaptiveLawSearcher  # noqa: E402
+from orchestrator.experiment.export import load_experiment  # noqa: E402
 from trainables import metric_names as mn  # noqa: E402
 
 GOAL_RATIO = 0.5
@@ -57,7 +57,7 @@ SWEEP_FILE = ROOT / "examples" / "law_grid_cpu.yaml"
 
 def run_grid(storage: Path) -> Path:
     """`memlaw sweep examples/law_grid_cpu.yaml` into `storage`; returns the experiment folder."""
-    cmd = [sys.executable, "-m", "orchestrator.cli", "sweep", str(SWEEP_FILE), "--storage", str(storage)]
+    cmd = [sys.executable, "-m", "orchestrator.cli.main", "sweep", str(SWEEP_FILE), "--storage", str(storage)]
     print(f"running the CPU law grid (about 2 min): {' '.join(cmd)}", flush=True)
     subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
     return storage / "law-grid-cpu"

@@ -23,7 +23,7 @@ from sweep_timing import child_result, timed_sweep  # noqa: E402
 
 
 def one_grid(steps: int, before: bool) -> dict:
-    from orchestrator.config import SweepConfig
+    from orchestrator.config.sweep import SweepConfig
 
     with tempfile.TemporaryDirectory() as storage:
         sweep = SweepConfig.from_dict({

@@ -29,7 +29,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable without an install
 
 from bench_result import emit  # noqa: E402
-from orchestrator import law  # noqa: E402
+from orchestrator.law import fit as law  # noqa: E402
 
 GOAL_MS = 50.0
 TRUE = dict(C=2.0, alpha=0.75, beta=0.62, b=0.05)
@@ -83,7 +83,7 @@ ACTOR_RECORDS = 200
 
 def actor_records(n: int, sweep: str, seed: int = 0) -> list[dict]:
     """n record dicts from the law on the rank × length grid, distinct trial ids, shuffled cells."""
-    from orchestrator.records import record_from_result
+    from orchestrator.records.trial_record import record_from_result
     from trainables import metric_names as K
     from trainables.config import TrialConfig
 
@@ -105,7 +105,7 @@ def actor_round_trip(n: int = ACTOR_RECORDS) -> float:
     import orchestrator  # noqa: F401  (RAY_AUTH_MODE before Ray is imported)
     import ray
 
-    from orchestrator import results_actor
+    from orchestrator.tune import results_actor
 
     sweep = "bench-refit"
     print(f"\nresults actor on a local Ray: {n} records sent one at a time; "

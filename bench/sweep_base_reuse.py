@@ -30,7 +30,7 @@ GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 def one_sweep(trials: int, slots: int, steps: int) -> dict:
     """Run the sweep in this process (the environment says whether bases are kept)."""
-    from orchestrator.config import SweepConfig
+    from orchestrator.config.sweep import SweepConfig
     from trainables import metric_names as K
 
     seeds = max(1, trials // 4)

@@ -17,7 +17,7 @@ import tempfile
 os.environ.setdefault("MEMLAW_CACHE", os.path.join(tempfile.gettempdir(), "memlaw-bench-cache"))
 
 from bench_result import emit  # noqa: E402
-from orchestrator.config import SweepConfig  # noqa: E402
+from orchestrator.config.sweep import SweepConfig  # noqa: E402
 from sweep_timing import timed_sweep  # noqa: E402
 
 

@@ -14,8 +14,8 @@ from typing import Any
 
 def timed_sweep(sweep) -> tuple[Any, float, float]:
     """(Tune's ResultGrid, seconds to start Ray, seconds from before Ray started to the sweep's end)."""
-    from orchestrator.ray_session import start_ray
-    from orchestrator.tuner import run_sweep
+    from orchestrator.tune.ray_session import start_ray
+    from orchestrator.tune.tuner import run_sweep
 
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
     start = time.perf_counter()

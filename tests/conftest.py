@@ -28,7 +28,7 @@ def _isolated_cache(tmp_path_factory):
 
 def memlaw_cmd(*args: str) -> list[str]:
     """The installed CLI, run as a module so tests need nothing on PATH."""
-    return [sys.executable, "-m", "orchestrator.cli", *args]
+    return [sys.executable, "-m", "orchestrator.cli.main", *args]
 
 
 def print_figure(request, line: str) -> None:

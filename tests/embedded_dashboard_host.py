@@ -1,5 +1,5 @@
 """A process that holds the embedded Ray with its dashboard (what `memlaw sweep --dashboard` starts,
-through the same orchestrator.ray_session.start_ray) and a results actor with a known fit, until its
+through the same orchestrator.tune.ray_session.start_ray) and a results actor with a known fit, until its
 stdin closes. Prints one JSON line: {"url", "actor_id", "fit_lines"}.
 
     python tests/embedded_dashboard_host.py EXPERIMENT_DIR SWEEP
@@ -11,15 +11,15 @@ import json
 import sys
 import time
 
-from orchestrator.ray_session import start_ray
+from orchestrator.tune.ray_session import start_ray
 
 
 def main(experiment: str, sweep: str) -> None:
     url = start_ray(None, num_cpus=1, dashboard=True)
     import ray
 
-    from orchestrator import results_actor as ra
-    from orchestrator.sweep_output import fit_line
+    from orchestrator.tune import results_actor as ra
+    from orchestrator.tune.sweep_output import fit_line
     from test_results_actor import law_records
 
     actor = ra.get_or_create(sweep, experiment)

@@ -13,14 +13,14 @@ from __future__ import annotations
 import json
 import sys
 
-from orchestrator.ray_session import default_token_auth
+from orchestrator.tune.ray_session import default_token_auth
 
 
 def main(address: str, sweep: str, experiment: str) -> None:
     default_token_auth()
     import ray
 
-    from orchestrator import results_actor as ra
+    from orchestrator.tune import results_actor as ra
     from test_results_actor import law_records
 
     ray.init(address=address, namespace=ra.NAMESPACE, log_to_driver=False)

@@ -1,5 +1,5 @@
-"""Tests for the law-guided adaptive sweep: orchestrator/adaptive.py (pure) and the Tune searcher in
-orchestrator/adaptive_search.py, driven directly with synthetic results (no Ray cluster)."""
+"""Tests for the law-guided adaptive sweep: orchestrator/law/adaptive_design.py (pure) and the Tune searcher in
+orchestrator/tune/adaptive_search.py, driven directly with synthetic results (no Ray cluster)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from orchestrator import adaptive as ad  # noqa: E402
-from orchestrator import law  # noqa: E402
-from orchestrator.adaptive_search import AdaptiveLawSearcher  # noqa: E402
+from orchestrator.law import adaptive_design as ad  # noqa: E402
+from orchestrator.law import fit as law  # noqa: E402
+from orchestrator.tune.adaptive_search import AdaptiveLawSearcher  # noqa: E402
 from search_spaces.law_grid import GridSpace  # noqa: E402
 from trainables import metric_names as mn  # noqa: E402
 
@@ -342,20 +342,22 @@ ADAPTIVE_SWEEP = {"name": "ad", "trial": {"model": {"name": "tiny-s"}, "data": {
 
 
 def test_tuner_builds_the_adaptive_searcher():
-    from orchestrator import config
-    from orchestrator.searches import search_of
+    from orchestrator.config import sweep as config
+    from orchestrator.search.kinds import search_of
 
     sweep = config.SweepConfig.from_dict(ADAPTIVE_SWEEP)
-    kind = search_of(sweep)
-    searcher = kind.search_alg(sweep, sweep.experiment_uri)
-    assert isinstance(searcher, AdaptiveLawSearcher) and kind.param_space(sweep) == {}
+    from orchestrator.tune.searchers import tune_side
+
+    kind, side = search_of(sweep), tune_side(sweep)
+    searcher = side.search_alg(sweep, sweep.experiment_uri)
+    assert isinstance(searcher, AdaptiveLawSearcher) and side.param_space(sweep) == {}
     assert searcher.design.settings.alpha_tol == 0.1 and searcher.design.budget == 16
     assert searcher.max_concurrent == sweep.max_concurrency and len(searcher.design.initial) == 5
     assert kind.trial_count(sweep) == kind.tune_samples(sweep) == 16
 
 
 def test_sweep_config_validates_adaptive_searches():
-    from orchestrator import config
+    from orchestrator.config import sweep as config
 
     base = ADAPTIVE_SWEEP
     sweep = config.SweepConfig.from_dict(base)
@@ -378,7 +380,7 @@ def test_adaptive_module_is_pure():
         "for name in ('ray', 'torch', 'deepspeed', 'pandas'):\n"
         "    sys.modules[name] = None\n"
         f"sys.path.insert(0, {str(ROOT)!r})\n"
-        "import orchestrator.adaptive as ad\n"
+        "import orchestrator.law.adaptive_design as ad\n"
         "design = ad.AdaptiveDesign(ad.candidates_from_values((1, 2, 4), (64, 128, 256)))\n"
         "assert design.next(ad.AdaptiveState()).action == 'propose'\n"
     )

@@ -1,13 +1,13 @@
 """Atomic writes under SIGKILL (issue 7, R6): a file memlaw owns is its old version or its new one.
 
 For each writer (a journal entry: RecordLog.add; the snapshot: RecordLog.snapshot; a trial's
-result.json: trainables.memorize.write_json_atomic; an export: orchestrator.export.export to
+result.json: trainables.memorize.write_json_atomic; an export: orchestrator.experiment.export.export to
 Parquet), a child Python process writes in a loop, alternating two distinguishable versions of a
 few hundred KB, and is killed with SIGKILL after a random delay; 200 kills per writer. After each
 kill every file left in the folder is checked: the target is absent (only before its first
 complete write) or exactly one of the two versions, and fully readable (JSON parses, Parquet
 reads, RecordLog reloads with exactly the expected trial ids). Temp files (".tmp-*" from
-orchestrator.storage.Store, ".NAME.tmp" from write_json_atomic) may be left behind, torn; they
+orchestrator.records.storage.Store, ".NAME.tmp" from write_json_atomic) may be left behind, torn; they
 must never be read as data, so RecordLog reloads with them present.
 
 How 200 kills stay fast: a "zygote" child process imports everything once, then forks one writer
@@ -43,7 +43,7 @@ MAX_DELAY_S = {"journal": 0.030, "snapshot": 0.030, "result": 0.060, "export": 0
 SEED = 7
 WRITER_LIFETIME_S = 20.0  # a writer that outlives its test (a crashed test) stops by itself
 
-ENTRY = re.compile(r"[0-9]{10}\.json")  # a journal entry's name (orchestrator.record_log)
+ENTRY = re.compile(r"[0-9]{10}\.json")  # a journal entry's name (orchestrator.records.journal)
 
 pytestmark = pytest.mark.slow
 
@@ -58,7 +58,7 @@ def blob(variant: str, size: int) -> str:
 
 def record(trial_id: str, variant: str, size: int = 300_000):
     """A failed-trial record whose error text carries the bulk (a long traceback, say)."""
-    from orchestrator.records import TrialRecord
+    from orchestrator.records.trial_record import TrialRecord
 
     return TrialRecord(trial_id=trial_id, sweep="atomic", status="error",
                        config={"model": {"name": "tiny-s"}, "adapter": {"rank": 4}, "variant": variant},
@@ -91,8 +91,8 @@ def export_version(variant: str) -> list:
 
 # -- the writers: each loops forever in a forked child ---------------------------------------------
 def write_journal(folder: Path, n: int) -> None:
-    from orchestrator.record_log import RecordLog
-    from orchestrator.storage import Store
+    from orchestrator.records.journal import RecordLog
+    from orchestrator.records.storage import Store
 
     log = RecordLog(Store(str(folder)), snapshot_every=10**9)
     k = n
@@ -103,8 +103,8 @@ def write_journal(folder: Path, n: int) -> None:
 
 
 def write_snapshot(folder: Path, n: int) -> None:
-    from orchestrator.record_log import RecordLog
-    from orchestrator.storage import Store
+    from orchestrator.records.journal import RecordLog
+    from orchestrator.records.storage import Store
 
     log = RecordLog(Store(str(folder)), snapshot_every=10**9)
     versions = {v: {r.trial_id: r for r in snapshot_version(v)} for v in "AB"}
@@ -126,7 +126,7 @@ def write_result(folder: Path, n: int) -> None:
 
 
 def write_export(folder: Path, n: int) -> None:
-    from orchestrator.export import export
+    from orchestrator.experiment.export import export
 
     k = n
     while True:  # the same out file from two experiments, in turn
@@ -152,13 +152,13 @@ def zygote_main(writer: str, folder: str) -> None:
     elif writer == "export":
         import pyarrow.parquet  # noqa: F401
 
-        import orchestrator.export  # noqa: F401
+        import orchestrator.experiment.export  # noqa: F401
     elif writer == "snapshot":
-        import orchestrator.record_log  # noqa: F401
+        import orchestrator.records.journal  # noqa: F401
 
         snapshot_version("A"), snapshot_version("B")
     else:
-        import orchestrator.record_log  # noqa: F401
+        import orchestrator.records.journal  # noqa: F401
 
         blob("A", 300_000), blob("B", 300_000)
     print("ready", flush=True)
@@ -235,9 +235,9 @@ def unexpected(folder: Path, allowed: set[str], target: str | None = None) -> li
 
 
 def check_journal(folder: Path, check: Check) -> None:
-    from orchestrator.record_log import JOURNAL, RecordLog
-    from orchestrator.records import TrialRecord
-    from orchestrator.storage import Store
+    from orchestrator.records.journal import JOURNAL, RecordLog
+    from orchestrator.records.trial_record import TrialRecord
+    from orchestrator.records.storage import Store
 
     journal = folder / JOURNAL
     if not journal.is_dir():  # killed before the RecordLog made its folder
@@ -270,8 +270,8 @@ def check_journal(folder: Path, check: Check) -> None:
 
 
 def check_snapshot(folder: Path, check: Check) -> None:
-    from orchestrator.record_log import JOURNAL, SNAPSHOT, RecordLog
-    from orchestrator.storage import Store
+    from orchestrator.records.journal import JOURNAL, SNAPSHOT, RecordLog
+    from orchestrator.records.storage import Store
 
     for name in unexpected(folder, {SNAPSHOT, JOURNAL}):
         check.torn_file(f"unexpected file {name}")
@@ -319,7 +319,7 @@ def check_result(folder: Path, check: Check) -> None:
 
 
 def check_export(folder: Path, check: Check) -> None:
-    from orchestrator.export import export_metadata, read_export
+    from orchestrator.experiment.export import export_metadata, read_export
 
     for name in unexpected(folder, {"results.parquet"}):
         check.torn_file(f"unexpected file {name}")
@@ -340,8 +340,8 @@ def check_export(folder: Path, check: Check) -> None:
 
 def prepare(writer: str, root: Path) -> Path:
     """The folder a writer writes into, with what must be there before it starts."""
-    from orchestrator.record_log import RecordLog
-    from orchestrator.storage import Store
+    from orchestrator.records.journal import RecordLog
+    from orchestrator.records.storage import Store
 
     folder = root / writer
     if writer == "snapshot":  # journal entries that the first snapshot covers (variant "J")

@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from conftest import REPO, memlaw_cmd, print_figure
-from orchestrator.record_log import RecordLog
+from orchestrator.records.journal import RecordLog
 from ray_heads import free_port, node_type, raylets, start_head
 from test_sweep import SMOKE_TRIAL
 

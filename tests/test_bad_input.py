@@ -11,8 +11,8 @@ a YAML syntax error). A file that cannot hold a comment (binary bytes, a non-UTF
 file) has the same line, without `# expect:`, in a sidecar `NAME.expect`. A file's kind is the part
 of its name before `__` (unknown-key, inverted-range, ...).
 
-Each file goes through the CLI's own code in this process (`orchestrator.cli.main`), and a sample
-of them through `python -m orchestrator.cli validate FILE` as a subprocess. Either way: exit code
+Each file goes through the CLI's own code in this process (`orchestrator.cli.main.main`), and a sample
+of them through `python -m orchestrator.cli.main validate FILE` as a subprocess. Either way: exit code
 2, the expected problem on stderr, no traceback, Ray neither imported nor started, and no tiny
 model folder built in the session's MEMLAW_CACHE (tests/conftest.py).
 
@@ -34,7 +34,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, memlaw_cmd, print_figure
-from orchestrator import cli
+from orchestrator.cli import main as cli
 
 CORPUS = Path(__file__).resolve().parent / "data" / "bad_inputs"
 FILES = sorted(p for p in CORPUS.iterdir() if p.is_file() and p.suffix != ".expect")
@@ -156,7 +156,7 @@ PROBE = """
 import json, resource, sys, time
 import yaml
 import trainables.config
-from orchestrator import cli
+from orchestrator.cli import main as cli
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 start = time.perf_counter()
 code = cli.main(["validate", sys.argv[1]])

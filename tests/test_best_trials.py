@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.best_trials import best_section, distinct_knob_sets, dominates, fronts, rank_trials
-from orchestrator.config import SweepConfig
-from orchestrator.records import TrialRecord
-from orchestrator.validation import OT, SFT, arm_of, make_plan, points, summarize_validation
-from orchestrator.validation_stats import NO_WINNER
+from orchestrator.search.best_trials import best_section, distinct_knob_sets, dominates, fronts, rank_trials
+from orchestrator.config.sweep import SweepConfig
+from orchestrator.records.trial_record import TrialRecord
+from orchestrator.search.validation_plan import OT, SFT, arm_of, make_plan, points, summarize_validation
+from orchestrator.search.validation_stats import NO_WINNER
 from trainables import metric_names as K
 
 EM, STABLE = K.GREEDY_EXACT_MATCH, K.STABLE_CERTIFIED_FROM

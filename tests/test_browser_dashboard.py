@@ -2,7 +2,7 @@
 logs in with the Ray token the way the dashboard's own dialog does, opens the results actor and
 finds its latest fit line in the actor's logs; the same check through the dashboard's HTTP API.
 
-The host is tests/embedded_dashboard_host.py: orchestrator.ray_session.start_ray(dashboard=True),
+The host is tests/embedded_dashboard_host.py: orchestrator.tune.ray_session.start_ray(dashboard=True),
 what `memlaw sweep --dashboard` starts, with a results actor fed a known law.
 """
 
@@ -21,7 +21,7 @@ import pytest
 
 from browser import CHROMIUM, Browser
 from conftest import REPO
-from orchestrator.ray_session import token_file
+from orchestrator.tune.ray_session import token_file
 
 SCREENSHOT = "dashboard_results_actor.png"
 

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from conftest import REPO, memlaw_cmd, print_figure
-from orchestrator.jobs import explain
+from orchestrator.tune.jobs import explain
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +130,7 @@ def test_a_sweep_submitted_as_a_job_answers_through_the_dashboard(head, tmp_path
 
 
 def _journal(experiment):
-    from orchestrator.record_log import RecordLog
+    from orchestrator.records.journal import RecordLog
 
     return [json.dumps(r.to_dict()) for r in RecordLog.for_experiment(str(experiment)).all()]
 

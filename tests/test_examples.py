@@ -49,8 +49,8 @@ def test_every_example_validates(example, hub_env):
 
 PAPER_FACTS = """
 import json, sys
-from orchestrator.config import load_sweep
-from orchestrator.searches import sweep_grid
+from orchestrator.config.preflight import load_sweep
+from orchestrator.search.kinds import sweep_grid
 from trainables.model import model_dims
 sweep = load_sweep(sys.argv[1])
 trial, grid = sweep.base_trial, sweep_grid(sweep)

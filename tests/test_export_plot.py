@@ -1,4 +1,4 @@
-"""Tests for orchestrator.export and orchestrator.plot on synthetic records from a known law.
+"""Tests for orchestrator.experiment.export and orchestrator.report.plot on synthetic records from a known law.
 
 The records go through a real RecordLog in a temporary experiment folder, exactly as the results
 actor leaves them, so the tests read what `memlaw export` and `memlaw plot` will read.
@@ -19,11 +19,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the editable install may predate the packages' __init__ files
 
-from orchestrator import export as ex  # noqa: E402
-from orchestrator import plot  # noqa: E402
-from orchestrator.config import FitConfig  # noqa: E402
-from orchestrator.record_log import RecordLog  # noqa: E402
-from orchestrator.records import RESULT_KEYS, TrialRecord, record_from_result  # noqa: E402
+from orchestrator.experiment import export as ex  # noqa: E402
+from orchestrator.report import plot  # noqa: E402
+from orchestrator.config.sweep import FitConfig  # noqa: E402
+from orchestrator.records.journal import RecordLog  # noqa: E402
+from orchestrator.records.trial_record import RESULT_KEYS, TrialRecord, record_from_result  # noqa: E402
 from trainables import metric_names as K  # noqa: E402
 from trainables.config import TrialConfig  # noqa: E402
 

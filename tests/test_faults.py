@@ -9,9 +9,9 @@ import time
 import pytest
 import yaml
 
-from orchestrator.config import load_sweep
-from orchestrator.law_report import build_report
-from orchestrator.record_log import RecordLog
+from orchestrator.config.preflight import load_sweep
+from orchestrator.report.law_report import build_report
+from orchestrator.records.journal import RecordLog
 
 
 def _sweep(tmp_path, name: str, **fields):
@@ -30,9 +30,9 @@ def _sweep(tmp_path, name: str, **fields):
 def test_r2_results_actor_killed_ten_times_loses_and_duplicates_nothing(tmp_path):
     import ray
 
-    from orchestrator import results_actor
-    from orchestrator.ray_session import start_ray
-    from orchestrator.tuner import run_sweep
+    from orchestrator.tune import results_actor
+    from orchestrator.tune.ray_session import start_ray
+    from orchestrator.tune.tuner import run_sweep
 
     sweep = _sweep(tmp_path, "r2")
     start_ray(None, num_cpus=2)
@@ -81,9 +81,9 @@ def test_r1_worker_node_loss_every_trial_finishes_exactly_once(tmp_path):
     import ray
     from ray.cluster_utils import Cluster
 
-    from orchestrator import results_actor
-    from orchestrator.export import export, read_export
-    from orchestrator.tuner import run_sweep
+    from orchestrator.tune import results_actor
+    from orchestrator.experiment.export import export, read_export
+    from orchestrator.tune.tuner import run_sweep
 
     sweep = _sweep(tmp_path, "r1", max_concurrency=3, max_failures=3, checkpoint_every=1,
                    space_overrides={"adapter.rank": [1, 2, 3, 4], "data.target_tokens": [32, 40, 48, 56, 64, 72]})
@@ -189,8 +189,8 @@ def test_r3_driver_killed_under_optuna_resumes_with_every_trial_once(tmp_path, r
     import pandas as pd
 
     from conftest import memlaw_cmd, print_figure
-    from orchestrator.optuna_study import FAILED_REASON, TUNE_TRIAL_ID
-    from orchestrator.trainable import REPLAYED
+    from orchestrator.tune.optuna_study import FAILED_REASON, TUNE_TRIAL_ID
+    from orchestrator.tune.trainable import REPLAYED
 
     path = tmp_path / "r3.yaml"
     path.write_text(yaml.safe_dump({
@@ -221,7 +221,7 @@ def test_r3_driver_killed_under_optuna_resumes_with_every_trial_once(tmp_path, r
     assert subprocess.run(memlaw_cmd("export", str(experiment), "--out", str(out)), capture_output=True,
                           timeout=300).returncode == 0
     exported = list(pd.read_parquet(out)["trial_id"])
-    # trained again: a new last result that is not the journal's record replayed (orchestrator/trainable.py)
+    # trained again: a new last result that is not the journal's record replayed (orchestrator/tune/trainable.py)
     rerun = [t for t, r in first.items() if tune_after[t][1].get("timestamp") != r.ended_at
              and not tune_after[t][1].get(REPLAYED)]
     replayed = [t for t in first if tune_after[t][1].get(REPLAYED)]
@@ -262,9 +262,9 @@ def test_r4_each_broken_trial_in_its_own_category_none_in_the_fit(tmp_path, requ
     import ray
 
     from conftest import memlaw_cmd, print_figure
-    from orchestrator import results_actor
-    from orchestrator.ray_session import start_ray
-    from orchestrator.tuner import run_sweep
+    from orchestrator.tune import results_actor
+    from orchestrator.tune.ray_session import start_ray
+    from orchestrator.tune.tuner import run_sweep
 
     sweep = _sweep(tmp_path, "r4", max_failures=0, trial_timeout_s=60, trial_memory_mb=1536,
                    space_overrides={"inject_fault": list(R4_FAULTS), "adapter.rank": [2], "data.target_tokens": [32]},

@@ -1,9 +1,9 @@
-"""The demo's one-sentence finding (orchestrator/findings.py) from hand-made records: pure, milliseconds."""
+"""The demo's one-sentence finding (orchestrator/report/findings.py) from hand-made records: pure, milliseconds."""
 
 from __future__ import annotations
 
-from orchestrator.findings import finding, recall_edges
-from orchestrator.records import TrialRecord
+from orchestrator.report.findings import finding, recall_edges
+from orchestrator.records.trial_record import TrialRecord
 from trainables import metric_names as K
 
 

@@ -11,7 +11,7 @@ import json
 import re
 
 from conftest import REPO
-from orchestrator import results_actor as ra
+from orchestrator.tune import results_actor as ra
 
 DASHBOARD = REPO / "docs" / "grafana" / "memlaw_law.json"
 METRIC = re.compile(r"\b(ray_[A-Za-z_:][A-Za-z0-9_:]*)")

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from conftest import REPO, memlaw_cmd, print_figure
-from orchestrator.record_log import JOURNAL, LAW_FOLDER, SNAPSHOT, RecordLog
+from orchestrator.records.journal import JOURNAL, LAW_FOLDER, SNAPSHOT, RecordLog
 from test_records import law_records
 from test_structure import finished_experiment
 

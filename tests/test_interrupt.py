@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from conftest import REPO, memlaw_cmd
-from orchestrator.record_log import RecordLog
+from orchestrator.records.journal import RecordLog
 from trainables import metric_names as K
 
 STEPS = 1500

@@ -1,4 +1,4 @@
-"""Tests for orchestrator.law: recovery, coverage, order independence, hand-checkable cases, purity."""
+"""Tests for orchestrator.law.fit: recovery, coverage, order independence, hand-checkable cases, purity."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the editable install may predate the packages' __init__ files
 
-from orchestrator import law  # noqa: E402
+from orchestrator.law import fit as law  # noqa: E402
 from trainables import metric_names as mn  # noqa: E402
 
 TRUE = dict(C=2.0, alpha=0.75, beta=0.62, b=0.05)
@@ -417,7 +417,7 @@ def test_law_imports_without_frameworks():
         "for name in ('ray', 'torch', 'deepspeed', 'pandas'):\n"
         "    sys.modules[name] = None\n"
         f"sys.path.insert(0, {str(ROOT)!r})\n"
-        "import orchestrator.law as law\n"
+        "import orchestrator.law.fit as law\n"
         "x = [1.0, 2.0, 4.0] * 3\n"
         "ell = [64.0] * 3 + [256.0] * 3 + [1024.0] * 3\n"
         "noise = [1.0 + 0.01 * (i % 3 - 1) for i in range(9)]\n"

@@ -12,8 +12,8 @@ import numpy as np
 import psutil
 import pytest
 
-from orchestrator.callbacks import failure_category
-from orchestrator.config import SweepConfig
+from orchestrator.tune.callbacks import failure_category
+from orchestrator.config.sweep import SweepConfig
 from trainables.limits import TrialLimits, TrialOutOfMemory, TrialTimedOut, Watchdog
 from trainables.memorize import _allocate_until_stopped, _wait_until_stopped
 from trainables.schema import ConfigError

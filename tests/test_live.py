@@ -83,7 +83,7 @@ def check_dashboard(printed: str) -> None:
     import urllib.error
     import urllib.request
 
-    from orchestrator.ray_session import token_file
+    from orchestrator.tune.ray_session import token_file
 
     url = re.search(r"dashboard +(http://127\.0\.0\.1:\d+)", printed).group(1)
     assert "the page asks once for the Ray token" in printed

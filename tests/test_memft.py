@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
+from trainables.methods import WindowKnobs
 from trainables.memft import (
     LN2,
-    WindowKnobs,
     WindowState,
     any_subthreshold,
     batch_for_step,

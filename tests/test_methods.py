@@ -11,7 +11,7 @@ import pytest
 import search_spaces
 from search_spaces.memft import OPTUNA_SPACES, DefineByRun, OptunaSpace, Param
 from trainables.config import TrialConfig
-from trainables.memft import WindowKnobs
+from trainables.methods import WindowKnobs
 from trainables.methods import METHODS, MethodConfig, knob_owners
 from trainables.schema import ConfigError, set_dotted
 

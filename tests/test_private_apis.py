@@ -11,7 +11,7 @@ import inspect
 
 
 def test_ray_cluster_switch_that_keeps_the_embedded_ray_on_loopback():
-    """orchestrator/ray_session.py:loopback_node_ip flips it during ray.init."""
+    """orchestrator/tune/ray_session.py:loopback_node_ip flips it during ray.init."""
     from ray._private import ray_constants, services
 
     assert isinstance(ray_constants.ENABLE_RAY_CLUSTER, bool)
@@ -20,7 +20,7 @@ def test_ray_cluster_switch_that_keeps_the_embedded_ray_on_loopback():
 
 
 def test_ray_params_default_agent_port_that_the_embedded_ray_frees():
-    """orchestrator/ray_session.py:free_agent_port passes dashboard_agent_listen_port=0 to RayParams,
+    """orchestrator/tune/ray_session.py:free_agent_port passes dashboard_agent_listen_port=0 to RayParams,
     which ray.init builds without it (default: Ray's fixed port), and Node then picks a free port."""
     from ray._private import node, parameter, ray_constants, worker
 
@@ -31,12 +31,12 @@ def test_ray_params_default_agent_port_that_the_embedded_ray_frees():
 
 
 def test_optuna_search_keeps_its_optuna_trials_by_tune_trial_id():
-    """orchestrator/optuna_study.py: TaggedOptunaSearch reads `_ot_trials[trial_id]` after suggest
+    """orchestrator/tune/optuna_study.py: TaggedOptunaSearch reads `_ot_trials[trial_id]` after suggest
     and adds to `_completed_trials`, as OptunaSearch itself does."""
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
-    from orchestrator.optuna_study import TUNE_TRIAL_ID, TaggedOptunaSearch
+    from orchestrator.tune.optuna_study import TUNE_TRIAL_ID, TaggedOptunaSearch
     from search_spaces.memft import MEMFT_KNOBS, define_by_run
 
     searcher = TaggedOptunaSearch(space=define_by_run(MEMFT_KNOBS), metric="m", mode="max",
@@ -49,13 +49,13 @@ def test_optuna_search_keeps_its_optuna_trials_by_tune_trial_id():
 
 
 def test_nsga2_sampler_lock_is_the_one_attribute_that_blocks_pickling():
-    """orchestrator/optuna_study.py:nsga2_sampler drops `_thread_lock` from the pickle and makes it anew."""
+    """orchestrator/tune/optuna_study.py:nsga2_sampler drops `_thread_lock` from the pickle and makes it anew."""
     import threading
 
     import optuna
     import ray.cloudpickle as cp
 
-    from orchestrator.optuna_study import nsga2_sampler
+    from orchestrator.tune.optuna_study import nsga2_sampler
 
     sampler = nsga2_sampler(0)
     assert isinstance(sampler, optuna.samplers.NSGAIISampler)
@@ -65,11 +65,11 @@ def test_nsga2_sampler_lock_is_the_one_attribute_that_blocks_pickling():
 
 
 def test_optuna_frozen_trials_carry_their_storage_id(tmp_path):
-    """orchestrator/optuna_study.py:fail_orphaned_trials sets a user attribute by `trial._trial_id`."""
+    """orchestrator/tune/optuna_study.py:fail_orphaned_trials sets a user attribute by `trial._trial_id`."""
     import optuna
 
-    from orchestrator.optuna_study import FAILED_REASON, fail_orphaned_trials
-    from orchestrator.searches import optuna_storage
+    from orchestrator.tune.optuna_study import FAILED_REASON, fail_orphaned_trials
+    from orchestrator.experiment.folder import optuna_storage
 
     storage = optuna_storage(str(tmp_path))
     study = optuna.create_study(study_name="s", storage=storage)

@@ -22,13 +22,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.ray_session import default_token_auth  # noqa: E402
+from orchestrator.tune.ray_session import default_token_auth  # noqa: E402
 
 default_token_auth()  # RAY_AUTH_MODE before Ray is imported, as memlaw's own drivers do
 import ray
 from conftest import print_figure
-from orchestrator import results_actor as ra
-from orchestrator.ray_session import loopback_node_ip
+from orchestrator.tune import results_actor as ra
+from orchestrator.tune.ray_session import loopback_node_ip
 from ray_heads import free_port
 from test_grafana_dashboard import load as load_dashboard
 from test_grafana_dashboard import panel_queries

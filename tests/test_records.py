@@ -23,10 +23,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the editable install may predate the packages' __init__ files
 
-from orchestrator import law_report, storage  # noqa: E402
-from orchestrator.config import FitConfig  # noqa: E402
-from orchestrator.record_log import JOURNAL, LAW_FOLDER, SNAPSHOT, Damage, RecordLog, law_rows  # noqa: E402
-from orchestrator.records import (  # noqa: E402
+from orchestrator.report import law_report  # noqa: E402
+from orchestrator.records import storage
+from orchestrator.config.sweep import FitConfig  # noqa: E402
+from orchestrator.records.journal import JOURNAL, LAW_FOLDER, SNAPSHOT, Damage, RecordLog, law_rows  # noqa: E402
+from orchestrator.records.trial_record import (  # noqa: E402
     GROUP_FIELDS, RESULT_KEYS, STATUSES, TrialRecord, config_hash, group_label, record_from_result,
 )
 from trainables import metric_names as K  # noqa: E402
@@ -545,8 +546,8 @@ def test_flat_fits_and_format_report():
 def test_pure_modules_import_without_ray_or_torch():
     code = ("import sys\n"
             "for name in ('ray', 'torch', 'deepspeed'): sys.modules[name] = None\n"
-            "import orchestrator.records, orchestrator.storage, orchestrator.record_log\n"
-            "import orchestrator.law_report, orchestrator.findings\n"
+            "import orchestrator.records.trial_record, orchestrator.records.storage, orchestrator.records.journal\n"
+            "import orchestrator.report.law_report, orchestrator.report.findings\n"
             "print('ok')")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
@@ -556,7 +557,7 @@ def test_pure_modules_import_without_ray_or_torch():
 
 
 def test_only_a_finished_final_report_is_ok():
-    from orchestrator.records import completion_status
+    from orchestrator.records.trial_record import completion_status
 
     assert completion_status({K.FINISHED: True, "done": True}, pruning=False) == "ok"
     assert completion_status({K.FINISHED: True}, pruning=True) == "ok"

@@ -11,14 +11,14 @@ import os
 
 import pytest
 
-from orchestrator import reproduction
-from orchestrator.records import TrialRecord
-from orchestrator.reproduction_doc import render
+from orchestrator.reproduction import run as reproduction
+from orchestrator.records.trial_record import TrialRecord
+from orchestrator.reproduction.doc import render
 from trainables import metric_names as K
 
 
 def _arm(label: str, knobs: dict, acc: list[float], search: dict | None = None) -> dict:
-    from orchestrator.validation_stats import mean_interval
+    from orchestrator.search.validation_stats import mean_interval
 
     stats = {K.GREEDY_TOKEN_ACC: {"value": mean_interval(acc).to_dict()}}
     if label != "SFT":
@@ -42,7 +42,7 @@ def _summary(winner: str | None) -> dict:
 def test_table2_carries_the_validated_winner_else_the_first_searched_arm_never_the_search_best(tmp_path):
     import json
 
-    from orchestrator.experiment import VALIDATION_SUMMARY_FILE, validation_uri
+    from orchestrator.experiment.folder import VALIDATION_SUMMARY_FILE, validation_uri
 
     exp = tmp_path / "exp"
     assert reproduction.validated_best(str(exp)) is None  # no validation: no column, no transplanted knobs
@@ -57,7 +57,7 @@ def test_table2_carries_the_validated_winner_else_the_first_searched_arm_never_t
 
 
 def test_the_validation_section_shows_each_arm_its_paired_difference_and_the_verdict():
-    from orchestrator.reproduction_doc import validation_section
+    from orchestrator.reproduction.doc import validation_section
 
     doc = "\n".join(validation_section(_summary(None), "runs/x"))
     # SFT 0.4, 0.5, 0.6: mean 50.0 %, sd 0.1, t(0.975, 2) = 4.303 -> half-width 24.8 points
@@ -74,8 +74,8 @@ def smoke_experiment(tmp_path_factory):
     """Six real trials (3 ranks x 2 lengths, tiny-xs, 20 steps) on a local Ray, stopped afterwards."""
     import ray
 
-    from orchestrator.config import SweepConfig
-    from orchestrator.tuner import run_sweep
+    from orchestrator.config.sweep import SweepConfig
+    from orchestrator.tune.tuner import run_sweep
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     sweep = SweepConfig.from_dict({
@@ -142,7 +142,7 @@ def test_reproduce_writes_the_document_json_and_figure_from_existing_experiments
 def test_the_smollm2_sweeps_are_the_committed_law_map_and_density_axis(tmp_path):
     """`memlaw reproduce --smollm2`: 3 ranks x 3 lengths of random tokens and text at 0/50/100 % random, on
     SmolLM2-135M with the paper's placement (validated here, not run: 19 min on 2 cores)."""
-    from orchestrator.searches import sweep_grid
+    from orchestrator.search.kinds import sweep_grid
 
     law_map = reproduction.smollm2_sweep("law-smollm2", str(tmp_path))
     density = reproduction.smollm2_sweep("density-smollm2", str(tmp_path))

@@ -28,15 +28,15 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the editable install may predate the packages' __init__ files
 
-from orchestrator.ray_session import default_token_auth  # noqa: E402
+from orchestrator.tune.ray_session import default_token_auth  # noqa: E402
 
 default_token_auth()  # RAY_AUTH_MODE before Ray is imported, as memlaw's own drivers do
 import ray  # noqa: E402
 
-from orchestrator import results_actor as ra  # noqa: E402
-from orchestrator.law_report import build_report  # noqa: E402
-from orchestrator.record_log import FIT, JOURNAL, LAW_FOLDER, RecordLog  # noqa: E402
-from orchestrator.records import record_from_result  # noqa: E402
+from orchestrator.tune import results_actor as ra  # noqa: E402
+from orchestrator.report.law_report import build_report  # noqa: E402
+from orchestrator.records.journal import FIT, JOURNAL, LAW_FOLDER, RecordLog  # noqa: E402
+from orchestrator.records.trial_record import record_from_result  # noqa: E402
 from trainables import metric_names as K  # noqa: E402
 from trainables.config import TrialConfig  # noqa: E402
 

@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from conftest import EXAMPLES, REPO
-from orchestrator.config import SweepConfig
-from orchestrator.searches import ALL_KNOBS, SEARCHES, SearchConfig, search_of
+from orchestrator.config.sweep import SweepConfig
+from orchestrator.search.kinds import ALL_KNOBS, SEARCHES, SearchConfig, search_of
 from trainables import metric_names as K
 from trainables.schema import ConfigError
 
@@ -88,8 +88,8 @@ def test_every_sweep_example_is_valid_and_counts_its_trials(example):
 def test_ray_free_parts_import_no_ray(kind, tmp_path):
     code = ("import sys, json\n"
             "for name in ('ray', 'torch', 'deepspeed', 'optuna'): sys.modules[name] = None\n"
-            "from orchestrator.config import SweepConfig\n"
-            "from orchestrator.searches import search_of\n"
+            "from orchestrator.config.sweep import SweepConfig\n"
+            "from orchestrator.search.kinds import search_of\n"
             "sweep = SweepConfig.from_dict(json.loads(sys.argv[1]))\n"
             "kind = search_of(sweep)\n"
             "report = {'groups': {}, 'trials_accepted': 0}\n"
@@ -123,7 +123,7 @@ def local_ray():
     import ray  # imported before start_ray on purpose: the embedded Ray must still come up with its token
     from ray import cloudpickle
 
-    from orchestrator.ray_session import start_ray
+    from orchestrator.tune.ray_session import start_ray
 
     start_ray(None, num_cpus=2)
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import this test module
@@ -138,20 +138,29 @@ def test_trial_count_is_what_tune_runs(kind, tmp_path, local_ray):
     tolerances cannot be met), and the after-sweep step leaves no Optuna trial RUNNING."""
     from ray import tune
 
+    from orchestrator.tune.searchers import tune_side
+
     sweep = smoke_sweep(kind, tmp_path)
-    search = search_of(sweep)
-    tuner = tune.Tuner(synthetic_trial, param_space=search.param_space(sweep), tune_config=tune.TuneConfig(
-        num_samples=search.tune_samples(sweep), search_alg=search.search_alg(sweep, sweep.experiment_uri),
+    search, side = search_of(sweep), tune_side(sweep)
+    tuner = tune.Tuner(synthetic_trial, param_space=side.param_space(sweep), tune_config=tune.TuneConfig(
+        num_samples=search.tune_samples(sweep), search_alg=side.search_alg(sweep, sweep.experiment_uri),
         max_concurrent_trials=sweep.max_concurrency),
         run_config=tune.RunConfig(name=sweep.name, storage_path=str(tmp_path), verbose=0))
     grid = tuner.fit()
-    search.after_sweep(sweep, sweep.experiment_uri)
+    side.after_sweep(sweep, sweep.experiment_uri)
     assert len(grid) == search.trial_count(sweep) and not grid.errors
     if kind == "optuna":
         import optuna
 
-        from orchestrator.searches import optuna_storage
+        from orchestrator.experiment.folder import optuna_storage
 
         study = optuna.load_study(study_name=sweep.name, storage=optuna_storage(sweep.experiment_uri))
         assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * len(grid)
     assert dataclasses.asdict(sweep.search) == dataclasses.asdict(SearchConfig.from_dict(SMOKE[kind]["search"]))
+
+
+def test_every_search_kind_has_a_tune_side():
+    """A kind added to search.kinds.SEARCHES without its row in tune.searchers.TUNE_SIDES fails here."""
+    from orchestrator.tune.searchers import TUNE_SIDES
+
+    assert sorted(TUNE_SIDES) == sorted(SEARCHES)

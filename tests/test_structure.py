@@ -13,16 +13,16 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, memlaw_cmd
-from orchestrator.config import SweepConfig
-from orchestrator.experiment import SWEEP_FILE, Experiment, open_experiment
-from orchestrator.record_log import RecordLog
+from orchestrator.config.sweep import SweepConfig
+from orchestrator.experiment.folder import SWEEP_FILE, Experiment, open_experiment
+from orchestrator.records.journal import RecordLog
 from test_records import law_records
 from trainables.schema import ConfigError
 
 #: Run the CLI with Ray (and DeepSpeed) unimportable: any import of them fails at once.
 NO_RAY = ("import sys\n"
           "for name in ('ray', 'deepspeed'): sys.modules[name] = None\n"
-          "from orchestrator.cli import main\n"
+          "from orchestrator.cli.main import main\n"
           "sys.exit(main(sys.argv[1:]))\n")
 
 
@@ -64,8 +64,8 @@ def test_resume_reads_its_experiment_without_ray(tmp_path):
     """What `memlaw resume` reads before it starts Ray: the saved sweep, fully validated."""
     uri = finished_experiment(tmp_path)
     code = ("import sys\nsys.modules['ray'] = None\n"
-            "from orchestrator.preflight import model_problems\n"
-            "from orchestrator.experiment import open_experiment\n"
+            "from orchestrator.config.preflight import model_problems\n"
+            "from orchestrator.experiment.folder import open_experiment\n"
             f"e = open_experiment({uri!r})\n"
             "assert model_problems(e.sweep) == [] and e.sweep.trial_count() == 6\n"
             "print(e.uri)\n")
@@ -145,8 +145,8 @@ def test_orchestrator_has_no_import_cycle():
 
 def test_importing_orchestrator_changes_no_environment():
     code = ("import os, json\nbefore = dict(os.environ)\n"
-            "import orchestrator, orchestrator.config, orchestrator.searches, orchestrator.experiment, "
-            "orchestrator.law_report, orchestrator.ray_session\n"
+            "import orchestrator, orchestrator.config.sweep, orchestrator.search.kinds, orchestrator.experiment.folder, "
+            "orchestrator.report.law_report, orchestrator.tune.ray_session\n"
             "print(json.dumps(sorted(set(os.environ.items()) ^ set(before.items()))))\n")
     env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60, env=env)

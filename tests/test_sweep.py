@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 from conftest import memlaw_cmd
-from orchestrator.config import load_sweep
-from orchestrator.record_log import RecordLog
+from orchestrator.config.preflight import load_sweep
+from orchestrator.records.journal import RecordLog
 from trainables import metric_names as K
 from trainables.schema import ConfigError
 
@@ -165,7 +165,7 @@ def test_a_two_node_cluster_runs_trials_on_both_nodes(tmp_path):
     from ray.cluster_utils import Cluster
 
     import ray
-    from orchestrator.tuner import run_sweep
+    from orchestrator.tune.tuner import run_sweep
 
     # Ray resolves a loopback bootstrap address to the machine's own IP before connecting, so a
     # multi-node cluster that an outside driver joins runs on that IP (Ray's processes listen on

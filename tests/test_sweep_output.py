@@ -1,8 +1,8 @@
-"""What a sweep prints (orchestrator/sweep_output.py): pure text, tested in milliseconds."""
+"""What a sweep prints (orchestrator/tune/sweep_output.py): pure text, tested in milliseconds."""
 
 from __future__ import annotations
 
-from orchestrator.sweep_output import duration, eta_s, fit_line, trial_line, trial_table
+from orchestrator.tune.sweep_output import duration, eta_s, fit_line, trial_line, trial_table
 from trainables import metric_names as K
 
 

@@ -13,8 +13,8 @@ import time
 import pytest
 import yaml
 
-from orchestrator.record_log import RecordLog
-from orchestrator.validation import PLAN_FILE, SUMMARY_FILE, VALIDATION
+from orchestrator.records.journal import RecordLog
+from orchestrator.tune.validation_phase import PLAN_FILE, SUMMARY_FILE, VALIDATION
 
 TRIAL = {"model": {"name": "tiny-xs"}, "adapter": {"placement": "peft", "rank": 1},
          "data": {"kind": "random", "target_tokens": 16, "num_sequences": 2}, "budget": {"preset": "cpu", "steps": 20},
@@ -30,7 +30,7 @@ def _tune_trials(folder) -> dict[str, tuple[str, dict]]:
 @pytest.mark.slow
 def test_validation_resumes_after_a_driver_kill_without_rerunning_finished_arms(tmp_path, request):
     from conftest import memlaw_cmd, print_figure
-    from orchestrator.trainable import REPLAYED
+    from orchestrator.tune.trainable import REPLAYED
 
     path = tmp_path / "v.yaml"
     path.write_text(yaml.safe_dump({
@@ -91,8 +91,8 @@ def test_validation_resumes_after_a_driver_kill_without_rerunning_finished_arms(
 
     import optuna
 
-    from orchestrator.searches import optuna_storage
-    from orchestrator.validation import STUDY_ATTR
+    from orchestrator.experiment.folder import optuna_storage
+    from orchestrator.search.validation_plan import STUDY_ATTR
 
     study = optuna.load_study(study_name="v", storage=optuna_storage(str(experiment)))
     assert study.metric_names == ["greedy_exact_match", "stable_certified_from"]

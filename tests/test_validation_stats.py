@@ -1,4 +1,4 @@
-"""The validation's statistics (orchestrator/validation_stats.py) against hand computation."""
+"""The validation's statistics (orchestrator/search/validation_stats.py) against hand computation."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from orchestrator.validation_stats import NO_WINNER, mean_interval, paired_difference, sign_flip_p, summarize, verdict
+from orchestrator.search.validation_stats import NO_WINNER, mean_interval, paired_difference, sign_flip_p, summarize, verdict
 
 T_975_DF4 = 2.7764451051977987  # Student t, 0.975 quantile, 4 degrees of freedom (tables: 2.776)
 T_975_DF2 = 4.302652729911275  # 2 degrees of freedom (tables: 4.303)

@@ -25,8 +25,8 @@ import pytest
 import yaml
 
 from conftest import memlaw_cmd, print_figure
-from orchestrator.config import load_sweep
-from orchestrator.record_log import RecordLog
+from orchestrator.config.preflight import load_sweep
+from orchestrator.records.journal import RecordLog
 from trainables import metric_names as K
 from trainables.config import TrialConfig
 from trainables.memorize import train

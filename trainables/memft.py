@@ -35,12 +35,12 @@ of them, and with which knobs, is the table in trainables/methods.py.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import torch
 
-from trainables.methods import MethodConfig
 
 LN2 = math.log(2.0)
 SW_MIN_TOTAL = 1e-5  # below this total weight, MemFT-SW falls back to the plain mean
@@ -132,26 +132,19 @@ class WindowState:
         return self.expansion.get(seq, 1.0)
 
 
-_DEFAULT = MethodConfig()  # the sw_* defaults live in MethodConfig only
+class WindowKnobs(Protocol):
+    """MemFT-SW's knobs as the weights read them, named as in the notation above. The values (and
+    their defaults, in one home) are trainables/methods.py's WindowKnobs, built from MethodConfig's
+    `sw_<name>` fields: the weights need not know the trial's config."""
 
-
-@dataclass(frozen=True)
-class WindowKnobs:
-    """MemFT-SW's knobs, named as in the notation above; MethodConfig's `sw_<name>` fields."""
-
-    kappa: float = _DEFAULT.sw_kappa
-    window: int = _DEFAULT.sw_window
-    decay: float = _DEFAULT.sw_decay
-    beyond: float = _DEFAULT.sw_beyond
-    growth: float = _DEFAULT.sw_growth
-    max_expansion: float = _DEFAULT.sw_max_expansion
-    patience: int = _DEFAULT.sw_patience
-    growth_rule: str = _DEFAULT.sw_growth_rule
-
-    @classmethod
-    def of(cls, method: MethodConfig) -> WindowKnobs:
-        """The knobs a trial's method section sets."""
-        return cls(**{f.name: getattr(method, f"sw_{f.name}") for f in fields(cls)})
+    kappa: float
+    window: int
+    decay: float
+    beyond: float
+    growth: float
+    max_expansion: float
+    patience: int
+    growth_rule: str
 
 
 def position_factor(length: int, anchor: int, width: float, decay: float, beyond: float) -> torch.Tensor:

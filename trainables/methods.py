@@ -64,7 +64,7 @@ def _sliding_window(m: MethodConfig, tf: TeacherForced, rows: np.ndarray,
     from trainables import memft
 
     return memft.sliding_window_weights(tf.losses.detach(), tf.correct, tf.mask, [int(r) for r in rows],
-                                        window, memft.WindowKnobs.of(m))
+                                        window, WindowKnobs.of(m))
 
 
 def _all_sequences(m: MethodConfig, step: int, steps: int, order: np.ndarray,
@@ -176,3 +176,26 @@ class MethodConfig(Config):
 
 
 __all__ = ["METHODS", "METHOD_NAMES", "Method", "MethodConfig", "knob_owners"]
+
+
+_DEFAULT = MethodConfig()  # the sw_* defaults live in MethodConfig only
+
+
+@dataclass(frozen=True)
+class WindowKnobs:
+    """MemFT-SW's knobs, named as in trainables/memft.py's notation; MethodConfig's `sw_<name>`
+    fields (torch-free, so the weights' module needs no MethodConfig and this one no torch)."""
+
+    kappa: float = _DEFAULT.sw_kappa
+    window: int = _DEFAULT.sw_window
+    decay: float = _DEFAULT.sw_decay
+    beyond: float = _DEFAULT.sw_beyond
+    growth: float = _DEFAULT.sw_growth
+    max_expansion: float = _DEFAULT.sw_max_expansion
+    patience: int = _DEFAULT.sw_patience
+    growth_rule: str = _DEFAULT.sw_growth_rule
+
+    @classmethod
+    def of(cls, method: MethodConfig) -> WindowKnobs:
+        """The knobs a trial's method section sets."""
+        return cls(**{f.name: getattr(method, f"sw_{f.name}") for f in dataclasses.fields(cls)})

@@ -12,7 +12,7 @@
 Every rank runs the same loop on the same batches in lock step (`trainables.zero_config` says
 why; MemorizationTrial's docstring states the invariant), so each collective meets its partners.
 Rank 0 writes the trial folder (config.yaml, evals.jsonl, result.json, adapter/); the caller
-(orchestrator/trainable.py) reports each rank's checkpoint folder to Ray Train, which merges them
+(orchestrator/tune/trainable.py) reports each rank's checkpoint folder to Ray Train, which merges them
 into one checkpoint. DeepSpeed is imported here only, so only workers pay for it.
 """
 

@@ -1,0 +1,556 @@
+"""Law-guided adaptive sweeps: propose each next (rank, ℓ) where the law's fit is least certain.
+
+Pure (numpy, scipy through orchestrator.law.fit): no Ray, no Tune. orchestrator/tune/adaptive_search.py wraps
+it as a Ray Tune Searcher; the tests and bench/adaptive_vs_grid.py drive it directly.
+
+Notation (k candidates, m observations)
+  r, ℓ     LoRA rank and target tokens of a grid point (the grid's `adapter.rank` and
+           `data.target_tokens` axes); every other grid axis must hold a single value
+  P        candidate points (r, ℓ), shape (k, 2), sorted by (r, ℓ): the tie-break order
+  u, v     (ln r − min ln r) / span, (ln ℓ − min ln ℓ) / span: log coordinates scaled to [0, 1],
+           shape (k,), where distances for the space-filling design are measured
+  θ        (ln C, α, β, b), shape (4,), the parametrization of law.LawFit.covariance
+  Σ        covariance of θ̂, shape (4, 4), s² (JᵀJ)⁻¹ with J = ∂ρ/∂θ over the fitted records
+  s²       Σρ² / (n − 4), the fit's residual variance of the relative residual ρ = (f − ΔL) / ΔL
+  f̂(r, ℓ)  C r^α ℓ^(−β) + b at θ̂: the predicted ΔL (nats per target token)
+  j        ∂ρ/∂θ at a candidate, shape (4,): (P̂, P̂ ln r, −P̂ ln ℓ, 1) / f̂ with P̂ = f̂ − b, the
+           observed ΔL of the not-yet-run point replaced by its prediction
+  L₀       mean L_init over the observations (nats per target token)
+
+Initial design: n0 points (default 6) chosen greedily by maximin distance in (u, v), once from
+every candidate as the first point; the design with the largest smallest pairwise distance wins
+(then the largest mean nearest-neighbour distance, then a seeded order). While the slots left only
+just suffice, a point must add a new rank or length, so the design always covers at least 2
+ranks and 3 lengths and the 4-parameter fit is identifiable.
+
+Acquisition (after every initial point has a result, and while the fit's status is "ok" with a
+covariance): adding a run at a candidate adds the row j to J, so by Sherman–Morrison
+
+    Σ' = Σ − Σ j jᵀ Σ / (s² + jᵀ Σ j),
+
+and the candidate's score is the drop of var(α) + var(β), ((Σj)_α² + (Σj)_β²) / (s² + jᵀΣj). The
+observed ΔL never enters Σ', so points already proposed but still running are folded into Σ the
+same way before scoring (several proposals can be out at once without all landing on one point).
+Candidates already run or running are out, and so are those predicted saturated, L₀ − f̂ < ln 2
+(the fit would drop them), and those predicted hopeless, f̂ < hopeless_share · L₀ (default 2 %).
+The largest score wins; scores within 1e-9 (relative) of it tie and the first in P's order wins.
+Without an "ok" fit the searcher falls back to space filling: the untried candidate farthest (in
+u, v) from every point tried so far, skipping points that a run observed saturated dominates
+(rank at least as large and ℓ at most as long: ΔL grows with r and falls with ℓ).
+
+Stopping: when the 95 % intervals of α and β (LawFit.alpha_ci, beta_ci) are both no wider than
+their tolerances (neither exponent on a bound, and the fit has at least min_dof residual degrees
+of freedom: s² from 1-3 dof is too noisy, and on the synthetic law below stopping at dof 1-2 left
+half the runs with an interval missing a true exponent), when max_trials proposals have been made,
+or when no admissible candidate remains and nothing is running. When the tolerances are met while
+trials still run, no new point is proposed and the rule is judged again once they report, so the
+final fit, which includes them, is the one that meets it.
+
+State (AdaptiveState): proposals still running, observations, failures and the proposal count;
+to_dict/from_dict make it plain JSON, so a searcher restored from it makes the same next proposals.
+A failed trial's point may be proposed once more; after a second failure it is left out.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from orchestrator.law import fit as law
+from trainables import metric_names as mn
+
+RANK_AXIS = "adapter.rank"
+LENGTH_AXIS = "data.target_tokens"
+#: Each axis needs this many distinct values for the law's four parameters to be identifiable.
+MIN_RANKS, MIN_LENGTHS = 2, 3
+#: A failed point is proposed at most this many times in all (the first try and one retry).
+MAX_TRIES = 2
+_TIE_RTOL = 1e-9
+STOP_REASONS = ("tolerance", "budget", "no_candidates")
+OBSERVATION_KEYS = (mn.RANK, mn.TARGET_TOKENS, mn.DELTA_LOSS, mn.LOSS_FINAL, mn.LOSS_INIT)
+
+Point = tuple[Any, Any]  # (rank, ℓ) as the grid spells them (ints for our grids)
+
+
+# -- candidates ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """The points an adaptive sweep may run: ranks × lengths, other grid axes fixed."""
+
+    points: tuple[Point, ...]
+    """(r, ℓ) pairs sorted by (r, ℓ): the order that breaks ties."""
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+    """Grid axes other than rank and length, each with its single value: part of every proposal."""
+
+    def __post_init__(self) -> None:
+        ranks = {p[0] for p in self.points}
+        lengths = {p[1] for p in self.points}
+        bad = [p for p in self.points if not (_positive(p[0]) and _positive(p[1]))]
+        if bad:
+            raise ValueError(f"ranks and lengths must be positive finite numbers, got {bad[:3]}")
+        if len(ranks) < MIN_RANKS or len(lengths) < MIN_LENGTHS:
+            raise ValueError(f"an adaptive sweep needs at least {MIN_RANKS} ranks and {MIN_LENGTHS} lengths to fit "
+                             f"the law's 4 parameters, got ranks {sorted(ranks)} and lengths {sorted(lengths)}")
+        lookup = {point_key(p): i for i, p in enumerate(self.points)}
+        if len(lookup) != len(self.points):
+            raise ValueError("candidate points repeat")
+        object.__setattr__(self, "_lookup", lookup)  # point -> index, built once
+
+    @property
+    def coords(self) -> np.ndarray:
+        """(k, 2) log coordinates (u, v) scaled to [0, 1]."""
+        logs = np.log(np.array(self.points, dtype=float))
+        low, span = logs.min(axis=0), np.ptp(logs, axis=0)
+        return (logs - low) / np.where(span > 0, span, 1.0)
+
+    def index(self, point: Point) -> int | None:
+        """Position of a point in `points`, or None when it is not a candidate."""
+        return self._lookup.get(point_key(point))
+
+    def config(self, point: Point) -> dict[str, Any]:
+        """The flat dotted trial values of a point, as a grid search would set them."""
+        return {RANK_AXIS: point[0], LENGTH_AXIS: point[1], **self.fixed}
+
+
+def candidates_from_values(ranks: Iterable[Any], lengths: Iterable[Any], fixed: Mapping[str, Any] | None = None
+                           ) -> Candidates:
+    """Every (r, ℓ) of the product ranks × lengths (duplicates dropped)."""
+    points = sorted({(r, ell) for r in ranks for ell in lengths}, key=lambda p: (float(p[0]), float(p[1])))
+    return Candidates(tuple(points), dict(fixed or {}))
+
+
+def candidates_from_grid(grid: Any) -> Candidates:
+    """The rank × length product of a GridSpace; ValueError naming what is wrong otherwise.
+
+    Axes other than `adapter.rank` and `data.target_tokens` must hold exactly one value (that value
+    is fixed in every proposal): the law fitted here has no third variable.
+    """
+    axes = grid.axes
+    missing = [a for a in (RANK_AXIS, LENGTH_AXIS) if a not in axes]
+    if missing:
+        raise ValueError(f"an adaptive sweep needs grid axes {RANK_AXIS} and {LENGTH_AXIS}; missing {missing}")
+    several = {k: list(v) for k, v in axes.items() if k not in (RANK_AXIS, LENGTH_AXIS) and len(v) != 1}
+    if several:
+        raise ValueError(f"an adaptive sweep varies only {RANK_AXIS} and {LENGTH_AXIS}; fix these axes to one "
+                         f"value each: {several}")
+    fixed = {k: v[0] for k, v in axes.items() if k not in (RANK_AXIS, LENGTH_AXIS)}
+    return candidates_from_values(axes[RANK_AXIS], axes[LENGTH_AXIS], fixed)
+
+
+def _positive(v: Any) -> bool:
+    try:
+        return math.isfinite(float(v)) and float(v) > 0
+    except (TypeError, ValueError):
+        return False
+
+
+def point_key(point: Sequence[Any]) -> tuple[float, float]:
+    return float(point[0]), float(point[1])
+
+
+# -- settings ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Settings:
+    alpha_tol: float = 0.05
+    """Stop once the 95 % interval of α is at most this wide."""
+    beta_tol: float = 0.05
+    """... and that of β too."""
+    max_trials: int = 0
+    """Proposals in all, retries included; 0 means one per candidate."""
+    initial_points: int = 6
+    """Size of the space-filling design run before any adaptive proposal."""
+    seed: int = 0
+    """Breaks ties in the initial design."""
+    hopeless_share: float = 0.02
+    """A candidate with predicted ΔL below this share of L₀ is not worth a trial."""
+    min_dof: int = 4
+    """The tolerance rule waits for a fit with at least this many residual degrees of freedom."""
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not (self.alpha_tol > 0 and self.beta_tol > 0):
+            problems.append(f"tolerances must be > 0, got alpha_tol {self.alpha_tol}, beta_tol {self.beta_tol}")
+        if self.max_trials < 0:
+            problems.append(f"max_trials must be >= 0, got {self.max_trials}")
+        if self.initial_points < law.MIN_POINTS:
+            problems.append(f"initial_points must be >= {law.MIN_POINTS} (the fit needs them), got {self.initial_points}")
+        if self.min_dof < 1:
+            problems.append(f"min_dof must be >= 1, got {self.min_dof}")
+        if not 0 <= self.hopeless_share < 1:
+            problems.append(f"hopeless_share must be in [0, 1), got {self.hopeless_share}")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+
+# -- the initial design --------------------------------------------------------------------------
+
+
+def initial_design(candidates: Candidates, n0: int, seed: int = 0) -> list[Point]:
+    """n0 candidates (all, if fewer) spread over (u, v) by maximin; see the module docstring."""
+    coords, k = candidates.coords, len(candidates.points)
+    n0 = min(n0, k)
+    priority = np.random.default_rng(seed).permutation(k)  # rank of each index in the tie-break order
+    order = np.argsort(priority)
+    dist = np.sqrt(((coords[:, None, :] - coords[None, :, :]) ** 2).sum(axis=-1))
+    best, best_key = None, None
+    for start in order:
+        chosen = _greedy_maximin(candidates, dist, int(start), n0, priority)
+        sub = dist[np.ix_(chosen, chosen)] + np.diag(np.full(len(chosen), np.inf))
+        nearest = sub.min(axis=1)
+        key = (round(float(nearest.min()), 12), round(float(nearest.mean()), 12))
+        if best_key is None or key > best_key:
+            best, best_key = chosen, key
+    return [candidates.points[i] for i in best]
+
+
+def _greedy_maximin(candidates: Candidates, dist: np.ndarray, start: int, n0: int, priority: np.ndarray
+                    ) -> list[int]:
+    chosen = [start]
+    while len(chosen) < n0:
+        pool = [i for i in range(len(candidates.points)) if i not in chosen]
+        need = _coverage_need(candidates, chosen)
+        if n0 - len(chosen) <= need:  # the slots left only just suffice: each must add coverage
+            pool = [i for i in pool if _coverage_need(candidates, chosen + [i]) < need]
+        gap = dist[np.ix_(pool, chosen)].min(axis=1)
+        top = gap.max()
+        ties = [i for i, g in zip(pool, gap) if g >= top - 1e-12]
+        chosen.append(min(ties, key=lambda i: priority[i]))
+    return chosen
+
+
+def _coverage_need(candidates: Candidates, chosen: Sequence[int]) -> int:
+    """Points still needed to reach MIN_RANKS ranks and MIN_LENGTHS lengths."""
+    points = [candidates.points[i] for i in chosen]
+    ranks, lengths = {point_key(p)[0] for p in points}, {point_key(p)[1] for p in points}
+    return max(MIN_RANKS - len(ranks), MIN_LENGTHS - len(lengths), 0)
+
+
+# -- the state -----------------------------------------------------------------------------------
+
+
+@dataclass
+class AdaptiveState:
+    """What a run has done so far; mutated by propose/complete/fail; plain JSON via to_dict."""
+
+    pending: dict[str, Point] = field(default_factory=dict)
+    """trial id -> point, for proposals without a result yet (insertion order kept)."""
+    observations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """trial id -> {"point": [r, ℓ], rank, target_tokens, delta_loss, loss_final, loss_init} (None for
+    a missing or non-finite metric)."""
+    failures: list[Point] = field(default_factory=list)
+    """The point of every failed trial, one entry per failure."""
+    n_proposed: int = 0
+    """Proposals made, retries included: what max_trials counts."""
+    finished: str | None = None
+    """The stop reason once the run has stopped (one of STOP_REASONS), else None."""
+
+    def propose(self, trial_id: str, point: Point) -> None:
+        self.pending[trial_id] = tuple(point)
+        self.n_proposed += 1
+
+    def complete(self, trial_id: str, result: Mapping[str, Any] | None, error: bool = False) -> bool:
+        """Record a finished trial (True) or its failure (False); a repeat of a known trial is ignored."""
+        if trial_id in self.observations:
+            return True
+        point = self.pending.pop(trial_id, None)
+        usable = not error and result is not None and _finite(result.get(mn.DELTA_LOSS))
+        if not usable:
+            if point is not None:
+                self.failures.append(point)
+            return False
+        if point is None:  # not proposed by this state (say, delivered again after a restore)
+            if not (_finite(result.get(mn.RANK)) and _finite(result.get(mn.TARGET_TOKENS))):
+                return False
+            point = (result[mn.RANK], result[mn.TARGET_TOKENS])
+        self.observations[trial_id] = {"point": list(point),
+                                       **{k: _number_or_none(result.get(k)) for k in OBSERVATION_KEYS}}
+        return True
+
+    def observed_points(self) -> list[Point]:
+        return [tuple(o["point"]) for o in self.observations.values()]
+
+    def tries(self, point: Point) -> int:
+        """Times the point was proposed and has not come back with a result: failures and running."""
+        key = point_key(point)
+        return sum(point_key(p) == key for p in self.failures) + sum(point_key(p) == key for p in self.pending.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"pending": {t: list(p) for t, p in self.pending.items()},
+                "observations": {t: dict(o) for t, o in self.observations.items()},
+                "failures": [list(p) for p in self.failures], "n_proposed": self.n_proposed,
+                "finished": self.finished}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AdaptiveState:
+        return cls(pending={str(t): tuple(p) for t, p in data["pending"].items()},
+                   observations={str(t): dict(o) for t, o in data["observations"].items()},
+                   failures=[tuple(p) for p in data["failures"]], n_proposed=int(data["n_proposed"]),
+                   finished=data.get("finished"))
+
+
+def _finite(v: Any) -> bool:
+    try:
+        return v is not None and math.isfinite(float(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def _number_or_none(v: Any) -> float | None:
+    return float(v) if _finite(v) else None
+
+
+# -- the fit and the acquisition -----------------------------------------------------------------
+
+
+def fit_observations(observations: Iterable[Mapping[str, Any]]) -> law.LawFit:
+    """The law in the rank, by law.fit_law with covariance intervals, from observation dicts."""
+    obs = list(observations)
+    cols = [np.array([np.nan if o.get(k) is None else float(o[k]) for o in obs], dtype=float)
+            for k in (mn.RANK, mn.TARGET_TOKENS, mn.DELTA_LOSS, mn.LOSS_FINAL)]
+    return law.fit_law(*cols, capacity_variable=mn.RANK, leave_one_length_out=False)
+
+
+def theta_of(fit: law.LawFit) -> np.ndarray:
+    """θ̂ = (ln C, α, β, b) of an "ok" fit."""
+    return np.array([math.log(fit.C), fit.alpha, fit.beta, fit.b])
+
+
+def residual_variance(fit: law.LawFit, observations: Iterable[Mapping[str, Any]]) -> float:
+    """s² = Σρ² / (n − 4) over the records the fit used (valid, not saturated), as law.py defines it."""
+    obs = [o for o in observations if _usable(o)]
+    if len(obs) != fit.n_points or fit.dof is None or fit.dof < 1:
+        raise ValueError(f"the observations ({len(obs)} usable) are not the fit's {fit.n_points} records")
+    x = np.array([o[mn.RANK] for o in obs], dtype=float)
+    ell = np.array([o[mn.TARGET_TOKENS] for o in obs], dtype=float)
+    y = np.array([o[mn.DELTA_LOSS] for o in obs], dtype=float)
+    rho = (np.asarray(fit.predict(x, ell)) - y) / y
+    return float(np.sum(rho**2) / fit.dof)
+
+
+def _usable(o: Mapping[str, Any]) -> bool:
+    """law.fit_law's filter: finite inputs, ΔL, x, ℓ > 0, final loss not below ln 2."""
+    values = [o.get(k) for k in (mn.RANK, mn.TARGET_TOKENS, mn.DELTA_LOSS, mn.LOSS_FINAL)]
+    if not all(_finite(v) for v in values):
+        return False
+    x, ell, dl, lf = (float(v) for v in values)
+    return x > 0 and ell > 0 and dl > 0 and lf >= law.LN2
+
+
+def jacobian_rows(theta: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """(m, 4) rows j = ∂ρ/∂θ at points (m, 2) of (r, ℓ), with ΔL replaced by its prediction f̂."""
+    ln_r, ln_ell = np.log(points[:, 0]), np.log(points[:, 1])
+    power = np.exp(theta[0] + theta[1] * ln_r - theta[2] * ln_ell)
+    f = power + theta[3]
+    return np.column_stack([power, power * ln_r, -power * ln_ell, np.ones_like(power)]) / f[:, None]
+
+
+def add_point(covariance: np.ndarray, j: np.ndarray, s2: float) -> np.ndarray:
+    """Σ' = Σ − Σ j jᵀ Σ / (s² + jᵀ Σ j): the covariance once a run at row j is added."""
+    sj = covariance @ j
+    denominator = s2 + float(j @ sj)
+    if not denominator > 0:
+        return covariance
+    return covariance - np.outer(sj, sj) / denominator
+
+
+def variance_reduction(covariance: np.ndarray, rows: np.ndarray, s2: float) -> np.ndarray:
+    """(m,) drop of var(α) + var(β) from adding each row of rows (m, 4) on its own."""
+    sj = rows @ covariance  # Σ symmetric: row i is (Σ j_i)ᵀ
+    denominator = s2 + np.einsum("ij,ij->i", rows, sj)
+    gain = sj[:, 1] ** 2 + sj[:, 2] ** 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(denominator > 0, gain / denominator, 0.0)
+
+
+@dataclass(frozen=True)
+class Scores:
+    """The acquisition over every candidate, for choosing and for reports."""
+
+    points: tuple[Point, ...]
+    predicted: np.ndarray
+    """(k,) f̂, the predicted ΔL (nats)."""
+    score: np.ndarray
+    """(k,) drop of var(α) + var(β); NaN where the candidate is not admissible."""
+    reason: tuple[str, ...]
+    """Per candidate: "ok", "tried", "saturated" (L₀ − f̂ < ln 2) or "hopeless" (f̂ < share · L₀)."""
+
+    def best(self) -> int | None:
+        admissible = np.flatnonzero(np.isfinite(self.score))
+        if admissible.size == 0:
+            return None
+        top = self.score[admissible].max()
+        return int(next(i for i in admissible if self.score[i] >= top - _TIE_RTOL * abs(top)))
+
+
+def score_candidates(
+    fit: law.LawFit, s2: float, candidates: Candidates, untried: np.ndarray, running: Sequence[Point],
+    loss_init: float | None, hopeless_share: float,
+) -> Scores:
+    """Score untried candidates (mask (k,)) with Σ updated for the running points; see the docstring."""
+    theta = theta_of(fit)
+    covariance = np.array(fit.covariance, dtype=float)
+    for point in sorted(running, key=point_key):
+        covariance = add_point(covariance, jacobian_rows(theta, np.array([point_key(point)]))[0], s2)
+    points = np.array([point_key(p) for p in candidates.points])
+    predicted = np.asarray(fit.predict(points[:, 0], points[:, 1]), dtype=float)
+    reason = np.where(untried, "ok", "tried").astype(object)
+    if loss_init is not None:
+        reason[untried & (loss_init - predicted < law.LN2)] = "saturated"
+        reason[untried & (predicted < hopeless_share * loss_init)] = "hopeless"
+    reason[untried & ~(predicted > 0)] = "hopeless"
+    ok = reason == "ok"
+    score = np.full(len(points), np.nan)
+    if ok.any():
+        score[ok] = variance_reduction(covariance, jacobian_rows(theta, points[ok]), s2)
+    return Scores(candidates.points, predicted, score, tuple(reason))
+
+
+# -- decisions -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: str
+    """"propose", "wait" (results are needed first) or "finish"."""
+    point: Point | None = None
+    phase: str | None = None
+    """For proposals: "initial", "adaptive" or "space_filling"."""
+    reason: str | None = None
+    """For "finish": one of STOP_REASONS; for "wait": why."""
+    score: float | None = None
+
+
+class AdaptiveDesign:
+    """The policy: the initial design, the acquisition and the stopping rule over fixed candidates."""
+
+    def __init__(self, candidates: Candidates, settings: Settings | None = None):
+        self.candidates = candidates
+        self.settings = settings or Settings()
+        self.budget = self.settings.max_trials or len(candidates.points)
+        self.initial = initial_design(candidates, self.settings.initial_points, self.settings.seed)
+        self._fit_cache: tuple[tuple[str, ...], law.LawFit] | None = None
+
+    # -- the fit ---------------------------------------------------------------------------------
+    def fit(self, state: AdaptiveState) -> law.LawFit:
+        """The fit to the state's observations (cached on their trial ids)."""
+        key = tuple(sorted(state.observations))
+        if self._fit_cache is None or self._fit_cache[0] != key:
+            self._fit_cache = (key, fit_observations(state.observations.values()))
+        return self._fit_cache[1]
+
+    @staticmethod
+    def loss_init(state: AdaptiveState) -> float | None:
+        values = [o[mn.LOSS_INIT] for o in state.observations.values() if o.get(mn.LOSS_INIT) is not None]
+        return float(np.mean(values)) if values else None
+
+    # -- the next step ---------------------------------------------------------------------------
+    def next(self, state: AdaptiveState, max_pending: int | None = None) -> Decision:
+        """What to do now. Never proposes a point that ran, runs, or failed MAX_TRIES times."""
+        if state.finished is not None:
+            return Decision("finish", reason=state.finished)
+        if state.n_proposed >= self.budget:
+            return Decision("finish", reason="budget")
+        if max_pending is not None and len(state.pending) >= max_pending:
+            return Decision("wait", reason="concurrency limit")
+        untried = self._untried(state)
+        for point in self.initial:
+            index = self.candidates.index(point)
+            if untried[index]:
+                return Decision("propose", point, "initial")
+        initial_keys = {point_key(p) for p in self.initial}
+        if any(point_key(p) in initial_keys for p in state.pending.values()):
+            return Decision("wait", reason="the initial design has not all come back")
+        fit = self.fit(state)
+        if fit.status == "ok" and fit.covariance is not None:
+            status = self.stopping_status(fit, state.n_proposed)
+            if status["fired"] and state.pending:  # let the running trials confirm it: the final fit has them
+                return Decision("wait", reason=f"{status['reason']} met; waiting for running trials")
+            if status["fired"]:
+                return Decision("finish", reason=status["reason"])
+            scores = score_candidates(fit, residual_variance(fit, state.observations.values()), self.candidates,
+                                      untried, list(state.pending.values()), self.loss_init(state),
+                                      self.settings.hopeless_share)
+            best = scores.best()
+            if best is not None:
+                return Decision("propose", self.candidates.points[best], "adaptive", score=float(scores.score[best]))
+        else:
+            best = self._space_filling(state, untried)
+            if best is not None:
+                return Decision("propose", self.candidates.points[best], "space_filling")
+        if state.pending:
+            return Decision("wait", reason="no admissible candidate until running trials report")
+        return Decision("finish", reason="no_candidates")
+
+    def _untried(self, state: AdaptiveState) -> np.ndarray:
+        """(k,) True where a candidate has no result, is not running and may still be tried."""
+        out = np.ones(len(self.candidates.points), dtype=bool)
+        for point in [*state.observed_points(), *state.pending.values()]:
+            index = self.candidates.index(point)
+            if index is not None:
+                out[index] = False
+        for point in state.failures:
+            index = self.candidates.index(point)
+            if index is not None and state.tries(point) >= MAX_TRIES:
+                out[index] = False
+        return out
+
+    def _space_filling(self, state: AdaptiveState, untried: np.ndarray) -> int | None:
+        """The untried candidate farthest from every tried point, skipping dominated-saturated ones."""
+        coords = self.candidates.coords
+        saturated = [point_key(o["point"]) for o in state.observations.values()
+                     if o.get(mn.LOSS_FINAL) is not None and o[mn.LOSS_FINAL] < law.LN2]
+        pool = [i for i in np.flatnonzero(untried)
+                if not any(point_key(self.candidates.points[i])[0] >= r and point_key(self.candidates.points[i])[1] <= ell
+                           for r, ell in saturated)]
+        if not pool:
+            return None
+        tried = [self.candidates.index(p) for p in [*state.observed_points(), *state.pending.values(),
+                                                     *state.failures]]
+        tried = [i for i in tried if i is not None]
+        if not tried:
+            return int(pool[0])
+        gap = np.sqrt(((coords[pool][:, None, :] - coords[tried][None, :, :]) ** 2).sum(-1)).min(axis=1)
+        return int(pool[int(np.flatnonzero(gap >= gap.max() - 1e-12)[0])])
+
+    # -- stopping --------------------------------------------------------------------------------
+    def stopping_status(self, fit: law.LawFit, n_done: int, admissible: int | None = None) -> dict[str, Any]:
+        """Whether the stopping rule fires after n_done proposals, why, and how far each width is.
+
+        Keys: fired (bool), reason (one of STOP_REASONS or None), fit_status, n_done, max_trials,
+        alpha_width, beta_width (95 % interval widths, None without intervals), alpha_tol, beta_tol,
+        alpha_excess, beta_excess (width − tolerance: ≤ 0 means met), alpha_ratio, beta_ratio
+        (width / tolerance), exponents_at_bound (α or β on a solver bound: the widths then do not count).
+        `admissible`, when given, is the number of candidates still worth a trial (0 fires no_candidates).
+        """
+        s = self.settings
+        widths = {name: _width(getattr(fit, f"{name}_ci")) if fit.status == "ok" else None
+                  for name in ("alpha", "beta")}
+        at_bound = [p for p in ("alpha", "beta") if p in (fit.at_bound or ())]
+        out: dict[str, Any] = {"fit_status": fit.status, "n_done": int(n_done), "max_trials": self.budget,
+                               "exponents_at_bound": at_bound, "dof": fit.dof, "min_dof": s.min_dof}
+        met = not at_bound and (fit.dof or 0) >= s.min_dof
+        for name, tol in (("alpha", s.alpha_tol), ("beta", s.beta_tol)):
+            width = widths[name]
+            out[f"{name}_width"], out[f"{name}_tol"] = width, tol
+            out[f"{name}_excess"] = None if width is None else width - tol
+            out[f"{name}_ratio"] = None if width is None else width / tol
+            met = met and width is not None and width <= tol
+        reason = "tolerance" if met else "budget" if n_done >= self.budget else (
+            "no_candidates" if admissible == 0 else None)
+        out["fired"], out["reason"] = reason is not None, reason
+        return out
+
+
+def _width(interval: Sequence[float] | None) -> float | None:
+    if interval is None:
+        return None
+    width = float(interval[1]) - float(interval[0])
+    return width if math.isfinite(width) else None

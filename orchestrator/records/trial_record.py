@@ -1,0 +1,172 @@
+"""TrialRecord: a finished trial's final result plus its provenance. Pure: no Ray, no torch.
+
+A record is what the results actor stores, the law fits and `memlaw export` writes. It round-trips
+through JSON (the journal) and flattens to one pandas row (the export). Its `trial_id` is the
+identity that makes delivery idempotent: the same trial sent twice counts once.
+
+Status: "ok" for a trial that finished; failures carry their category so that faults are counted
+apart and never reach the fit: "nan" (loss became NaN), "inf" (loss became infinite), "error" (an
+exception), "timeout" (past the sweep's trial_timeout_s), "oom" (past trial_memory_mb, or out of
+device memory).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping
+
+from trainables import metric_names as K
+from trainables.schema import canonical_hash, set_dotted
+
+#: ok: the trial spent its budget or certified early, as its own final report says (FINISHED);
+#: nan ... oom: it failed (FAILURES); pruned: a scheduler (ASHA) or stopper ended it early, a final
+#: decision; stopped: Tune ended it for another reason (the driver stopped) before it finished, so
+#: it is not final: `memlaw resume` trains it on and its next record replaces this one.
+FAILURES = ("nan", "inf", "error", "timeout", "oom")
+STATUSES = ("ok", *FAILURES, "pruned", "stopped")
+#: What makes trials comparable under one law: same model, data kind and random share, adapter
+#: placement and method. A group label joins their values with "|".
+GROUP_FIELDS = (("model", "name"), ("data", "kind"), ("data", "random_share"), ("adapter", "placement"),
+                ("method", "name"))
+#: The final-result keys a record keeps (the per-sequence list stays in the trial folder).
+RESULT_KEYS = tuple(k for k in K.EVAL_KEYS if k != K.GREEDY_EVALUATED)
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    trial_id: str
+    sweep: str
+    status: str
+    config: dict[str, Any]  # the resolved TrialConfig as a nested dict
+    metrics: dict[str, Any] = field(default_factory=dict)
+    config_hash: str = ""
+    seed: int | None = None
+    node_id: str | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    checkpoint: str | None = None
+    error: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
+        if not self.trial_id:
+            raise ValueError("trial_id must not be empty")
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def final(self) -> bool:
+        """Whether this record is the trial's last word (a stopped trial's next record replaces it)."""
+        return self.status != "stopped"
+
+    @property
+    def group(self) -> str:
+        return group_label(self.config)
+
+    # -- JSON ----------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrialRecord:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> TrialRecord:
+        return cls.from_dict(json.loads(text))
+
+    # -- rows ----------------------------------------------------------------------------------------
+    def law_row(self) -> dict[str, Any]:
+        """What orchestrator.law.fit.fit_groups reads: the metrics and the group label."""
+        return {**self.metrics, "group": self.group}
+
+    def to_row(self) -> dict[str, Any]:
+        """One flat row for pandas: provenance, `config.*` columns, then the metrics."""
+        row = {k: v for k, v in self.to_dict().items() if k not in ("config", "metrics")}
+        row["group"] = self.group
+        row.update({f"config.{k}": v for k, v in flatten(self.config).items()})
+        row.update({k: self.metrics.get(k) for k in RESULT_KEYS})
+        return row
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> TrialRecord:
+        config = unflatten({k[len("config."):]: _plain(v) for k, v in row.items() if k.startswith("config.")})
+        metrics = {k: _plain(row[k]) for k in RESULT_KEYS if k in row and _plain(row[k]) is not None}
+        base = {k: _plain(row[k]) for k in cls.__dataclass_fields__ if k in row and k not in ("config", "metrics")}
+        return cls(**base, config=config, metrics=metrics)
+
+
+def group_label(config: Mapping[str, Any]) -> str:
+    parts = []
+    for section, name in GROUP_FIELDS:
+        value = (config.get(section) or {}).get(name)
+        parts.append(f"{value:g}" if isinstance(value, float) else str(value))
+    return "|".join(parts)
+
+
+def config_hash(config: Mapping[str, Any]) -> str:
+    return canonical_hash(config)
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, Mapping):
+            out.update(flatten(value, name))
+        elif isinstance(value, (list, tuple)):
+            out[name] = json.dumps(list(value))  # one cell; columns stay scalar for Parquet
+        else:
+            out[name] = value
+    return out
+
+
+def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """The inverse of `flatten`: list cells back to lists, dotted names back to nested sections."""
+    return set_dotted({}, {name: json.loads(v) if isinstance(v, str) and v.startswith("[") else v
+                           for name, v in flat.items()})
+
+
+def _plain(value: Any) -> Any:
+    """pandas/numpy scalars to plain Python; NaN (a missing cell) to None."""
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()
+    if isinstance(value, float) and value != value:
+        return None
+    return value
+
+
+def completion_status(last_result: dict[str, Any] | None, pruning: bool) -> str:
+    """What a trial that Tune completed really did. Tune hands on_trial_complete every trial it
+    stops (a scheduler's stop, a trial whose function returned early, pending trials at shutdown),
+    not only trials that ran to their end: only the trial's own final report (FINISHED) makes it ok.
+    An unfinished one is pruned when the sweep's scheduler prunes (Tune marks its decision `done`),
+    else stopped: not final, trained on by `memlaw resume`."""
+    result = last_result or {}
+    if result.get(K.FINISHED):
+        return "ok"
+    return "pruned" if pruning and result.get("done") else "stopped"
+
+
+def record_from_result(trial_id: str, sweep: str, config: Mapping[str, Any], result: Mapping[str, Any] | None,
+                       *, status: str = "ok", error: str | None = None, node_id: str | None = None,
+                       checkpoint: str | None = None) -> TrialRecord:
+    """A record from a trial's resolved config and its last reported result (Tune's or our own)."""
+    result = dict(result or {})
+    metrics = {k: result[k] for k in RESULT_KEYS if k in result}
+    ended = result.get("timestamp")
+    started = ended - result["time_total_s"] if ended is not None and "time_total_s" in result else None
+    return TrialRecord(
+        trial_id=trial_id, sweep=sweep, status=status, config=dict(config), metrics=metrics,
+        config_hash=config_hash(config), seed=config.get("seed"),
+        node_id=node_id or result.get("node_id") or result.get("node_ip") or result.get("hostname"),
+        started_at=started, ended_at=ended,
+        checkpoint=checkpoint, error=error,
+    )

@@ -1,0 +1,169 @@
+"""The current law of a sweep as one JSON-safe report, and its table for people. Pure: no Ray.
+
+The results actor, `memlaw law --experiment` (offline, from storage) and `memlaw law --address`
+all produce this same report, so the live fit and a refit from storage can be compared key by key.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Iterable
+
+from orchestrator.law import fit as law
+from orchestrator.config.sweep import FitConfig
+from orchestrator.records.journal import law_rows
+from orchestrator.records.trial_record import FAILURES, TrialRecord
+
+
+def build_report(sweep: str, records: Iterable[TrialRecord], fit: FitConfig = FitConfig()) -> dict[str, Any]:
+    """Fit every group of finished trials; count failures by category."""
+    records = list(records)
+    ok = [r for r in records if r.ok]
+    failures: dict[str, int] = {}
+    unfinished: dict[str, int] = {}
+    for r in records:
+        if r.status in FAILURES:
+            failures[r.status] = failures.get(r.status, 0) + 1
+        elif not r.ok:
+            unfinished[r.status] = unfinished.get(r.status, 0) + 1
+    groups = law.fit_groups(law_rows(ok), capacity_variable=fit.capacity_variable, response=fit.response)
+    return {
+        "sweep": sweep,
+        "updated_at": time.time(),
+        "capacity_variable": fit.capacity_variable,
+        "response": fit.response,
+        "trials_accepted": len(records),
+        "trials_ok": len(ok),
+        "trials_failed": failures,
+        "trials_unfinished": unfinished,
+        "trial_ids": sorted(r.trial_id for r in records),
+        "groups": {label: g.to_dict() for label, g in groups.items()},
+    }
+
+
+def flat_fits(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per group with the issue's keys: C, alpha, beta, b, r2, mape, ... plus group, updated_at."""
+    rows = []
+    for label, g in report["groups"].items():
+        fit = g["fit"]
+        row = {"group": label, "updated_at": report["updated_at"], "n_rows": g["n_rows"],
+               "bits_above_chance_per_param_mean": g.get("bits_above_chance_per_param_mean"),
+               "certified_bits_per_param_mean": g.get("certified_bits_per_param_mean"),
+               "bits_per_param_mean": g["bits_per_param_mean"]}
+        row.update({k: fit.get(k) for k in ("status", "message", "C", "alpha", "beta", "b", "r2", "mape",
+                                            "n_points", "n_excluded", "n_invalid", "C_ci", "alpha_ci", "beta_ci",
+                                            "b_ci", "lolo_mape", "capacity_variable", "response", "init_excess",
+                                            "comparable")})
+        rows.append(row)
+    return rows
+
+
+def _num(value: Any, fmt: str = ".3g") -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def _ci(pair: Any) -> str:
+    if not pair:
+        return ""
+    lo, hi = pair
+    return f" [{_num(lo)}, {_num(hi)}]"
+
+
+def _width(pair: Any) -> float | None:
+    return None if not pair or None in pair else pair[1] - pair[0]
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """A human table: one block per group."""
+    failed = sum(report["trials_failed"].values())
+    unfinished = ", ".join(f"{n} {status}" for status, n in sorted(report.get("trials_unfinished", {}).items()))
+    lines = [f"sweep {report['sweep']}: {report['trials_accepted']} trials accepted, {report['trials_ok']} ok, "
+             f"{failed} failed {report['trials_failed'] or ''}".rstrip() + (f", {unfinished} (not in the fit)"
+                                                                           if unfinished else ""),
+             f"law: {_response_symbol(report.get('response'))} = C · {report['capacity_variable']}^α · ℓ^(−β) + b   "
+             f"(95 % intervals)"]
+    if not report["groups"]:
+        lines.append("  no finished trials yet")
+    for row in flat_fits(report):
+        lines.append(f"  group {row['group']}  ({row['n_rows']} trials)")
+        if row["status"] != "ok":
+            lines.append(f"    {row['status']}: {row['message']}")
+            continue
+        lines.append(f"    alpha {_num(row['alpha'])}{_ci(row['alpha_ci'])} (width {_num(_width(row['alpha_ci']))})   "
+                     f"beta {_num(row['beta'])}{_ci(row['beta_ci'])} (width {_num(_width(row['beta_ci']))})")
+        lines.append(f"    C {_num(row['C'])}{_ci(row['C_ci'])}   b {_num(row['b'])}{_ci(row['b_ci'])}")
+        lines.append(f"    R² {_num(row['r2'], '.4f')}   MAPE {_num(row['mape'], '.2f')} %   leave-one-length-out "
+                     f"MAPE {_num(row['lolo_mape'], '.2f')} %   points {row['n_points']} (+{row['n_excluded']} "
+                     f"saturated, {row['n_invalid']} invalid)")
+        lines.append(f"    {bits_line(row)}")
+        if row.get("comparable") is False:
+            lines.append(f"    not comparable: L_init is {_num(row['init_excess'], '.2f')} nats above chance, so part "
+                         f"of every ΔL undoes overconfidence (fit.response: drop_below_chance fits only the drop)")
+    return "\n".join(lines)
+
+
+def _response_symbol(response: str | None) -> str:
+    return "drop below chance" if response == "drop_below_chance" else "ΔL"
+
+
+def bits_line(row: dict[str, Any]) -> str:
+    """The honest figure first, the paper's ΔL-based one labelled as such (docs/science.md §6)."""
+    return (f"bits above chance/param {_num(row.get('bits_above_chance_per_param_mean'))}   certified bits/param "
+            f"{_num(row.get('certified_bits_per_param_mean'))}   (the paper's ΔL-based bits/param "
+            f"{_num(row.get('bits_per_param_mean'))}; means over trials)")
+
+
+# -- sweeps without a law: the best trials or Pareto front, and the held-out validation ------------
+def _est(e: dict[str, Any] | None, fmt: str = ".3g") -> str:
+    """`0.42 [0.31, 0.53]`, or the mean alone below two seeds."""
+    if not e or e.get("mean") is None:
+        return "-"
+    text = format(e["mean"], fmt)
+    return text + (f" [{format(e['lo'], fmt)}, {format(e['hi'], fmt)}]" if e.get("lo") is not None else "")
+
+
+def format_validation(summary: dict[str, Any]) -> str:
+    """Per arm: the validated mean and 95 % interval of each metric, the paired difference to SFT on
+    the primary metric, and the search's own score beside it; then the verdict."""
+    primary = summary["primary"]["metric"]
+    metrics = summary["metrics"]
+    lines = [f"held-out validation: {len(summary['seeds'])} fresh seeds per arm (adapter init and data), "
+             f"mean [95 % interval]; paired difference to SFT on {primary}"]
+    for arm in summary["arms"]:
+        stats = arm["stats"]
+        search = arm.get("search") or {}
+        score = ", ".join(f"{m} {v:.3g}" for m, v in (search.get("values") or {}).items())
+        lines.append(f"  {arm['label']:<9} {arm['text']}   ({arm['seeds_done']} seeds done"
+                     + (f", {arm['failed']} failed" if arm.get("failed") else "") + ")")
+        lines.append("    " + "   ".join(f"{m} {_est(stats[m]['value'])}" for m in metrics))
+        if "vs_baseline" in stats.get(primary, {}):
+            lines.append(f"    vs SFT on {primary}: {_est(stats[primary]['vs_baseline'], '+.3g')}"
+                         + (f"   search's own score (one seed, the best of the search): {score}" if score else ""))
+    lines.append(f"  verdict: {summary['verdict']['text']}")
+    lines.append(f"  ({summary['censored_note']})")
+    return "\n".join(lines)
+
+
+def format_search_report(reason: str, best: dict[str, Any], validation: dict[str, Any] | None) -> str:
+    """The end report of a sweep whose space is not a law grid: why no law, its best, its validation."""
+    from orchestrator.search.best_trials import format_best
+
+    parts = [reason, format_best(best)]
+    if validation is not None:
+        parts.append(format_validation(validation))
+    return "\n".join(parts)
+
+
+def search_result(sweep, records: Iterable[TrialRecord], experiment_uri: str) -> dict[str, Any] | None:
+    """What `memlaw best` and a search's end report show: why no law, the best or the Pareto front,
+    the validation's summary when it ran. None for a sweep that has a law (a grid)."""
+    from orchestrator.search.best_trials import best_section
+    from orchestrator.search.kinds import search_of
+    from orchestrator.experiment.folder import read_validation_summary
+
+    reason = search_of(sweep).law_reason(sweep)
+    if reason is None:
+        return None
+    s = sweep.search
+    return {"sweep": sweep.name, "no_law": reason, "best": best_section(records, s.metrics, s.modes),
+            "validation": read_validation_summary(experiment_uri)}

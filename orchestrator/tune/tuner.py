@@ -1,0 +1,272 @@
+"""Builds and runs the Tuner for an experiment: the one place that knows Tune's API.
+
+    Experiment(uri, SweepConfig) -> Tuner(with_resources(with_parameters(memorize)),
+                                          param_space | search algorithm (the search kind's),
+                                          scheduler, RunConfig(storage, FailureConfig,
+                                          callbacks=[forwarder, law lines]))
+
+What differs between search kinds comes from orchestrator/search/kinds.py and its Tune side
+orchestrator/tune/searchers.py; Ray itself is started by
+orchestrator/tune/ray_session.py. Trials reuse their actors (a new worker per trial would re-pay the
+~4 s torch import).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import time
+
+import ray
+from ray import tune
+from ray.tune import CLIReporter
+from ray.tune.experiment import Trial
+
+from orchestrator.tune import results_actor
+from orchestrator.tune import sweep_output
+from orchestrator.tune.callbacks import ResultsForwarder, checkpoint_path
+from orchestrator.config.sweep import SweepConfig
+from orchestrator.experiment.folder import Experiment, exclusive_run, optuna_storage
+from orchestrator.experiment.live_file import clear_live, write_live
+from orchestrator.tune.ray_session import NAMESPACE, start_ray, token_hint
+from orchestrator.records.trial_record import completion_status, record_from_result
+from orchestrator.search.kinds import search_of
+from orchestrator.tune.searchers import tune_side
+from orchestrator.tune.trainable import memorize, memorize_zero
+from trainables import metric_names as K
+
+log = logging.getLogger(__name__)
+ZERO_DRIVER_CPU = 0.01  # a zero trial's Tune process only launches and waits for its ranks
+
+
+class LawLines(tune.Callback):
+    """The sweep's live lines (without blocking Tune): one per finished trial with k/n and an ETA,
+    then the fit from the results actor whenever it moved (orchestrator/tune/sweep_output.py)."""
+
+    def __init__(self, sweep: SweepConfig):
+        self.sweep = sweep  # no stream kept: Tune pickles its callbacks with the run config
+        self.total = sweep.trial_count()
+        self._ref = None
+        self._started: float | None = None
+        self._done: set[str] = set()
+        self._done_this_run = 0
+        self._last_fit: list[str] = []
+
+    def on_step_begin(self, iteration: int, trials: list, **info) -> None:
+        if self._started is None:  # this run's start (also after a restore: the ETA's rate is this run's)
+            self._started = time.time()
+            self._done = {t.trial_id for t in trials if t.status in (Trial.TERMINATED, Trial.ERROR)}
+
+    def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
+        self._finished(trial, completion_status(trial.last_result, _prunes(self.sweep)))
+
+    def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
+        self._finished(trial, "failed")  # its category (nan, error, timeout, ...) is in the final table
+
+    def _finished(self, trial, status: str) -> None:
+        if trial.trial_id not in self._done:
+            self._done.add(trial.trial_id)
+            self._done_this_run += 1
+        started = self._started or time.time()
+        elapsed = time.time() - started
+        total = max(self.total, len(self._done))
+        eta = sweep_output.eta_s(len(self._done), total, self._done_this_run, elapsed)
+        config = self.sweep.trial_config(trial.config).to_dict()
+        _say(sweep_output.trial_line(len(self._done), total, config, trial.last_result or {}, status, elapsed, eta))
+        if search_of(self.sweep).law_reason(self.sweep):  # no law to print for this space
+            return
+        if self._ref is None:  # the fit once the actor holds at least this many records
+            self._ref = results_actor.find(self.sweep.name).report.remote(wait_s=10.0, at_least=len(self._done))
+
+    def on_step_end(self, iteration: int, trials: list, **info) -> None:
+        if self._ref is None:
+            return
+        ready, _ = ray.wait([self._ref], timeout=0)
+        if ready:
+            report, self._ref = ray.get(self._ref), None
+            lines = [*sweep_output.fit_line(report), *search_of(self.sweep).stopping_lines(self.sweep, report)]
+            if lines != self._last_fit:
+                self._last_fit = lines
+                for line in lines:
+                    _say(line)
+
+
+def _say(line: str) -> None:
+    print(f"[memlaw] {time.strftime('%H:%M:%S')} {line}", file=sys.stderr, flush=True)
+
+
+class RunningLine(CLIReporter):
+    """Tune's live table cut to what a person reads: one line naming the trials running now (their
+    axes, step, loss) and the counts, at most every REPORT_EVERY_S and only when it changed. No
+    status header (the start block says where the experiment is; Tune's own header names its
+    temporary driver_artifacts folder) and no final table (the sweep prints its own, from the records)."""
+
+    def __init__(self, sweep: SweepConfig, **kwargs):
+        super().__init__(**kwargs)
+        self.sweep, self.total = sweep, sweep.trial_count()
+        self._last: tuple = ()
+
+    def report(self, trials: list, done: bool, *sys_info: str) -> None:
+        running = [t for t in trials if t.status == Trial.RUNNING]
+        key = tuple((t.trial_id, (t.last_result or {}).get(K.STEP)) for t in running)
+        if done or not running or key == self._last:
+            return
+        self._last = key
+        steps = self.sweep.base_trial.budget.steps
+        parts = []
+        for t in running:
+            result = t.last_result or {}
+            step, loss = result.get(K.STEP), result.get(K.LOSS_FINAL)
+            where = f"step {step}/{steps}, loss {loss:.3g}" if step is not None and loss is not None else "starting"
+            parts.append(f"{sweep_output.trial_name(self.sweep.trial_config(t.config).to_dict())} ({where})")
+        done_n = sum(t.status in (Trial.TERMINATED, Trial.ERROR) for t in trials)
+        _say(f"running {'; '.join(parts)}   [{done_n}/{max(self.total, len(trials))} done]")
+
+
+def _prunes(sweep: SweepConfig) -> bool:
+    """Whether the sweep's scheduler may end trials early (an unfinished trial is then `pruned`)."""
+    return sweep.scheduler != "fifo"
+
+
+def _scheduler(sweep: SweepConfig):
+    if sweep.scheduler == "asha":
+        from ray.tune.schedulers import ASHAScheduler
+
+        base = sweep.base_trial
+        return ASHAScheduler(metric=sweep.search.metrics[0], mode=sweep.search.modes[0], time_attr="steps",
+                             max_t=base.budget.steps, grace_period=max(1, base.eval.every))
+    return None
+
+
+def _callbacks(experiment: Experiment) -> list:
+    sweep = experiment.sweep
+    resolve = lambda cfg: sweep.trial_config(cfg).to_dict()
+    return [ResultsForwarder(sweep.name, resolve, pruning=_prunes(sweep)),
+            LawLines(sweep)]
+
+
+def _trainable(experiment: Experiment):
+    sweep, base = experiment.sweep, experiment.sweep.base_trial.to_dict()
+    if sweep.trainable == "zero":  # the ranks ask for their own resources (zero.cpu_per_worker, ...)
+        fn = tune.with_parameters(memorize_zero, base=base, zero=sweep.zero.to_dict(), experiment_uri=experiment.uri)
+        return tune.with_resources(fn, {"cpu": ZERO_DRIVER_CPU, **sweep.resources.custom})
+    fn = tune.with_parameters(memorize, base=base, limits=sweep.trial_limits(), experiment_uri=experiment.uri)
+    memory = {"memory": sweep.trial_memory_mb * 2**20} if sweep.trial_memory_mb else {}  # Ray packs nodes by it
+    return tune.with_resources(fn, {"cpu": sweep.resources.cpu, "gpu": sweep.resources.gpu, **memory,
+                                    **sweep.resources.custom})
+
+
+REPORT_EVERY_S = 30
+
+
+def _reporter(sweep: SweepConfig):
+    """The running line: the sweep's own axes and the metrics that matter, every REPORT_EVERY_S."""
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # the classic reporter takes a ProgressReporter; the new one prints every metric
+    return RunningLine(sweep, parameter_columns=search_of(sweep).reporter_params(sweep),
+                       metric_columns=list(sweep_output.LIVE_COLUMNS), max_report_frequency=REPORT_EVERY_S, sort_by_metric=False)
+
+
+def _run_config(experiment: Experiment) -> tune.RunConfig:
+    sweep = experiment.sweep
+    storage = sweep.storage_path if "://" in sweep.storage_path else os.path.abspath(sweep.storage_path)
+    return tune.RunConfig(
+        name=sweep.name, storage_path=storage, callbacks=_callbacks(experiment),
+        failure_config=tune.FailureConfig(max_failures=sweep.max_failures),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1), verbose=1, progress_reporter=_reporter(sweep),
+    )
+
+
+def build_tuner(experiment: Experiment) -> tune.Tuner:
+    sweep = experiment.sweep
+    kind, search = search_of(sweep), sweep.search
+    single = len(search.metrics) == 1 and "metrics" in kind.knobs and sweep.scheduler == "fifo"
+    tune_config = tune.TuneConfig(
+        num_samples=kind.tune_samples(sweep), search_alg=tune_side(sweep).search_alg(sweep, experiment.uri),
+        scheduler=_scheduler(sweep), max_concurrent_trials=sweep.max_concurrency, reuse_actors=True,
+        metric=search.metrics[0] if single else None, mode=search.modes[0] if single else None,
+    )
+    return tune.Tuner(_trainable(experiment), param_space=tune_side(sweep).param_space(sweep), tune_config=tune_config,
+                      run_config=_run_config(experiment))
+
+
+def run_sweep(sweep: SweepConfig, address: str | None = None, dashboard: bool = False) -> tune.ResultGrid:
+    """Hold the experiment, start (or join) Ray, start the results actor, run every trial,
+    reconcile the records. ExperimentBusy before Ray starts when another run holds it."""
+    experiment = Experiment.of(sweep)
+    with exclusive_run(experiment.uri):
+        url = start_ray(address, dashboard=dashboard)
+        experiment.save_sweep()
+        results_actor.get_or_create(sweep.name, experiment.uri, sweep.fit)
+        with _reachable(experiment, url):
+            grid = build_tuner(experiment).fit()
+        return _finish(experiment, grid)
+
+
+def resume_sweep(experiment: Experiment, address: str | None = None, dashboard: bool = False) -> tune.ResultGrid:
+    """Continue an interrupted sweep where its folder is now, with Tuner.restore: finished trials are
+    not rerun. ExperimentBusy before Ray starts when another run holds it."""
+    sweep = experiment.sweep
+    with exclusive_run(experiment.uri):
+        url = start_ray(address, dashboard=dashboard)
+        results_actor.get_or_create(sweep.name, experiment.uri, sweep.fit)
+        tuner = tune.Tuner.restore(experiment.uri, trainable=_trainable(experiment), resume_errored=False,
+                                   restart_errored=False, param_space=tune_side(sweep).param_space(sweep) or None)
+        with _reachable(experiment, url):
+            grid = tuner.fit()
+        return _finish(experiment, grid)
+
+
+@contextlib.contextmanager
+def _reachable(experiment: Experiment, dashboard_url: str | None = None):
+    """While trials run: the experiment says where its Ray is, so another shell can ask the live law;
+    the one status block of the run says where everything is."""
+    address = ray.get_runtime_context().gcs_address
+    write_live(experiment.uri, experiment.sweep.name, address, NAMESPACE)
+    print(start_block(experiment, address, dashboard_url), file=sys.stderr, flush=True)
+    try:
+        yield
+    finally:
+        clear_live(experiment.uri)
+
+
+def start_block(experiment: Experiment, address: str, dashboard_url: str | None) -> str:
+    sweep = experiment.sweep
+    lines = [f"memlaw: sweep {sweep.name!r}: {sweep.trial_count()} trials ({sweep.search.kind} over {sweep.space}), "
+             f"{sweep.max_concurrency} at a time, on Ray at {address}",
+             f"  experiment   {experiment.uri}   (trials, records journal, fit.json)"]
+    if dashboard_url:
+        lines += [f"  dashboard    {dashboard_url}   (Actors -> {results_actor.actor_name(sweep.name)} -> Logs: "
+                  "one line per refit)", f"               {token_hint()}"]
+    lines.append(f"  live law     memlaw law --experiment {experiment.uri} --live     (from another shell)")
+    return "\n".join(lines)
+
+
+def _finish(experiment: Experiment, grid: tune.ResultGrid) -> tune.ResultGrid:
+    reconcile(experiment, grid)
+    tune_side(experiment.sweep).after_sweep(experiment.sweep, experiment.uri)
+    searched = search_of(experiment.sweep).validation(experiment.sweep)
+    if searched is not None:  # the held-out validation: a second Tune phase of the same experiment
+        from orchestrator.tune.validation_phase import run_validation
+
+        run_validation(experiment.sweep, experiment.uri, searched, optuna_storage(experiment.uri))
+    return grid
+
+
+def reconcile(experiment: Experiment, grid: tune.ResultGrid) -> int:
+    """Send every finished trial of the ResultGrid to the actor again (idempotent): a record lost
+    between a trial's end and the callback's acknowledgement (driver crash) is recovered here."""
+    sweep = experiment.sweep
+    actor = results_actor.find(sweep.name)
+    refs = []
+    for result in grid:
+        trial_id = (result.metrics or {}).get("trial_id")
+        if result.error is not None or not trial_id:
+            continue
+        config = sweep.trial_config(result.config).to_dict()
+        checkpoint = checkpoint_path(result.checkpoint, result.metrics)
+        status = completion_status(result.metrics, pruning=_prunes(sweep))
+        record = record_from_result(trial_id, sweep.name, config, result.metrics, status=status, checkpoint=checkpoint)
+        refs.append(actor.add.remote(record.to_dict()))
+    return sum(ray.get(refs))
