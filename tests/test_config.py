@@ -10,7 +10,8 @@ import textwrap
 import pytest
 
 from trainables.config import BUDGET_PRESETS, TrialConfig
-from trainables.schema import ConfigError, apply_overrides, parse_override
+from trainables.schema import ConfigError
+from trainables.yaml_input import apply_overrides, parse_override
 
 
 def problems_of(data) -> dict[str, str]:

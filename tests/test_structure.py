@@ -1,11 +1,13 @@
-"""The orchestrator's shape, checked: reading an experiment needs no Ray, one dispatch on the search
-kind, no import cycle, no environment changed at import, field docs in --help."""
+"""memlaw's shape, checked: reading an experiment needs no Ray, one dispatch on the search kind, the
+import contracts (and that they can fail), no import cycle, no module over 500 lines, no environment
+changed at import, field docs in --help."""
 
 from __future__ import annotations
 
 import ast
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -92,19 +94,31 @@ def test_a_sweep_saved_before_fit_existed_still_opens(tmp_path):
     assert open_experiment(uri).sweep.fit.capacity_variable == "trainable_params"
 
 
+PACKAGES = ("orchestrator", "trainables", "search_spaces")
+MAX_MODULE_LINES = 500
+
+
 def _python_files(*folders: str) -> list[Path]:
-    return [p for folder in folders for p in sorted((REPO / folder).glob("*.py"))]
+    """Every module under the folders, subpackages included."""
+    return [p for folder in folders for p in sorted((REPO / folder).rglob("*.py"))]
 
 
-def test_only_searches_dispatches_on_the_search_kind():
-    """A new search kind is one file: no other module compares `search.kind` with a name."""
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(REPO).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def test_only_the_search_registries_dispatch_on_the_search_kind():
+    """A new search kind is one class in search/kinds.py and its row in tune/searchers.py: no other
+    module compares `search.kind` with a name."""
+    registries = {REPO / "orchestrator" / "search" / "kinds.py", REPO / "orchestrator" / "tune" / "searchers.py"}
     offenders = []
-    for path in _python_files("orchestrator", "trainables", "search_spaces", "bench"):
-        if path.name == "searches.py":
+    for path in _python_files(*PACKAGES, "bench"):
+        if path in registries:
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Compare) and "search.kind" in ast.unparse(node.left):
-                offenders.append(f"{path.name}:{node.lineno}")
+                offenders.append(f"{path.relative_to(REPO)}:{node.lineno}")
     assert offenders == []
 
 
@@ -124,9 +138,10 @@ def _imports(path: Path) -> set[str]:
     return names
 
 
-def test_orchestrator_has_no_import_cycle():
-    """Every import (top level or inside a function) between orchestrator's modules, as a graph."""
-    modules = {f"orchestrator.{p.stem}": p for p in _python_files("orchestrator") if p.stem != "__init__"}
+def test_no_import_cycle_between_modules():
+    """Every import (top level or inside a function) between memlaw's modules, as a graph: no cycle.
+    (The import-linter contracts check cycles between sibling packages; this checks modules.)"""
+    modules = {_module_name(p): p for p in _python_files(*PACKAGES) if p.name != "__init__.py"}
     graph = {m: {n for n in _imports(p) if n in modules and n != m} for m, p in modules.items()}
     state: dict[str, int] = {}
 
@@ -141,6 +156,57 @@ def test_orchestrator_has_no_import_cycle():
     for m in graph:
         if m not in state:
             visit(m, [])
+
+
+def test_no_module_over_the_size_limit():
+    sizes = {str(p.relative_to(REPO)): len(p.read_text().splitlines()) for p in _python_files(*PACKAGES, "bench")}
+    assert {p: n for p, n in sizes.items() if n > MAX_MODULE_LINES} == {}
+
+
+def test_every_package_says_what_lives_there():
+    """Each package's __init__.py has a docstring (what lives there, what it may import), and sets
+    nothing up: importing a package never imports its modules."""
+    for init in _python_files(*PACKAGES):
+        if init.name != "__init__.py" or init.parent.name == "search_spaces":
+            continue
+        tree = ast.parse(init.read_text())
+        assert ast.get_docstring(tree), f"{init.relative_to(REPO)} has no docstring"
+        assert all(isinstance(n, ast.Expr) for n in tree.body), f"{init.relative_to(REPO)} runs code at import"
+
+
+def _lint_imports(root: Path) -> subprocess.CompletedProcess:
+    """import-linter's contracts (pyproject.toml) on the tree at `root`, in a fresh process."""
+    script = Path(sys.executable).with_name("lint-imports")
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    return subprocess.run([str(script), "--no-cache"], cwd=root, capture_output=True, text=True, timeout=120, env=env)
+
+
+def test_import_contracts_hold():
+    done = _lint_imports(REPO)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "0 broken" in done.stdout
+
+
+@pytest.mark.parametrize("module, line, contract", [
+    ("orchestrator/law/fit.py", "from orchestrator.report import findings", "layered"),
+    ("orchestrator/report/plot.py", "import ray", "below the Ray glue"),
+    ("orchestrator/cli/main.py", "import ray", "only by the Ray glue"),
+    ("orchestrator/search/best_trials.py", "import torch", "never imports torch"),
+    ("trainables/data.py", "import orchestrator.records.storage", "never import orchestrator"),
+    ("orchestrator/tune/callbacks.py", "from orchestrator.tune import tuner", "no import circle"),
+])
+def test_a_broken_arrow_fails_the_contracts(tmp_path, module, line, contract):
+    """The contracts can fail: a copy of the tree with one wrong import, lazy (inside a function) as
+    a lazy import still counts, breaks exactly the contract named."""
+    for folder in PACKAGES:
+        shutil.copytree(REPO / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
+    path = tmp_path / module
+    path.write_text(path.read_text() + f"\n\ndef _wrong_arrow():\n    {line}  # noqa\n")
+    done = _lint_imports(tmp_path)
+    assert done.returncode != 0, done.stdout
+    broken = [ln for ln in done.stdout.splitlines() if ln.endswith("BROKEN") or "BROKEN (" in ln]
+    assert any(contract in ln for ln in broken) or contract in done.stdout.split("Broken contracts")[-1], done.stdout
 
 
 def test_importing_orchestrator_changes_no_environment():

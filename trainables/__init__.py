@@ -1,0 +1,9 @@
+"""One memorization trial: freeze a causal LM, attach LoRA of rank r, train it to reproduce ℓ target
+tokens verbatim, and measure what it recalls.
+
+Pure pieces (no torch at import): schema and yaml_input (strict configs from YAML), config and
+methods (the trial's config and the training methods' table), metric_names, limits. Torch pieces:
+model, data, memft (MemFT's weights), recall and certification (the metrics), information,
+prefix_cache, backends and memorize (the loop), zero (DeepSpeed ZeRO ranks), fault_drills. Never
+imports orchestrator (import-linter contract "libraries" in pyproject.toml).
+"""

@@ -15,7 +15,8 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from trainables.methods import MethodConfig  # the method table and its config section (one file per method change)
-from trainables.schema import Config, ConfigError, Problem, apply_overrides, canonical_hash, load_yaml_mapping, spec
+from trainables.schema import Config, ConfigError, Problem, canonical_hash, spec
+from trainables.yaml_input import apply_overrides, load_yaml_mapping
 
 TINY_PRESETS = ("tiny-xs", "tiny-s", "tiny-m", "tiny-l")
 #: Largest seed: every seed reaches numpy (default_rng, and the legacy np.random.seed that accepts

@@ -39,6 +39,7 @@ from trainables.backends import ADAPTER_FOLDER, SingleProcess, TrialBackend, ran
 from trainables.certification import CertificationTrack
 from trainables.config import TrialConfig
 from trainables.data import MemorizationSet, build_memorization_set, pack, random_candidates
+from trainables.fault_drills import inject_fault
 from trainables.methods import METHODS
 from trainables.model import (BASES, TINY_SHAPES, attach_adapter, byte_tokenizer, check_against_model, load_base,
                               resolve_device, resolve_source, save_adapter, trainable_params)
@@ -263,7 +264,7 @@ class MemorizationTrial:
                              prefix=self.prefix)
         weights = self.method.weights(m, tf, rows, self.window)
         loss = (tf.losses * (weights if weights is not None else 0.0)).sum()
-        loss = self._maybe_inject_fault(loss)
+        loss = inject_fault(self.cfg, self.step, loss)
         if not torch.isfinite(loss):
             raise TrialDiverged(f"training loss became {float(loss)} at step {self.step + 1}")
         if weights is not None:
@@ -272,20 +273,6 @@ class MemorizationTrial:
             self.backend.skip_update()  # a skipped update still spends its step of the schedule
         self.step += 1
         return float(recall.mean_loss(tf))
-
-    def _maybe_inject_fault(self, loss: torch.Tensor) -> torch.Tensor:
-        """Fault drills (TrialConfig.inject_fault): the real failure paths, on purpose."""
-        kind = self.cfg.inject_fault
-        if kind == "none" or self.step + 1 != self.cfg.inject_at_step:
-            return loss
-        if kind in ("nan", "inf"):
-            return loss * float(kind)
-        if kind == "error":
-            raise RuntimeError(f"injected fault at step {self.step + 1}")
-        if kind == "alloc":
-            _allocate_until_stopped()
-        _wait_until_stopped()  # "hang"
-        return loss
 
     # -- evaluation -------------------------------------------------------------------------------
     def evaluate(self, greedy: bool) -> tuple[dict[str, Any], list[dict] | None]:
@@ -457,26 +444,6 @@ class MemorizationTrial:
             metrics, rows = self.evaluate(greedy=True)
         metrics[K.FINISHED] = self.finished  # the report says whether the trial's work is done
         return metrics, rows
-
-
-def _wait_until_stopped() -> None:
-    """Block until the trial is stopped from outside, in short waits: an exception raised into this
-    thread (trainables/limits.py's watchdog) is delivered between them, never inside one untimed wait."""
-    while True:
-        time.sleep(0.05)
-
-
-ALLOC_CHUNK_MB = 32
-ALLOC_CAP_MB = 4096  # a drill must not take the machine down if nothing stops it: it then hangs
-
-
-def _allocate_until_stopped() -> None:
-    """The `alloc` drill: grow resident memory in written (so resident) chunks until stopped."""
-    held = []
-    while len(held) * ALLOC_CHUNK_MB < ALLOC_CAP_MB:
-        held.append(np.ones(ALLOC_CHUNK_MB * 2**20, dtype=np.uint8))
-        time.sleep(0.01)
-    _wait_until_stopped()
 
 
 def _truncate_jsonl(path: Path, keep: int) -> None:

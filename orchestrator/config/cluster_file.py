@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 from typing import Any, Mapping, Protocol
 
-from trainables.schema import ConfigError, Problem, load_yaml_mapping
+from trainables.schema import ConfigError, Problem
+from trainables.yaml_input import load_yaml_mapping
 from trainables.zero_config import ZeroConfig
 
 

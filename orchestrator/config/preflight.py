@@ -18,7 +18,8 @@ from typing import Any, Mapping
 
 from orchestrator.config.sweep import SweepConfig
 from orchestrator.search.kinds import search_of
-from trainables.schema import ConfigError, Problem, load_yaml_mapping
+from trainables.schema import ConfigError, Problem
+from trainables.yaml_input import load_yaml_mapping
 
 
 def load_sweep(path: str, overrides: Mapping[str, Any] | None = None) -> SweepConfig:

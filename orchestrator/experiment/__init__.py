@@ -1,1 +1,10 @@
-"""TODO"""
+"""An experiment's folder: the sweep saved in it, one run at a time, its exports, its live file.
+
+    folder      the folder's names, Experiment(uri, sweep), open_experiment, the run lock or lease,
+                explicit reuse (--resume / --new), the validation phase's and Optuna's files
+    export      records to Parquet or CSV with their damage report, and back
+    live_file   where a running sweep's Ray is (memlaw_live.json), for the live query
+
+May import config, search, law and records; never Ray or torch: the commands that only read an
+experiment (law, export, plot, best) run with Ray not installed.
+"""

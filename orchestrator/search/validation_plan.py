@@ -19,15 +19,14 @@ orchestrator/tune/validation_phase.py.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import Any, Iterable, Mapping, Protocol
 
-from orchestrator.search.best_trials import distinct_knob_sets, knob_text, rank_trials
 from orchestrator.records.trial_record import TrialRecord
+from orchestrator.search.best_trials import distinct_knob_sets, knob_text, rank_trials
+from orchestrator.search.kinds import SearchConfig
 from orchestrator.search.validation_stats import summarize, verdict
 from trainables import metric_names as K
-
-if TYPE_CHECKING:
-    from orchestrator.config.sweep import SweepConfig
+from trainables.config import TrialConfig
 
 STUDY_ATTR = "memlaw_validation"
 ACTOR_SUFFIX = "/validation"  # the phase's results actor: `<sweep>/validation`
@@ -39,15 +38,23 @@ BASELINES = {SFT: {"method.name": "sft"},
 METRICS = (K.GREEDY_TOKEN_ACC, K.GREEDY_EXACT_MATCH, K.FRAC_SEQUENCES_CERTIFIED, K.STABLE_CERTIFIED_FROM)
 
 
+class PlannedSweep(Protocol):
+    """What the plan reads of a sweep (orchestrator/config/sweep.py's SweepConfig)."""
+
+    search: SearchConfig
+
+    def trial_config(self, values: Mapping[str, Any]) -> TrialConfig: ...
+
+
 def _is_sft(knobs: dict[str, Any]) -> bool:
     """SFT is an arm of its own: a top knob set that is SFT (as a method, or memft at mix 0) is skipped."""
     return knobs.get("method.name") == "sft" or knobs.get("method.mix") == 0.0
 
 
-def make_plan(sweep: SweepConfig, records: Iterable[TrialRecord], searched: Iterable[str] = ()) -> dict[str, Any]:
+def make_plan(sweep: PlannedSweep, records: Iterable[TrialRecord], searched: Iterable[str] = ()) -> dict[str, Any]:
     """Arms and seeds from the search's finished trials (see the module doc). `searched`: the fields
-    the search drew (the Optuna kind passes them: this module does not import orchestrator.search.kinds,
-    which calls it); the lr is kept in an arm's knobs only when it was searched."""
+    the search drew (search.kinds.Optuna.validation names them); the lr is kept in an arm's knobs
+    only when it was searched."""
     s = sweep.search
     searched = set(searched)
     ranked = [r for r in rank_trials(records, s.metrics, s.modes) if not _is_sft(r.knobs)]
@@ -67,7 +74,7 @@ def points(plan: dict[str, Any]) -> list[dict[str, Any]]:
     return [{**arm["knobs"], "seed": seed, "data.seed": seed} for seed in plan["seeds"] for arm in plan["arms"]]
 
 
-def arm_of(plan: dict[str, Any], sweep: SweepConfig) -> dict[str, tuple[str, int]]:
+def arm_of(plan: dict[str, Any], sweep: PlannedSweep) -> dict[str, tuple[str, int]]:
     """config hash of each planned trial -> (arm label, seed)."""
     out = {}
     for seed in plan["seeds"]:
@@ -77,7 +84,7 @@ def arm_of(plan: dict[str, Any], sweep: SweepConfig) -> dict[str, tuple[str, int
     return out
 
 
-def summarize_validation(plan: dict[str, Any], sweep: SweepConfig, records: Iterable[TrialRecord]) -> dict[str, Any]:
+def summarize_validation(plan: dict[str, Any], sweep: PlannedSweep, records: Iterable[TrialRecord]) -> dict[str, Any]:
     """Per arm: seeds done and, per metric, the mean, its interval and the paired difference to SFT."""
     where = arm_of(plan, sweep)
     values: dict[str, dict[str, dict[int, float]]] = {a["label"]: {m: {} for m in plan["metrics"]} for a in plan["arms"]}

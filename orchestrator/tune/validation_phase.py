@@ -14,18 +14,18 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import Any, Iterable
 
+from orchestrator.config.sweep import SweepConfig
 from orchestrator.experiment.folder import VALIDATION, validation_uri
+from orchestrator.config.sweep import SweepConfig
 from orchestrator.experiment.folder import VALIDATION_PLAN_FILE as PLAN_FILE
+from orchestrator.config.sweep import SweepConfig
 from orchestrator.experiment.folder import VALIDATION_SUMMARY_FILE as SUMMARY_FILE
 from orchestrator.records.trial_record import TrialRecord
 from orchestrator.search.validation_plan import ACTOR_SUFFIX, POINT, STUDY_ATTR, make_plan, points, summarize_validation
 from trainables import metric_names as K
 from trainables.schema import set_dotted
-
-if TYPE_CHECKING:
-    from orchestrator.config.sweep import SweepConfig
 
 
 def _write_json(path: str, obj: Any) -> None:
