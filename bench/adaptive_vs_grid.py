@@ -4,7 +4,7 @@ The oracle is a finished CPU law grid: every (rank, ℓ) it measured answers a p
 trial's own final metrics, so the adaptive search sees exactly the numbers a live run would have
 seen (one measurement per point; the first trial by id when a point was run more than once).
 
-  1. Fit the full grid (orchestrator.law.fit.fit_law in the rank, covariance intervals): its α and β
+  1. Fit the full grid (orchestrator.law.uncertainty.fit_law in the rank, covariance intervals): its α and β
      95 % interval widths are the target.
   2. Run AdaptiveLawSearcher over the same points with alpha_tol, beta_tol = those widths and a
      budget of the grid's size, answering each proposal from the oracle (sequentially, and with two
@@ -45,6 +45,7 @@ sys.path.insert(0, str(ROOT))  # runnable without an install
 
 from bench_result import emit  # noqa: E402
 from orchestrator.law import adaptive_design as ad  # noqa: E402
+from orchestrator.law import design_points  # noqa: E402
 from orchestrator.tune.adaptive_search import AdaptiveLawSearcher  # noqa: E402
 from orchestrator.experiment.export import load_experiment  # noqa: E402
 from trainables import metric_names as mn  # noqa: E402
@@ -80,7 +81,7 @@ def widths(fit) -> tuple[float, float]:
     return fit.alpha_ci[1] - fit.alpha_ci[0], fit.beta_ci[1] - fit.beta_ci[0]
 
 
-def replay(candidates: ad.Candidates, settings: ad.Settings, oracle: dict, max_concurrent: int):
+def replay(candidates: design_points.Candidates, settings: ad.Settings, oracle: dict, max_concurrent: int):
     """Drive the searcher as Tune would; returns (searcher, points proposed in order)."""
     searcher = AdaptiveLawSearcher(candidates, settings, max_concurrent)
     running: list[tuple[str, tuple]] = []
@@ -93,7 +94,7 @@ def replay(candidates: ad.Candidates, settings: ad.Settings, oracle: dict, max_c
             if config == AdaptiveLawSearcher.FINISHED:
                 finished = True
             elif config is not None:
-                point = (config[ad.RANK_AXIS], config[ad.LENGTH_AXIS])
+                point = (config[design_points.RANK_AXIS], config[design_points.LENGTH_AXIS])
                 running.append((trial_id, point))
                 proposed.append(point)
                 continue
@@ -103,7 +104,7 @@ def replay(candidates: ad.Candidates, settings: ad.Settings, oracle: dict, max_c
         searcher.on_trial_complete(trial_id, oracle[point])
 
 
-def order_trials(candidates: ad.Candidates, settings: ad.Settings, oracle: dict, order: list[tuple]) -> int:
+def order_trials(candidates: design_points.Candidates, settings: ad.Settings, oracle: dict, order: list[tuple]) -> int:
     """Trials a fixed order of the grid's points needs before the same stopping rule fires."""
     design = ad.AdaptiveDesign(candidates, settings)
     observations = []
@@ -129,7 +130,7 @@ def main() -> None:
         experiment = args.experiment or str(run_grid(Path(tmp)))
         oracle = load_oracle(experiment)
     points = tuple(sorted(oracle, key=lambda p: (float(p[0]), float(p[1]))))
-    candidates = ad.Candidates(points)
+    candidates = design_points.Candidates(points)
     observations = [{"point": list(p), **{k: oracle[p].get(k) for k in ad.OBSERVATION_KEYS}} for p in points]
     grid_fit = ad.fit_observations(observations)
     if grid_fit.status != "ok":
@@ -166,7 +167,7 @@ def main() -> None:
              experiment=experiment)
 
 
-def report_adaptive(candidates: ad.Candidates, settings: ad.Settings, oracle: dict, grid_fit, concurrent: int,
+def report_adaptive(candidates: design_points.Candidates, settings: ad.Settings, oracle: dict, grid_fit, concurrent: int,
                     n_grid: int) -> int:
     """Replay the adaptive search with `concurrent` trials at once; print how it compares; its trial count."""
     alpha_w, beta_w = settings.alpha_tol, settings.beta_tol
@@ -190,7 +191,7 @@ def report_adaptive(candidates: ad.Candidates, settings: ad.Settings, oracle: di
     return n
 
 
-def looser_tolerances(candidates: ad.Candidates, settings: ad.Settings, oracle: dict, alpha_w: float,
+def looser_tolerances(candidates: design_points.Candidates, settings: ad.Settings, oracle: dict, alpha_w: float,
                       beta_w: float) -> dict:
     """Trials to meet k x the grid's widths, per order (grid, adaptive x1/x2, random median)."""
     print("\ntrials to meet tolerances k x the grid's widths (same rule; 'grid order' is Tune's trial order)")
@@ -209,7 +210,7 @@ def looser_tolerances(candidates: ad.Candidates, settings: ad.Settings, oracle: 
     return loose_rows
 
 
-def random_orders(candidates: ad.Candidates, settings: ad.Settings, oracle: dict) -> list[int]:
+def random_orders(candidates: design_points.Candidates, settings: ad.Settings, oracle: dict) -> list[int]:
     points = list(candidates.points)
     return [order_trials(candidates, settings, oracle,
                          [points[i] for i in np.random.default_rng(seed).permutation(len(points))])

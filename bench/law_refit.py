@@ -29,7 +29,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable without an install
 
 from bench_result import emit  # noqa: E402
-from orchestrator.law import fit as law  # noqa: E402
+from orchestrator.law.fit import LawFit  # noqa: E402
+from orchestrator.law.uncertainty import fit_law  # noqa: E402
 
 GOAL_MS = 50.0
 TRUE = dict(C=2.0, alpha=0.75, beta=0.62, b=0.05)
@@ -51,11 +52,11 @@ def records(n: int, layout: str, seed: int = 0) -> tuple[np.ndarray, ...]:
     return x, ell, delta, np.full(n, 3.0)
 
 
-def median_ms(columns: tuple[np.ndarray, ...], lolo: bool) -> tuple[float, law.LawFit]:
+def median_ms(columns: tuple[np.ndarray, ...], lolo: bool) -> tuple[float, LawFit]:
     times, fit = [], None
     for _ in range(REPEATS):
         start = time.perf_counter()
-        fit = law.fit_law(*columns, leave_one_length_out=lolo)
+        fit = fit_law(*columns, leave_one_length_out=lolo)
         times.append(1e3 * (time.perf_counter() - start))
     return statistics.median(times), fit
 

@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from orchestrator.law import adaptive_design as ad  # noqa: E402
+from orchestrator.law import design_points  # noqa: E402
 from orchestrator.law import fit as law  # noqa: E402
 from orchestrator.tune.adaptive_search import AdaptiveLawSearcher  # noqa: E402
 from search_spaces.law_grid import GridSpace  # noqa: E402
@@ -44,7 +45,7 @@ def oracle(r: float, ell: float, seed: int = 0) -> dict:
 
 
 def make_searcher(max_concurrent: int = 2, **settings) -> AdaptiveLawSearcher:
-    return AdaptiveLawSearcher(ad.candidates_from_values(RANKS, LENGTHS), ad.Settings(**settings), max_concurrent)
+    return AdaptiveLawSearcher(design_points.candidates_from_values(RANKS, LENGTHS), ad.Settings(**settings), max_concurrent)
 
 
 def point_of(config: dict) -> tuple:
@@ -97,15 +98,15 @@ class Driver:
 
 def test_candidates_from_grid_fixes_single_axes_and_names_the_varying_ones():
     grid = GridSpace({"adapter.rank": (1, 2, 4), "data.target_tokens": (64, 128, 256), "data.random_share": (0.5,)})
-    cands = ad.candidates_from_grid(grid)
+    cands = design_points.candidates_from_grid(grid)
     assert len(cands.points) == 9 and cands.points[0] == (1, 64) and cands.points[-1] == (4, 256)
     assert cands.config((2, 128)) == {"adapter.rank": 2, "data.target_tokens": 128, "data.random_share": 0.5}
     with pytest.raises(ValueError, match="data.random_share"):
-        ad.candidates_from_grid(grid.with_axes({"data.random_share": [0.0, 1.0]}))
+        design_points.candidates_from_grid(grid.with_axes({"data.random_share": [0.0, 1.0]}))
     with pytest.raises(ValueError, match="data.target_tokens"):
-        ad.candidates_from_grid(GridSpace({"adapter.rank": (1, 2)}))
+        design_points.candidates_from_grid(GridSpace({"adapter.rank": (1, 2)}))
     with pytest.raises(ValueError, match="3 lengths"):
-        ad.candidates_from_values((1, 2), (64, 128))
+        design_points.candidates_from_values((1, 2), (64, 128))
 
 
 @pytest.mark.parametrize("ranks,lengths,n0", [
@@ -114,13 +115,13 @@ def test_candidates_from_grid_fixes_single_axes_and_names_the_varying_ones():
     ((1, 2), tuple(2**k for k in range(6, 16)), 5),  # two ranks, many lengths: both ranks still needed
 ])
 def test_initial_design_is_spread_identifiable_and_deterministic(ranks, lengths, n0):
-    if len(lengths) < ad.MIN_LENGTHS:
+    if len(lengths) < design_points.MIN_LENGTHS:
         with pytest.raises(ValueError):
-            ad.candidates_from_values(ranks, lengths)
+            design_points.candidates_from_values(ranks, lengths)
         return
-    cands = ad.candidates_from_values(ranks, lengths)
-    design = ad.initial_design(cands, n0, seed=3)
-    assert design == ad.initial_design(cands, n0, seed=3)
+    cands = design_points.candidates_from_values(ranks, lengths)
+    design = design_points.initial_design(cands, n0, seed=3)
+    assert design == design_points.initial_design(cands, n0, seed=3)
     assert len(design) == len(set(design)) == min(n0, len(cands.points))
     assert len({p[0] for p in design}) >= 2 and len({p[1] for p in design}) >= 3
     # maximin: no random design of the same size spreads its points farther apart (in log r, log ℓ)
@@ -156,7 +157,7 @@ def _law_jacobian(fit: law.LawFit, obs) -> np.ndarray:
 
 
 def test_acquisition_score_matches_brute_force_covariance_with_the_point_added():
-    cands = ad.candidates_from_values((1, 2, 4, 8), (64, 128, 256, 512, 1024))
+    cands = design_points.candidates_from_values((1, 2, 4, 8), (64, 128, 256, 512, 1024))
     tried = [(1, 64), (1, 1024), (2, 256), (4, 128), (8, 1024), (8, 256), (4, 512)]
     obs = _observations(tried)
     fit = ad.fit_observations(obs)
@@ -191,7 +192,7 @@ def test_acquisition_score_matches_brute_force_covariance_with_the_point_added()
 
 
 def test_candidates_predicted_saturated_or_hopeless_are_not_admissible():
-    cands = ad.candidates_from_values(RANKS, (16, 64, 256, 1024, 2048))
+    cands = design_points.candidates_from_values(RANKS, (16, 64, 256, 1024, 2048))
     tried = [(1, 64), (1, 2048), (4, 256), (2, 1024), (8, 2048), (16, 1024)]
     obs = _observations(tried)
     fit = ad.fit_observations(obs)
@@ -270,7 +271,7 @@ def test_save_restore_mid_run_continues_identically(tmp_path):
     assert driver_b.proposals == driver_a.proposals[9:]
     assert b.status() == a.status()
 
-    other = AdaptiveLawSearcher(ad.candidates_from_values((1, 2, 4), LENGTHS), ad.Settings())
+    other = AdaptiveLawSearcher(design_points.candidates_from_values((1, 2, 4), LENGTHS), ad.Settings())
     with pytest.raises(ValueError, match="other candidate points"):
         other.restore(str(path))
 
@@ -307,7 +308,7 @@ def test_failed_point_is_retried_once_then_left_out():
 
 
 def test_stopping_status_budget_dof_and_bounds():
-    design = ad.AdaptiveDesign(ad.candidates_from_values(RANKS, LENGTHS), ad.Settings(alpha_tol=1.0, beta_tol=1.0,
+    design = ad.AdaptiveDesign(design_points.candidates_from_values(RANKS, LENGTHS), ad.Settings(alpha_tol=1.0, beta_tol=1.0,
                                                                                        max_trials=9))
     obs = _observations([(1, 64), (1, 2048), (16, 2048), (4, 512), (2, 128)])  # 5 records: dof 1
     fit = ad.fit_observations(obs)
@@ -381,7 +382,8 @@ def test_adaptive_module_is_pure():
         "    sys.modules[name] = None\n"
         f"sys.path.insert(0, {str(ROOT)!r})\n"
         "import orchestrator.law.adaptive_design as ad\n"
-        "design = ad.AdaptiveDesign(ad.candidates_from_values((1, 2, 4), (64, 128, 256)))\n"
+        "import orchestrator.law.design_points as design_points\n"
+        "design = ad.AdaptiveDesign(design_points.candidates_from_values((1, 2, 4), (64, 128, 256)))\n"
         "assert design.next(ad.AdaptiveState()).action == 'propose'\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)

@@ -35,6 +35,7 @@ import pytest
 
 from conftest import REPO, memlaw_cmd, print_figure
 from orchestrator.cli import main as cli
+from orchestrator.cli.output import EXIT_BAD_INPUT
 
 CORPUS = Path(__file__).resolve().parent / "data" / "bad_inputs"
 FILES = sorted(p for p in CORPUS.iterdir() if p.is_file() and p.suffix != ".expect")
@@ -122,7 +123,7 @@ def test_validate_rejects_in_process(path, capsys):
     before = model_folders()
     code = cli.main(["validate", str(path)])  # a crash raises here, and fails the test with its traceback
     out, err = capsys.readouterr()
-    assert code == cli.EXIT_BAD_INPUT, f"accepted (exit {code}):\n{out}{err}"
+    assert code == EXIT_BAD_INPUT, f"accepted (exit {code}):\n{out}{err}"
     assert not out.startswith("ok:"), out
     assert_expected_problem(err, path)
     assert "Traceback" not in err
@@ -235,7 +236,7 @@ def test_error_messages_stay_short_whatever_the_file_quotes(tmp_path, capsys):
     many.write_text("".join(f"extra{i}: {i}\n" for i in range(2000)))
     for path in (loud, many):
         assert path.stat().st_size < 1 << 20
-        assert cli.main(["validate", str(path)]) == cli.EXIT_BAD_INPUT
+        assert cli.main(["validate", str(path)]) == EXIT_BAD_INPUT
     err = capsys.readouterr().err
     assert len(err) < 20_000, len(err)
     assert max(len(line) for line in err.splitlines()) < 2100

@@ -1,4 +1,4 @@
-"""Tests for orchestrator.law.fit: recovery, coverage, order independence, hand-checkable cases, purity."""
+"""Tests for orchestrator.law: recovery, coverage, order independence, hand-checkable cases, purity."""
 
 from __future__ import annotations
 
@@ -16,6 +16,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the editable install may predate the packages' __init__ files
 
 from orchestrator.law import fit as law  # noqa: E402
+from orchestrator.law.capacity import CapacityEstimate, required_capacity  # noqa: E402
+from orchestrator.law.grouping import fit_groups  # noqa: E402
+from orchestrator.law.uncertainty import LOLO_MAX_LENGTHS, fit_law  # noqa: E402
 from trainables import metric_names as mn  # noqa: E402
 
 TRUE = dict(C=2.0, alpha=0.75, beta=0.62, b=0.05)
@@ -49,7 +52,7 @@ def params(fit):
 
 
 def test_recovers_exponents_within_one_percent():
-    fit = law.fit_law(*synthetic(seed=1, noise=0.01, repeats=2))
+    fit = fit_law(*synthetic(seed=1, noise=0.01, repeats=2))
     assert fit.status == "ok", fit.message
     assert fit.alpha == pytest.approx(TRUE["alpha"], rel=0.01)
     assert fit.beta == pytest.approx(TRUE["beta"], rel=0.01)
@@ -63,7 +66,7 @@ def test_covariance_intervals_cover_truth_about_95_percent():
     hits = np.zeros(2)
     draws = 100
     for seed in range(draws):
-        fit = law.fit_law(*synthetic(seed=seed, noise=0.02), leave_one_length_out=False)
+        fit = fit_law(*synthetic(seed=seed, noise=0.02), leave_one_length_out=False)
         hits += [fit.alpha_ci[0] <= TRUE["alpha"] <= fit.alpha_ci[1],
                  fit.beta_ci[0] <= TRUE["beta"] <= fit.beta_ci[1]]
     coverage = hits / draws
@@ -74,14 +77,14 @@ def test_covariance_intervals_cover_truth_about_95_percent():
 def test_shuffling_records_does_not_change_the_fit():
     columns = synthetic(seed=2, noise=0.02, repeats=3)
     order = np.random.default_rng(7).permutation(columns[0].size)
-    assert law.fit_law(*(c[order] for c in columns)).to_dict() == law.fit_law(*columns).to_dict()
+    assert fit_law(*(c[order] for c in columns)).to_dict() == fit_law(*columns).to_dict()
 
 
 def test_shuffling_does_not_change_bootstrap_intervals():
     columns = synthetic(seed=3, noise=0.02)
     order = np.random.default_rng(8).permutation(columns[0].size)
     options = dict(interval_method="bootstrap", n_boot=30, seed=5, leave_one_length_out=False)
-    assert law.fit_law(*(c[order] for c in columns), **options) == law.fit_law(*columns, **options)
+    assert fit_law(*(c[order] for c in columns), **options) == fit_law(*columns, **options)
 
 
 # -- what is left out, and why ------------------------------------------------------------------
@@ -95,9 +98,9 @@ def test_saturated_points_are_excluded_exactly_those_below_ln2():
     final[30] = LN2  # exactly ln 2 is not below it: kept
     delta = delta.copy()
     delta[saturated] = 50.0  # would wreck the fit if it were used
-    fit = law.fit_law(x, ell, delta, final)
+    fit = fit_law(x, ell, delta, final)
     keep = np.setdiff1d(np.arange(x.size), saturated)
-    reference = law.fit_law(x[keep], ell[keep], delta[keep], final[keep])
+    reference = fit_law(x[keep], ell[keep], delta[keep], final[keep])
     assert (fit.n_excluded, fit.n_invalid, fit.n_points) == (3, 0, x.size - 3)
     np.testing.assert_array_equal(params(fit), params(reference))
 
@@ -109,9 +112,9 @@ def test_saturated_points_are_excluded_exactly_those_below_ln2():
 def test_invalid_values_are_counted_and_left_out(column, value):
     columns = [c.copy() for c in synthetic(seed=5, noise=0.02)]
     columns[column][[3, 17]] = value
-    fit = law.fit_law(*columns)
+    fit = fit_law(*columns)
     keep = np.setdiff1d(np.arange(columns[0].size), [3, 17])
-    reference = law.fit_law(*(c[keep] for c in columns))
+    reference = fit_law(*(c[keep] for c in columns))
     assert (fit.n_invalid, fit.n_excluded, fit.n_points) == (2, 0, columns[0].size - 2)
     np.testing.assert_array_equal(params(fit), params(reference))
 
@@ -121,7 +124,7 @@ def test_invalid_wins_over_saturated():
     final = final.copy()
     delta = delta.copy()
     final[:2], delta[0] = 0.1, np.nan  # row 0 is both: counted once, as invalid
-    fit = law.fit_law(x, ell, delta, final)
+    fit = fit_law(x, ell, delta, final)
     assert (fit.n_invalid, fit.n_excluded) == (1, 1)
 
 
@@ -172,7 +175,7 @@ DEGENERATE = [
 
 @pytest.mark.parametrize("status, make", DEGENERATE, ids=[f"{s}-{i}" for i, (s, _) in enumerate(DEGENERATE)])
 def test_degenerate_input_gives_status_not_exception(status, make):
-    fit = law.fit_law(*make())
+    fit = fit_law(*make())
     assert fit.status == status and fit.message
     assert all(getattr(fit, name) is None for name in ("C", "alpha", "beta", "b", "alpha_ci", "r2", "mape"))
     text = json.dumps(fit.to_dict(), allow_nan=False)
@@ -183,16 +186,16 @@ def test_degenerate_input_gives_status_not_exception(status, make):
 
 def test_no_convergence_status(monkeypatch):
     monkeypatch.setattr(law, "_MAX_NFEV", 1)
-    fit = law.fit_law(*synthetic(seed=6, noise=0.05))
+    fit = fit_law(*synthetic(seed=6, noise=0.05))
     assert fit.status == "no_convergence" and fit.alpha is None
-    assert law.required_capacity(fit, 1000.0, 5.0).status == "no_fit"
+    assert required_capacity(fit, 1000.0, 5.0).status == "no_fit"
 
 
 def test_degenerate_counts_are_reported():
     x, ell, delta, final = _one_capacity()
     final = final.copy()
     final[0] = 0.1
-    fit = law.fit_law(x, ell, delta, final)
+    fit = fit_law(x, ell, delta, final)
     assert (fit.status, fit.n_points, fit.n_excluded, fit.n_invalid) == ("one_capacity", x.size - 1, 1, 0)
 
 
@@ -201,13 +204,13 @@ def test_degenerate_counts_are_reported():
 )
 def test_caller_errors_raise(kwargs):
     with pytest.raises(ValueError):
-        law.fit_law(*synthetic(), **kwargs)
+        fit_law(*synthetic(), **kwargs)
 
 
 def test_mismatched_lengths_raise():
     x, ell, delta, final = synthetic()
     with pytest.raises(ValueError):
-        law.fit_law(x[:-1], ell, delta, final)
+        fit_law(x[:-1], ell, delta, final)
 
 
 # -- quality figures -----------------------------------------------------------------------------
@@ -216,7 +219,7 @@ def test_mismatched_lengths_raise():
 def test_r2_and_mape_are_computed_on_delta_loss():
     x, ell = grid(ranks=[1.0, 4.0], lengths=[64.0, 256.0, 1024.0])
     delta = true_delta(x, ell) * np.array([1.05, 0.97, 1.02, 0.95, 1.04, 0.99])
-    fit = law.fit_law(x, ell, delta, np.full(6, 3.0))
+    fit = fit_law(x, ell, delta, np.full(6, 3.0))
     predicted = fit.predict(x, ell)
     by_hand_r2 = 1 - np.sum((delta - predicted) ** 2) / np.sum((delta - delta.mean()) ** 2)
     by_hand_mape = 100 * np.mean(np.abs(delta - predicted) / delta)
@@ -229,7 +232,7 @@ def test_r2_and_mape_are_computed_on_delta_loss():
 
 def test_leave_one_length_out_is_zero_on_a_noise_free_law():
     x, ell = grid()
-    fit = law.fit_law(x, ell, true_delta(x, ell), np.full(x.size, 3.0))
+    fit = fit_law(x, ell, true_delta(x, ell), np.full(x.size, 3.0))
     assert fit.lolo_mape < 1e-6
     assert [ell for ell, _ in fit.lolo_per_length] == LENGTHS.tolist()
     assert all(m < 1e-6 for _, m in fit.lolo_per_length)
@@ -238,38 +241,38 @@ def test_leave_one_length_out_is_zero_on_a_noise_free_law():
 
 def test_leave_one_length_out_is_skipped_with_two_lengths():
     x, ell = grid(lengths=[64.0, 512.0])
-    fit = law.fit_law(x, ell, true_delta(x, ell), np.full(x.size, 3.0))
+    fit = fit_law(x, ell, true_delta(x, ell), np.full(x.size, 3.0))
     assert fit.status == "ok" and fit.lolo_mape is None and fit.lolo_per_length is None
 
 
 def test_leave_one_length_out_is_skipped_with_too_many_lengths():
-    x, ell = grid(ranks=[1.0, 8.0], lengths=64.0 + np.arange(law.LOLO_MAX_LENGTHS + 1))
-    fit = law.fit_law(x, ell, true_delta(x, ell), np.full(x.size, 3.0))
+    x, ell = grid(ranks=[1.0, 8.0], lengths=64.0 + np.arange(LOLO_MAX_LENGTHS + 1))
+    fit = fit_law(x, ell, true_delta(x, ell), np.full(x.size, 3.0))
     assert fit.status == "ok" and fit.lolo_mape is None and "skipped" in fit.message
 
 
 def test_a_parameter_on_its_bound_is_named():
     x, ell = grid()
-    fit = law.fit_law(x, ell, true_delta(x, ell, alpha=7.0), np.full(x.size, 3.0))
+    fit = fit_law(x, ell, true_delta(x, ell, alpha=7.0), np.full(x.size, 3.0))
     assert fit.status == "ok" and fit.at_bound == ("alpha",)
     assert fit.alpha == pytest.approx(law.EXPONENT_BOUND, rel=1e-9)
     assert "at a bound: alpha" in fit.message
 
 
 def test_predict_returns_float_for_scalars_and_array_otherwise():
-    fit = law.fit_law(*synthetic())
+    fit = fit_law(*synthetic())
     assert isinstance(fit.predict(4, 256), float)
     assert fit.predict(RANKS, 256.0).shape == RANKS.shape
 
 
 def test_bootstrap_intervals_bracket_the_estimate_and_repeat_with_the_seed():
     columns = synthetic(seed=9, noise=0.02)
-    fit = law.fit_law(*columns, interval_method="bootstrap", n_boot=60, seed=3, leave_one_length_out=False)
+    fit = fit_law(*columns, interval_method="bootstrap", n_boot=60, seed=3, leave_one_length_out=False)
     assert fit.interval_method == "bootstrap" and 0 < fit.n_boot <= 60
     for name in ("C", "alpha", "beta", "b"):
         low, high = getattr(fit, f"{name}_ci")
         assert low < getattr(fit, name) < high
-    again = law.fit_law(*columns, interval_method="bootstrap", n_boot=60, seed=3, leave_one_length_out=False)
+    again = fit_law(*columns, interval_method="bootstrap", n_boot=60, seed=3, leave_one_length_out=False)
     assert again == fit
     assert fit.covariance is not None  # still there for required_capacity
 
@@ -279,13 +282,13 @@ def test_bootstrap_intervals_bracket_the_estimate_and_repeat_with_the_seed():
 
 def _noise_free_fit(capacity_scale=1.0, capacity_variable=mn.RANK):
     x, ell = grid()
-    return law.fit_law(x * capacity_scale, ell, true_delta(x, ell), np.full(x.size, 3.0),
+    return fit_law(x * capacity_scale, ell, true_delta(x, ell), np.full(x.size, 3.0),
                        capacity_variable=capacity_variable)
 
 
 def test_required_capacity_solves_the_law():
     fit = _noise_free_fit()
-    estimate = law.required_capacity(fit, 1000.0, 4.0)
+    estimate = required_capacity(fit, 1000.0, 4.0)
     assert estimate.status == "ok", estimate.message
     assert estimate.required_delta_loss == pytest.approx(4.0 - LN2, rel=1e-15)
     assert fit.predict(estimate.capacity, 1000.0) == pytest.approx(4.0 - LN2, rel=1e-10)
@@ -299,13 +302,13 @@ def test_required_capacity_solves_the_law():
 
 def test_capacity_in_params_converts_to_rank():
     per_rank = 1536.0
-    by_rank = law.required_capacity(_noise_free_fit(), 500.0, 3.0)
+    by_rank = required_capacity(_noise_free_fit(), 500.0, 3.0)
     fit = _noise_free_fit(capacity_scale=per_rank, capacity_variable=mn.TRAINABLE_PARAMS)
-    by_params = law.required_capacity(fit, 500.0, 3.0, params_per_rank=per_rank)
+    by_params = required_capacity(fit, 500.0, 3.0, params_per_rank=per_rank)
     assert by_params.capacity / per_rank == pytest.approx(by_rank.capacity, rel=1e-7)
     assert by_params.rank == math.ceil(by_params.capacity / per_rank) == by_rank.rank
     assert by_params.rank_pow2 == 1 << (by_params.rank - 1).bit_length()
-    assert law.required_capacity(fit, 500.0, 3.0).rank is None  # params without params_per_rank
+    assert required_capacity(fit, 500.0, 3.0).rank is None  # params without params_per_rank
 
 
 @pytest.mark.parametrize("target_rank, rank, pow2", [(8.0, 8, 8), (9.0, 9, 16), (8.5, 9, 16), (0.25, 1, 1)])
@@ -313,7 +316,7 @@ def test_rank_rounds_up_forgiving_round_off(target_rank, rank, pow2):
     fit = dataclasses.replace(_noise_free_fit(), **TRUE)
     tokens = 2048.0
     loss_init = LN2 + float(true_delta(target_rank, tokens))
-    estimate = law.required_capacity(fit, tokens, loss_init)
+    estimate = required_capacity(fit, tokens, loss_init)
     assert estimate.capacity == pytest.approx(target_rank, rel=1e-12)
     assert (estimate.rank, estimate.rank_pow2) == (rank, pow2)
 
@@ -326,7 +329,7 @@ def test_rank_rounds_up_forgiving_round_off(target_rank, rank, pow2):
 ])
 def test_required_capacity_says_why_not(change, loss_init, status):
     fit = dataclasses.replace(_noise_free_fit(), **change)
-    estimate = law.required_capacity(fit, 1000.0, loss_init)
+    estimate = required_capacity(fit, 1000.0, loss_init)
     assert estimate.status == status and estimate.capacity is None and estimate.message
     json.dumps(estimate.to_dict(), allow_nan=False)
 
@@ -335,9 +338,9 @@ def test_required_capacity_interval_is_open_when_alpha_may_be_zero():
     x, ell = grid(ranks=[1.0, 2.0], lengths=[64.0, 128.0, 256.0], repeats=2)
     rng = np.random.default_rng(0)
     delta = true_delta(x, ell, alpha=0.02) * np.exp(0.2 * rng.standard_normal(x.size))
-    fit = law.fit_law(x, ell, delta, np.full(x.size, 3.0))
+    fit = fit_law(x, ell, delta, np.full(x.size, 3.0))
     assert fit.alpha > 0 and fit.alpha_ci[0] < 0
-    estimate = law.required_capacity(fit, 100.0, 2.0)  # α̂ > 0, but α ≤ 0 is plausible: no upper end
+    estimate = required_capacity(fit, 100.0, 2.0)  # α̂ > 0, but α ≤ 0 is plausible: no upper end
     assert estimate.status == "ok" and estimate.capacity_ci[1] is None and estimate.rank_ci[1] is None
 
 
@@ -345,14 +348,14 @@ def test_required_capacity_interval_is_open_when_alpha_may_be_zero():
 
 
 def test_law_fit_round_trips_through_json():
-    fit = law.fit_law(*synthetic(seed=11, noise=0.02))
+    fit = fit_law(*synthetic(seed=11, noise=0.02))
     text = json.dumps(fit.to_dict(), allow_nan=False)
     back = law.LawFit.from_dict(json.loads(text))
     assert back == fit
     assert back.predict(8.0, 512.0) == fit.predict(8.0, 512.0)
-    estimate = law.required_capacity(fit, 2000.0, 5.0)
+    estimate = required_capacity(fit, 2000.0, 5.0)
     text = json.dumps(estimate.to_dict(), allow_nan=False)
-    assert law.CapacityEstimate.from_dict(json.loads(text)) == estimate
+    assert CapacityEstimate.from_dict(json.loads(text)) == estimate
 
 
 def test_to_dict_holds_only_plain_types():
@@ -363,7 +366,7 @@ def test_to_dict_holds_only_plain_types():
             return all(walk(v) for v in value)
         return value is None or type(value) in (str, int, float, bool)
 
-    assert walk(law.fit_law(*synthetic()).to_dict())
+    assert walk(fit_law(*synthetic()).to_dict())
 
 
 # -- groups --------------------------------------------------------------------------------------
@@ -384,7 +387,7 @@ def test_fit_groups_splits_groups_and_summarises_them():
     small, large = _rows("qwen", 2.0, 1024.0, 1), _rows("llama", 3.0, 2048.0, 2)
     broken = dict(small[0], **{mn.DELTA_LOSS: None, mn.BITS_PER_PARAM: 1e6, mn.LOSS_INIT: 1e6})
     rows = [row for pair in zip(small, large) for row in pair] + [broken]
-    groups = law.fit_groups(iter(rows))
+    groups = fit_groups(iter(rows))
     assert list(groups) == ["llama", "qwen"]
     qwen = groups["qwen"]
     assert qwen.group == "qwen" and qwen.n_rows == len(small) + 1 and qwen.fit.n_invalid == 1
@@ -395,12 +398,12 @@ def test_fit_groups_splits_groups_and_summarises_them():
     assert groups["llama"].fit.C == pytest.approx(3.0, rel=0.05)
     keys = (mn.RANK, mn.TARGET_TOKENS, mn.DELTA_LOSS, mn.LOSS_FINAL)
     columns = [np.array([r[k] for r in small]) for k in keys]
-    np.testing.assert_array_equal(params(qwen.fit), params(law.fit_law(*columns)))
+    np.testing.assert_array_equal(params(qwen.fit), params(fit_law(*columns)))
 
 
 def test_fit_groups_in_params_and_round_trip():
-    groups = law.fit_groups(_rows("qwen", 2.0, 1024.0, 1), capacity_variable=mn.TRAINABLE_PARAMS)
-    by_rank = law.fit_groups(_rows("qwen", 2.0, 1024.0, 1))
+    groups = fit_groups(_rows("qwen", 2.0, 1024.0, 1), capacity_variable=mn.TRAINABLE_PARAMS)
+    by_rank = fit_groups(_rows("qwen", 2.0, 1024.0, 1))
     group = groups["qwen"]
     assert group.fit.capacity_variable == mn.TRAINABLE_PARAMS
     assert group.fit.alpha == pytest.approx(by_rank["qwen"].fit.alpha, rel=1e-6)  # only C differs
@@ -417,7 +420,8 @@ def test_law_imports_without_frameworks():
         "for name in ('ray', 'torch', 'deepspeed', 'pandas'):\n"
         "    sys.modules[name] = None\n"
         f"sys.path.insert(0, {str(ROOT)!r})\n"
-        "import orchestrator.law.fit as law\n"
+        "import orchestrator.law.capacity, orchestrator.law.grouping\n"
+        "import orchestrator.law.uncertainty as law\n"
         "x = [1.0, 2.0, 4.0] * 3\n"
         "ell = [64.0] * 3 + [256.0] * 3 + [1024.0] * 3\n"
         "noise = [1.0 + 0.01 * (i % 3 - 1) for i in range(9)]\n"
@@ -448,7 +452,7 @@ def overconfident(excess, seed=0):
 @pytest.mark.parametrize("excess, flagged", [(2.5, True), (0.05, False)])
 def test_a_delta_loss_fit_says_when_the_base_starts_above_chance(excess, flagged):
     x, ell, _, delta, final, init, chance = overconfident(excess)
-    fit = law.fit_law(x, ell, delta, final, loss_init=init, loss_chance=chance)
+    fit = fit_law(x, ell, delta, final, loss_init=init, loss_chance=chance)
     assert fit.status == "ok" and fit.response == mn.DELTA_LOSS
     assert fit.init_excess == pytest.approx(excess)
     assert fit.comparable is (not flagged)
@@ -459,7 +463,7 @@ def test_a_delta_loss_fit_says_when_the_base_starts_above_chance(excess, flagged
 
 def test_the_drop_below_chance_is_fitted_on_request_and_recovers_the_law():
     x, ell, drop, _, final, init, chance = overconfident(2.5)
-    fit = law.fit_law(x, ell, drop, final, response=mn.DROP_BELOW_CHANCE, loss_init=init, loss_chance=chance)
+    fit = fit_law(x, ell, drop, final, response=mn.DROP_BELOW_CHANCE, loss_init=init, loss_chance=chance)
     assert fit.status == "ok" and fit.response == mn.DROP_BELOW_CHANCE
     assert fit.comparable is True and fit.init_excess == pytest.approx(2.5)
     assert fit.message.startswith("response drop_below_chance")
@@ -469,10 +473,10 @@ def test_the_drop_below_chance_is_fitted_on_request_and_recovers_the_law():
 
 def test_without_a_chance_level_comparability_is_unknown_and_bad_responses_are_refused():
     x, ell, delta, final = synthetic()
-    fit = law.fit_law(x, ell, delta, final)
+    fit = fit_law(x, ell, delta, final)
     assert fit.comparable is None and fit.init_excess is None and "chance" not in fit.message
     with pytest.raises(ValueError, match="response"):
-        law.fit_law(x, ell, delta, final, response="loss_final")
+        fit_law(x, ell, delta, final, response="loss_final")
     old = {k: v for k, v in fit.to_dict().items() if k not in ("response", "init_excess", "comparable")}
     assert law.LawFit.from_dict(old) == fit  # a fit stored before these fields existed still loads
 
@@ -483,8 +487,8 @@ def test_fit_groups_fits_the_requested_response_and_reports_the_honest_bits():
              mn.DROP_BELOW_CHANCE: dri, mn.LOSS_FINAL: fi, mn.LOSS_INIT: ii, mn.LOSS_CHANCE: ci,
              mn.BITS_PER_PARAM: 2.0, mn.BITS_ABOVE_CHANCE_PER_PARAM: 1.0 + (xi == 1), mn.CERTIFIED_BITS_PER_PARAM: 0.5}
             for xi, li, di, dri, fi, ii, ci in zip(x, ell, delta, drop, final, init, chance)]
-    by_delta = law.fit_groups(rows)["g"]
-    by_drop = law.fit_groups(rows, response=mn.DROP_BELOW_CHANCE)["g"]
+    by_delta = fit_groups(rows)["g"]
+    by_drop = fit_groups(rows, response=mn.DROP_BELOW_CHANCE)["g"]
     assert by_delta.fit.comparable is False and by_drop.fit.comparable is True
     assert by_drop.fit.alpha == pytest.approx(TRUE["alpha"], abs=0.05)
     assert by_delta.bits_above_chance_per_param_max == 2.0 and by_delta.certified_bits_per_param_mean == 0.5

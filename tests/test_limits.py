@@ -15,7 +15,7 @@ import pytest
 from orchestrator.tune.callbacks import failure_category
 from orchestrator.config.sweep import SweepConfig
 from trainables.limits import TrialLimits, TrialOutOfMemory, TrialTimedOut, Watchdog
-from trainables.memorize import _allocate_until_stopped, _wait_until_stopped
+from trainables.fault_drills import _allocate_until_stopped, _wait_until_stopped
 from trainables.schema import ConfigError
 
 

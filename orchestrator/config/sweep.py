@@ -69,7 +69,7 @@ class ResourcesConfig(Config):
 
 @dataclass(frozen=True)
 class FitConfig(Config):
-    """How the sweep's law is fitted (orchestrator/law/fit.py): the results actor, `memlaw law`, plot."""
+    """How the sweep's law is fitted (orchestrator/law/grouping.py): the results actor, `memlaw law`, plot."""
 
     capacity_variable: Literal["rank", "trainable_params"] = spec(
         K.RANK, "the law's capacity variable x in ΔL = C·x^α·ℓ^(−β) + b: the LoRA rank, or trainable parameters")

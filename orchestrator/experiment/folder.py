@@ -28,7 +28,7 @@ from orchestrator.config.sweep import SweepConfig
 from orchestrator.records.storage import Store, split_uri
 from trainables.schema import ConfigError, Problem
 
-VALIDATION = "validation"  # the held-out validation phase's folder under the experiment (orchestrator/search/validation_plan.py)
+VALIDATION = "validation"  # the held-out validation phase's folder under the experiment (orchestrator/tune/validation_phase.py)
 VALIDATION_PLAN_FILE = "plan.json"
 VALIDATION_SUMMARY_FILE = "validation.json"
 

@@ -1,15 +1,14 @@
 """Law-guided adaptive sweeps: propose each next (rank, ℓ) where the law's fit is least certain.
 
-Pure (numpy, scipy through orchestrator.law.fit): no Ray, no Tune. orchestrator/tune/adaptive_search.py wraps
+Pure (numpy, scipy through orchestrator.law.uncertainty): no Ray, no Tune. orchestrator/tune/adaptive_search.py wraps
 it as a Ray Tune Searcher; the tests and bench/adaptive_vs_grid.py drive it directly.
 
 Notation (k candidates, m observations)
   r, ℓ     LoRA rank and target tokens of a grid point (the grid's `adapter.rank` and
            `data.target_tokens` axes); every other grid axis must hold a single value
   P        candidate points (r, ℓ), shape (k, 2), sorted by (r, ℓ): the tie-break order
-  u, v     (ln r − min ln r) / span, (ln ℓ − min ln ℓ) / span: log coordinates scaled to [0, 1],
-           shape (k,), where distances for the space-filling design are measured
-  θ        (ln C, α, β, b), shape (4,), the parametrization of law.LawFit.covariance
+  u, v     log coordinates of P scaled to [0, 1] (design_points.py), where distances are measured
+  θ        (ln C, α, β, b), shape (4,), the parametrization of LawFit.covariance (fit.py)
   Σ        covariance of θ̂, shape (4, 4), s² (JᵀJ)⁻¹ with J = ∂ρ/∂θ over the fitted records
   s²       Σρ² / (n − 4), the fit's residual variance of the relative residual ρ = (f − ΔL) / ΔL
   f̂(r, ℓ)  C r^α ℓ^(−β) + b at θ̂: the predicted ΔL (nats per target token)
@@ -17,11 +16,7 @@ Notation (k candidates, m observations)
            observed ΔL of the not-yet-run point replaced by its prediction
   L₀       mean L_init over the observations (nats per target token)
 
-Initial design: n0 points (default 6) chosen greedily by maximin distance in (u, v), once from
-every candidate as the first point; the design with the largest smallest pairwise distance wins
-(then the largest mean nearest-neighbour distance, then a seeded order). While the slots left only
-just suffice, a point must add a new rank or length, so the design always covers at least 2
-ranks and 3 lengths and the 4-parameter fit is identifiable.
+Initial design: n0 space-filling points (orchestrator/law/design_points.py).
 
 Acquisition (after every initial point has a result, and while the fit's status is "ok" with a
 covariance): adding a run at a candidate adds the row j to J, so by Sherman–Morrison
@@ -60,98 +55,16 @@ from typing import Any
 
 import numpy as np
 
-from orchestrator.law import fit as law
+from orchestrator.law.design_points import Candidates, Point, initial_design, point_key
+from orchestrator.law.fit import LN2, MIN_POINTS, LawFit
+from orchestrator.law.uncertainty import fit_law
 from trainables import metric_names as mn
 
-RANK_AXIS = "adapter.rank"
-LENGTH_AXIS = "data.target_tokens"
-#: Each axis needs this many distinct values for the law's four parameters to be identifiable.
-MIN_RANKS, MIN_LENGTHS = 2, 3
 #: A failed point is proposed at most this many times in all (the first try and one retry).
 MAX_TRIES = 2
 _TIE_RTOL = 1e-9
 STOP_REASONS = ("tolerance", "budget", "no_candidates")
 OBSERVATION_KEYS = (mn.RANK, mn.TARGET_TOKENS, mn.DELTA_LOSS, mn.LOSS_FINAL, mn.LOSS_INIT)
-
-Point = tuple[Any, Any]  # (rank, ℓ) as the grid spells them (ints for our grids)
-
-
-# -- candidates ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Candidates:
-    """The points an adaptive sweep may run: ranks × lengths, other grid axes fixed."""
-
-    points: tuple[Point, ...]
-    """(r, ℓ) pairs sorted by (r, ℓ): the order that breaks ties."""
-    fixed: Mapping[str, Any] = field(default_factory=dict)
-    """Grid axes other than rank and length, each with its single value: part of every proposal."""
-
-    def __post_init__(self) -> None:
-        ranks = {p[0] for p in self.points}
-        lengths = {p[1] for p in self.points}
-        bad = [p for p in self.points if not (_positive(p[0]) and _positive(p[1]))]
-        if bad:
-            raise ValueError(f"ranks and lengths must be positive finite numbers, got {bad[:3]}")
-        if len(ranks) < MIN_RANKS or len(lengths) < MIN_LENGTHS:
-            raise ValueError(f"an adaptive sweep needs at least {MIN_RANKS} ranks and {MIN_LENGTHS} lengths to fit "
-                             f"the law's 4 parameters, got ranks {sorted(ranks)} and lengths {sorted(lengths)}")
-        lookup = {point_key(p): i for i, p in enumerate(self.points)}
-        if len(lookup) != len(self.points):
-            raise ValueError("candidate points repeat")
-        object.__setattr__(self, "_lookup", lookup)  # point -> index, built once
-
-    @property
-    def coords(self) -> np.ndarray:
-        """(k, 2) log coordinates (u, v) scaled to [0, 1]."""
-        logs = np.log(np.array(self.points, dtype=float))
-        low, span = logs.min(axis=0), np.ptp(logs, axis=0)
-        return (logs - low) / np.where(span > 0, span, 1.0)
-
-    def index(self, point: Point) -> int | None:
-        """Position of a point in `points`, or None when it is not a candidate."""
-        return self._lookup.get(point_key(point))
-
-    def config(self, point: Point) -> dict[str, Any]:
-        """The flat dotted trial values of a point, as a grid search would set them."""
-        return {RANK_AXIS: point[0], LENGTH_AXIS: point[1], **self.fixed}
-
-
-def candidates_from_values(ranks: Iterable[Any], lengths: Iterable[Any], fixed: Mapping[str, Any] | None = None
-                           ) -> Candidates:
-    """Every (r, ℓ) of the product ranks × lengths (duplicates dropped)."""
-    points = sorted({(r, ell) for r in ranks for ell in lengths}, key=lambda p: (float(p[0]), float(p[1])))
-    return Candidates(tuple(points), dict(fixed or {}))
-
-
-def candidates_from_grid(grid: Any) -> Candidates:
-    """The rank × length product of a GridSpace; ValueError naming what is wrong otherwise.
-
-    Axes other than `adapter.rank` and `data.target_tokens` must hold exactly one value (that value
-    is fixed in every proposal): the law fitted here has no third variable.
-    """
-    axes = grid.axes
-    missing = [a for a in (RANK_AXIS, LENGTH_AXIS) if a not in axes]
-    if missing:
-        raise ValueError(f"an adaptive sweep needs grid axes {RANK_AXIS} and {LENGTH_AXIS}; missing {missing}")
-    several = {k: list(v) for k, v in axes.items() if k not in (RANK_AXIS, LENGTH_AXIS) and len(v) != 1}
-    if several:
-        raise ValueError(f"an adaptive sweep varies only {RANK_AXIS} and {LENGTH_AXIS}; fix these axes to one "
-                         f"value each: {several}")
-    fixed = {k: v[0] for k, v in axes.items() if k not in (RANK_AXIS, LENGTH_AXIS)}
-    return candidates_from_values(axes[RANK_AXIS], axes[LENGTH_AXIS], fixed)
-
-
-def _positive(v: Any) -> bool:
-    try:
-        return math.isfinite(float(v)) and float(v) > 0
-    except (TypeError, ValueError):
-        return False
-
-
-def point_key(point: Sequence[Any]) -> tuple[float, float]:
-    return float(point[0]), float(point[1])
 
 
 # -- settings ------------------------------------------------------------------------------------
@@ -180,57 +93,14 @@ class Settings:
             problems.append(f"tolerances must be > 0, got alpha_tol {self.alpha_tol}, beta_tol {self.beta_tol}")
         if self.max_trials < 0:
             problems.append(f"max_trials must be >= 0, got {self.max_trials}")
-        if self.initial_points < law.MIN_POINTS:
-            problems.append(f"initial_points must be >= {law.MIN_POINTS} (the fit needs them), got {self.initial_points}")
+        if self.initial_points < MIN_POINTS:
+            problems.append(f"initial_points must be >= {MIN_POINTS} (the fit needs them), got {self.initial_points}")
         if self.min_dof < 1:
             problems.append(f"min_dof must be >= 1, got {self.min_dof}")
         if not 0 <= self.hopeless_share < 1:
             problems.append(f"hopeless_share must be in [0, 1), got {self.hopeless_share}")
         if problems:
             raise ValueError("; ".join(problems))
-
-
-# -- the initial design --------------------------------------------------------------------------
-
-
-def initial_design(candidates: Candidates, n0: int, seed: int = 0) -> list[Point]:
-    """n0 candidates (all, if fewer) spread over (u, v) by maximin; see the module docstring."""
-    coords, k = candidates.coords, len(candidates.points)
-    n0 = min(n0, k)
-    priority = np.random.default_rng(seed).permutation(k)  # rank of each index in the tie-break order
-    order = np.argsort(priority)
-    dist = np.sqrt(((coords[:, None, :] - coords[None, :, :]) ** 2).sum(axis=-1))
-    best, best_key = None, None
-    for start in order:
-        chosen = _greedy_maximin(candidates, dist, int(start), n0, priority)
-        sub = dist[np.ix_(chosen, chosen)] + np.diag(np.full(len(chosen), np.inf))
-        nearest = sub.min(axis=1)
-        key = (round(float(nearest.min()), 12), round(float(nearest.mean()), 12))
-        if best_key is None or key > best_key:
-            best, best_key = chosen, key
-    return [candidates.points[i] for i in best]
-
-
-def _greedy_maximin(candidates: Candidates, dist: np.ndarray, start: int, n0: int, priority: np.ndarray
-                    ) -> list[int]:
-    chosen = [start]
-    while len(chosen) < n0:
-        pool = [i for i in range(len(candidates.points)) if i not in chosen]
-        need = _coverage_need(candidates, chosen)
-        if n0 - len(chosen) <= need:  # the slots left only just suffice: each must add coverage
-            pool = [i for i in pool if _coverage_need(candidates, chosen + [i]) < need]
-        gap = dist[np.ix_(pool, chosen)].min(axis=1)
-        top = gap.max()
-        ties = [i for i, g in zip(pool, gap) if g >= top - 1e-12]
-        chosen.append(min(ties, key=lambda i: priority[i]))
-    return chosen
-
-
-def _coverage_need(candidates: Candidates, chosen: Sequence[int]) -> int:
-    """Points still needed to reach MIN_RANKS ranks and MIN_LENGTHS lengths."""
-    points = [candidates.points[i] for i in chosen]
-    ranks, lengths = {point_key(p)[0] for p in points}, {point_key(p)[1] for p in points}
-    return max(MIN_RANKS - len(ranks), MIN_LENGTHS - len(lengths), 0)
 
 
 # -- the state -----------------------------------------------------------------------------------
@@ -310,21 +180,21 @@ def _number_or_none(v: Any) -> float | None:
 # -- the fit and the acquisition -----------------------------------------------------------------
 
 
-def fit_observations(observations: Iterable[Mapping[str, Any]]) -> law.LawFit:
-    """The law in the rank, by law.fit_law with covariance intervals, from observation dicts."""
+def fit_observations(observations: Iterable[Mapping[str, Any]]) -> LawFit:
+    """The law in the rank, by fit_law with covariance intervals, from observation dicts."""
     obs = list(observations)
     cols = [np.array([np.nan if o.get(k) is None else float(o[k]) for o in obs], dtype=float)
             for k in (mn.RANK, mn.TARGET_TOKENS, mn.DELTA_LOSS, mn.LOSS_FINAL)]
-    return law.fit_law(*cols, capacity_variable=mn.RANK, leave_one_length_out=False)
+    return fit_law(*cols, capacity_variable=mn.RANK, leave_one_length_out=False)
 
 
-def theta_of(fit: law.LawFit) -> np.ndarray:
+def theta_of(fit: LawFit) -> np.ndarray:
     """θ̂ = (ln C, α, β, b) of an "ok" fit."""
     return np.array([math.log(fit.C), fit.alpha, fit.beta, fit.b])
 
 
-def residual_variance(fit: law.LawFit, observations: Iterable[Mapping[str, Any]]) -> float:
-    """s² = Σρ² / (n − 4) over the records the fit used (valid, not saturated), as law.py defines it."""
+def residual_variance(fit: LawFit, observations: Iterable[Mapping[str, Any]]) -> float:
+    """s² = Σρ² / (n − 4) over the records the fit used (valid, not saturated), as uncertainty.py defines it."""
     obs = [o for o in observations if _usable(o)]
     if len(obs) != fit.n_points or fit.dof is None or fit.dof < 1:
         raise ValueError(f"the observations ({len(obs)} usable) are not the fit's {fit.n_points} records")
@@ -336,12 +206,12 @@ def residual_variance(fit: law.LawFit, observations: Iterable[Mapping[str, Any]]
 
 
 def _usable(o: Mapping[str, Any]) -> bool:
-    """law.fit_law's filter: finite inputs, ΔL, x, ℓ > 0, final loss not below ln 2."""
+    """fit_law's filter: finite inputs, ΔL, x, ℓ > 0, final loss not below ln 2."""
     values = [o.get(k) for k in (mn.RANK, mn.TARGET_TOKENS, mn.DELTA_LOSS, mn.LOSS_FINAL)]
     if not all(_finite(v) for v in values):
         return False
     x, ell, dl, lf = (float(v) for v in values)
-    return x > 0 and ell > 0 and dl > 0 and lf >= law.LN2
+    return x > 0 and ell > 0 and dl > 0 and lf >= LN2
 
 
 def jacobian_rows(theta: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -391,7 +261,7 @@ class Scores:
 
 
 def score_candidates(
-    fit: law.LawFit, s2: float, candidates: Candidates, untried: np.ndarray, running: Sequence[Point],
+    fit: LawFit, s2: float, candidates: Candidates, untried: np.ndarray, running: Sequence[Point],
     loss_init: float | None, hopeless_share: float,
 ) -> Scores:
     """Score untried candidates (mask (k,)) with Σ updated for the running points; see the docstring."""
@@ -403,7 +273,7 @@ def score_candidates(
     predicted = np.asarray(fit.predict(points[:, 0], points[:, 1]), dtype=float)
     reason = np.where(untried, "ok", "tried").astype(object)
     if loss_init is not None:
-        reason[untried & (loss_init - predicted < law.LN2)] = "saturated"
+        reason[untried & (loss_init - predicted < LN2)] = "saturated"
         reason[untried & (predicted < hopeless_share * loss_init)] = "hopeless"
     reason[untried & ~(predicted > 0)] = "hopeless"
     ok = reason == "ok"
@@ -436,10 +306,10 @@ class AdaptiveDesign:
         self.settings = settings or Settings()
         self.budget = self.settings.max_trials or len(candidates.points)
         self.initial = initial_design(candidates, self.settings.initial_points, self.settings.seed)
-        self._fit_cache: tuple[tuple[str, ...], law.LawFit] | None = None
+        self._fit_cache: tuple[tuple[str, ...], LawFit] | None = None
 
     # -- the fit ---------------------------------------------------------------------------------
-    def fit(self, state: AdaptiveState) -> law.LawFit:
+    def fit(self, state: AdaptiveState) -> LawFit:
         """The fit to the state's observations (cached on their trial ids)."""
         key = tuple(sorted(state.observations))
         if self._fit_cache is None or self._fit_cache[0] != key:
@@ -506,7 +376,7 @@ class AdaptiveDesign:
         """The untried candidate farthest from every tried point, skipping dominated-saturated ones."""
         coords = self.candidates.coords
         saturated = [point_key(o["point"]) for o in state.observations.values()
-                     if o.get(mn.LOSS_FINAL) is not None and o[mn.LOSS_FINAL] < law.LN2]
+                     if o.get(mn.LOSS_FINAL) is not None and o[mn.LOSS_FINAL] < LN2]
         pool = [i for i in np.flatnonzero(untried)
                 if not any(point_key(self.candidates.points[i])[0] >= r and point_key(self.candidates.points[i])[1] <= ell
                            for r, ell in saturated)]
@@ -521,7 +391,7 @@ class AdaptiveDesign:
         return int(pool[int(np.flatnonzero(gap >= gap.max() - 1e-12)[0])])
 
     # -- stopping --------------------------------------------------------------------------------
-    def stopping_status(self, fit: law.LawFit, n_done: int, admissible: int | None = None) -> dict[str, Any]:
+    def stopping_status(self, fit: LawFit, n_done: int, admissible: int | None = None) -> dict[str, Any]:
         """Whether the stopping rule fires after n_done proposals, why, and how far each width is.
 
         Keys: fired (bool), reason (one of STOP_REASONS or None), fit_status, n_done, max_trials,

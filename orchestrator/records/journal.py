@@ -217,5 +217,5 @@ class RecordLog:
 
 
 def law_rows(records: Iterable[TrialRecord]) -> list[dict]:
-    """Rows for orchestrator.law.fit.fit_groups: finished trials only (failures never reach the fit)."""
+    """Rows for orchestrator.law.grouping.fit_groups: finished trials only (failures never reach the fit)."""
     return [r.law_row() for r in records if r.ok]

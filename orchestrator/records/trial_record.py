@@ -84,7 +84,7 @@ class TrialRecord:
 
     # -- rows ----------------------------------------------------------------------------------------
     def law_row(self) -> dict[str, Any]:
-        """What orchestrator.law.fit.fit_groups reads: the metrics and the group label."""
+        """What orchestrator.law.grouping.fit_groups reads: the metrics and the group label."""
         return {**self.metrics, "group": self.group}
 
     def to_row(self) -> dict[str, Any]:

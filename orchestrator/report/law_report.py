@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any, Iterable
 
-from orchestrator.law import fit as law
+from orchestrator.law.grouping import fit_groups
 from orchestrator.config.sweep import FitConfig
 from orchestrator.records.journal import law_rows
 from orchestrator.records.trial_record import FAILURES, TrialRecord
@@ -26,7 +26,7 @@ def build_report(sweep: str, records: Iterable[TrialRecord], fit: FitConfig = Fi
             failures[r.status] = failures.get(r.status, 0) + 1
         elif not r.ok:
             unfinished[r.status] = unfinished.get(r.status, 0) + 1
-    groups = law.fit_groups(law_rows(ok), capacity_variable=fit.capacity_variable, response=fit.response)
+    groups = fit_groups(law_rows(ok), capacity_variable=fit.capacity_variable, response=fit.response)
     return {
         "sweep": sweep,
         "updated_at": time.time(),

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from orchestrator.law import fit as law
+from orchestrator.law.fit import GroupFit, LawFit
+from orchestrator.law.grouping import fit_groups
 from orchestrator.config.sweep import FitConfig
 from orchestrator.experiment.export import ExperimentRecords, read_experiment, write_output
 from orchestrator.records.journal import law_rows
@@ -54,7 +55,7 @@ def plot_law(experiment_path: str, out: str, fit: FitConfig = FitConfig(),
     finished = [r for r in (loaded or read_experiment(experiment_path)).records if r.ok]
     if not finished:
         raise ValueError(f"no finished trials in {experiment_path!r}: nothing to plot")
-    fits = law.fit_groups(law_rows(finished), capacity_variable=fit.capacity_variable, response=fit.response)
+    fits = fit_groups(law_rows(finished), capacity_variable=fit.capacity_variable, response=fit.response)
     groups: dict[str, list[TrialRecord]] = {}
     for record in finished:
         groups.setdefault(record.group, []).append(record)
@@ -81,7 +82,7 @@ def recall_grid(records: list[TrialRecord], metric: str = RECALL_METRIC) -> Reca
 # -- drawing ---------------------------------------------------------------------------------------
 
 
-def _render(groups: dict[str, list[TrialRecord]], fits: dict[str, law.GroupFit]) -> bytes:
+def _render(groups: dict[str, list[TrialRecord]], fits: dict[str, GroupFit]) -> bytes:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -97,7 +98,7 @@ def _render(groups: dict[str, list[TrialRecord]], fits: dict[str, law.GroupFit])
     return buffer.getvalue()
 
 
-def _draw_law(ax, label: str, records: list[TrialRecord], fit: law.LawFit) -> None:
+def _draw_law(ax, label: str, records: list[TrialRecord], fit: LawFit) -> None:
     """Points per rank (hollow when saturated), the mean ± one standard deviation over seeds where a
     cell has several, and, with an ok fit, the law as one line per rank. y is the fitted response."""
     from matplotlib.lines import Line2D
@@ -138,14 +139,14 @@ def _draw_spread(ax, ell: np.ndarray, y: np.ndarray, colour) -> None:
                         color=colour, capsize=3, lw=1, zorder=2)
 
 
-def _draw_law_line(ax, fit: law.LawFit, x: float, ell: np.ndarray, colour, *, extrapolated: bool) -> None:
+def _draw_law_line(ax, fit: LawFit, x: float, ell: np.ndarray, colour, *, extrapolated: bool) -> None:
     """Dashed where the fit used no trial of this rank (all saturated): the line is then a prediction."""
     predicted = fit.predict(np.full_like(ell, x), ell)
     shown = predicted > 0  # a negative b can take the law below zero, which log axes cannot show
     ax.plot(ell[shown], predicted[shown], color=colour, lw=1.2, ls="--" if extrapolated else "-")
 
 
-def _fit_caption(fit: law.LawFit) -> str:
+def _fit_caption(fit: LawFit) -> str:
     if fit.status != "ok":
         return f"no law: {fit.status} ({fit.n_points} usable, {fit.n_excluded} saturated)"
     x = "r" if fit.capacity_variable == K.RANK else "N_eff"

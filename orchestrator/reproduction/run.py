@@ -35,7 +35,9 @@ from typing import Any
 
 import numpy as np
 
-from orchestrator.law import fit as law
+from orchestrator.law.capacity import required_capacity
+from orchestrator.law.fit import GroupFit
+from orchestrator.law.grouping import fit_groups
 from orchestrator.config.preflight import load_sweep
 from orchestrator.config.sweep import SweepConfig
 from orchestrator.experiment.export import load_experiment
@@ -45,7 +47,7 @@ from orchestrator.records.trial_record import TrialRecord
 from trainables import metric_names as K
 
 LN2 = math.log(2.0)
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 LAW_FILE = ROOT / "examples" / "law_grid_cpu.yaml"
 OPTUNA_FILE = ROOT / "examples" / "memft_optuna_cpu.yaml"
 TABLE2_RANKS = (1, 2, 4, 8)
@@ -232,8 +234,8 @@ def law_facts(path: str) -> dict[str, Any]:
     """The fit per group on both responses (ΔL, the paper's; the drop below chance), with bits per
     parameter measured and at the law's capacity."""
     records = [r for r in load_experiment(path) if r.ok]
-    fits = law.fit_groups(law_rows(records))
-    drop_fits = law.fit_groups(law_rows(records), response=K.DROP_BELOW_CHANCE)
+    fits = fit_groups(law_rows(records))
+    drop_fits = fit_groups(law_rows(records), response=K.DROP_BELOW_CHANCE)
     groups = {}
     for label, g in fits.items():
         mine = [r for r in records if r.group == label]
@@ -272,7 +274,7 @@ def _mean_metric(records: list[TrialRecord], key: str) -> float | None:
     return float(np.mean(values)) if values else None
 
 
-def bits_facts(g: law.GroupFit, records: list[TrialRecord]) -> dict[str, Any]:
+def bits_facts(g: GroupFit, records: list[TrialRecord]) -> dict[str, Any]:
     """Bits per adapter parameter, measured per trial and at capacity as the fitted law puts it.
 
     Measured: bits above chance and certified bits per parameter (trainables/information.py, the
@@ -294,7 +296,7 @@ def bits_facts(g: law.GroupFit, records: list[TrialRecord]) -> dict[str, Any]:
     at_capacity = []
     if g.fit.status == "ok" and g.loss_init_mean and g.params_per_rank:
         for tokens in sorted({row["tokens"] for row in measured}):
-            est = law.required_capacity(g.fit, tokens, g.loss_init_mean, params_per_rank=g.params_per_rank)
+            est = required_capacity(g.fit, tokens, g.loss_init_mean, params_per_rank=g.params_per_rank)
             if est.status != "ok":
                 at_capacity.append({"tokens": tokens, "status": est.status})
                 continue

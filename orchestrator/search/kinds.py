@@ -221,7 +221,7 @@ class Adaptive(Grid):
 
     def _candidate_problems(self, sweep: SweepView) -> list[Problem]:
         """The grid must give candidates: rank and length axes, every other axis a single value."""
-        from orchestrator.law.adaptive_design import candidates_from_grid  # numpy/scipy: only for adaptive sweeps
+        from orchestrator.law.design_points import candidates_from_grid  # numpy: only for adaptive sweeps
 
         try:
             n = len(candidates_from_grid(sweep_grid(sweep)).points)
@@ -247,7 +247,8 @@ class Adaptive(Grid):
 
     def stopping_lines(self, sweep: SweepView, report: dict[str, Any]) -> list[str]:
         """Per group, the α/β interval widths against the stopping rule."""
-        from orchestrator.law.adaptive_design import AdaptiveDesign, candidates_from_grid
+        from orchestrator.law.adaptive_design import AdaptiveDesign
+        from orchestrator.law.design_points import candidates_from_grid
         from orchestrator.law.fit import GroupFit
 
         design = AdaptiveDesign(candidates_from_grid(sweep_grid(sweep)), self.settings(sweep))

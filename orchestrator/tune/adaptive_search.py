@@ -9,7 +9,7 @@
                                     Tune calls them through save_to_dir/restore_from_dir, so the
                                     searcher's state survives Tuner.restore
 
-The searcher fits the law itself (orchestrator.law.fit.fit_law, in the rank, covariance intervals) on
+The searcher fits the law itself (orchestrator.law.uncertainty.fit_law, in the rank, covariance intervals) on
 the results Tune hands it. The results actor fits the same records (the same final metrics of the
 same finished trials: the callback forwards exactly what Tune gives the searcher, and both drop
 failures and saturated runs), so the actor's live α, β and their intervals are the ones this
@@ -31,6 +31,7 @@ from typing import Any
 from ray.tune.search import Searcher
 
 from orchestrator.law import adaptive_design as adaptive
+from orchestrator.law import design_points
 
 log = logging.getLogger(__name__)
 STATE_VERSION = 1
@@ -41,7 +42,7 @@ RESULT_KEYS = adaptive.OBSERVATION_KEYS
 class AdaptiveLawSearcher(Searcher):
     """Proposes rank × length points of a grid where the law's exponents are least certain."""
 
-    def __init__(self, candidates: adaptive.Candidates, settings: adaptive.Settings | None = None,
+    def __init__(self, candidates: design_points.Candidates, settings: adaptive.Settings | None = None,
                  max_concurrent: int = 1):
         super().__init__(metric=None, mode=None)
         if max_concurrent < 1:
@@ -54,7 +55,7 @@ class AdaptiveLawSearcher(Searcher):
     def from_grid(cls, grid: Any, settings: adaptive.Settings | None = None, max_concurrent: int = 1
                   ) -> AdaptiveLawSearcher:
         """From a GridSpace with `adapter.rank` and `data.target_tokens` axes (others single-valued)."""
-        return cls(adaptive.candidates_from_grid(grid), settings, max_concurrent)
+        return cls(design_points.candidates_from_grid(grid), settings, max_concurrent)
 
     # -- Tune's protocol -----------------------------------------------------------------------------
     def set_max_concurrency(self, max_concurrent: int) -> bool:
@@ -93,8 +94,8 @@ class AdaptiveLawSearcher(Searcher):
     def set_state(self, state: dict[str, Any]) -> None:
         if state.get("version") != STATE_VERSION:
             raise ValueError(f"adaptive searcher state version {state.get('version')!r}, expected {STATE_VERSION}")
-        saved = [adaptive.point_key(p) for p in state["candidates"]]
-        ours = [adaptive.point_key(p) for p in self.design.candidates.points]
+        saved = [design_points.point_key(p) for p in state["candidates"]]
+        ours = [design_points.point_key(p) for p in self.design.candidates.points]
         if saved != ours:
             raise ValueError("the saved adaptive searcher ran over other candidate points; Tuner.restore cannot "
                              "change a search space")

@@ -27,7 +27,7 @@ SUBMIT_TIMEOUT_S = 30.0  # the job head waits up to 10 s for its agent; the agen
 UPLOAD_TIMEOUT_S = 120.0  # a sweep job uploads the sweep file and this checkout's packages first
 LAW_JOB_TIMEOUT_S = 120.0
 LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost")
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 class JobsError(RuntimeError):

@@ -18,9 +18,7 @@ from typing import Any, Iterable
 
 from orchestrator.config.sweep import SweepConfig
 from orchestrator.experiment.folder import VALIDATION, validation_uri
-from orchestrator.config.sweep import SweepConfig
 from orchestrator.experiment.folder import VALIDATION_PLAN_FILE as PLAN_FILE
-from orchestrator.config.sweep import SweepConfig
 from orchestrator.experiment.folder import VALIDATION_SUMMARY_FILE as SUMMARY_FILE
 from orchestrator.records.trial_record import TrialRecord
 from orchestrator.search.validation_plan import ACTOR_SUFFIX, POINT, STUDY_ATTR, make_plan, points, summarize_validation

@@ -1,0 +1,222 @@
+"""The commands that run Ray work: `memlaw sweep`, `submit` (a Ray Job), `resume`, `demo` and
+`reproduce`. Ray is imported only inside the commands, through orchestrator.tune."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from orchestrator.cli.output import EXIT_BAD_INPUT, print_error
+from orchestrator.cli.read_commands import open_experiment, search_result
+from orchestrator.tune.jobs import JobsError, dashboard_url_problem  # no Ray
+from trainables.schema import ConfigError, Problem
+
+
+# -- sweeps --------------------------------------------------------------------------------------
+def _load_sweep_or_exit(path: str, **overrides):
+    from orchestrator.config.preflight import load_sweep
+
+    try:
+        return load_sweep(path, overrides)
+    except ConfigError as err:
+        print_error(path, err)
+        return None
+
+
+def _summarize_sweep(experiment, grid) -> None:
+    from orchestrator.tune import results_actor
+    from orchestrator.report.law_report import format_report, format_search_report
+    from orchestrator.search.kinds import search_of
+    from orchestrator.tune.sweep_output import trial_table
+
+    sweep, uri = experiment.sweep, experiment.uri
+    errors = sum(1 for r in grid if r.error is not None)
+    result = search_result(sweep, uri)
+    if result is not None:  # no law for this space: its best trials or Pareto front, and the validation
+        print(format_search_report(result["no_law"], result["best"], result["validation"]))
+    else:
+        report, records = results_actor.final_report(sweep.name)
+        print(f"\nevery trial of {sweep.name} (certified: share of target tokens with p > 0.5; greedy EM: share of "
+              "sequences recalled exactly):")
+        print(trial_table(records))
+        print()
+        print("\n".join([format_report(report), *search_of(sweep).stopping_lines(sweep, report)]))
+    print(f"\nmemlaw: {len(grid)} trials ({errors} failed). Experiment: {uri}", file=sys.stderr)
+    print(f"  memlaw {'best' if result else 'law --experiment'} {uri}        the "
+          f"{'best trials' if result else 'fit'}, from storage", file=sys.stderr)
+    print(f"  memlaw export {uri} --out results.parquet", file=sys.stderr)
+    print(f"  memlaw plot {uri} --out law.png", file=sys.stderr)
+
+
+def _experiment_to_run(sweep, resume: bool, new: bool):
+    """What `memlaw sweep` runs: a new experiment, or (--resume) the same sweep's existing one, or
+    (--new) the sweep under a free suffixed name. An existing experiment is never merged into
+    silently, and a changed sweep file never continues an old one. Raises ConfigError."""
+    from orchestrator.experiment import folder as ex
+
+    if not ex.exists(sweep.experiment_uri):
+        if resume:
+            raise ConfigError([Problem("--resume", f"no experiment at {sweep.experiment_uri} to continue")])
+        return ex.Experiment.of(sweep), False
+    if new:
+        return ex.Experiment.of(ex.free_name(sweep)), False
+    if not resume:
+        raise ConfigError([Problem("name", f"an experiment {sweep.name!r} already exists at {sweep.experiment_uri}: "
+                                           f"--resume continues it (same sweep file), --new starts "
+                                           f"{ex.free_name(sweep).name!r}, or pick another --name")])
+    saved = ex.open_experiment(sweep.experiment_uri)
+    changed = ex.changed_fields(saved.sweep, sweep)
+    if changed:
+        raise ConfigError([Problem("--resume", f"the sweep file differs from the one {sweep.experiment_uri} ran "
+                                               f"({', '.join(changed[:8])}); use --new for a fresh experiment")])
+    return saved, True
+
+
+def _run_or_resume(sweep, args, resume: bool, new: bool) -> int:
+    from orchestrator.experiment.folder import ExperimentBusy
+
+    try:
+        experiment, continuing = _experiment_to_run(sweep, resume, new)
+    except ConfigError as err:  # the file is valid; what it would do to an existing experiment is not
+        for problem in err.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    from orchestrator.tune.tuner import resume_sweep, run_sweep
+
+    try:
+        grid = (resume_sweep(experiment, address=args.address, dashboard=args.dashboard) if continuing
+                else run_sweep(experiment.sweep, address=args.address, dashboard=args.dashboard))
+    except ExperimentBusy as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    _summarize_sweep(experiment, grid)
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    sweep = _load_sweep_or_exit(args.file, storage_path=args.storage, name=args.name)
+    if sweep is None:
+        return EXIT_BAD_INPUT
+    return _run_or_resume(sweep, args, args.resume, args.new)
+
+
+# -- submit --------------------------------------------------------------------------------------
+def cmd_submit(args: argparse.Namespace) -> int:
+    """`memlaw sweep` as a Ray Job: validated here, run on the cluster behind --dashboard."""
+    from orchestrator.tune.jobs import submit_sweep
+
+    problem = dashboard_url_problem(args.dashboard, args.insecure_http)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    sweep = _load_sweep_or_exit(args.file, storage_path=args.storage, name=args.name)
+    if sweep is None:
+        return EXIT_BAD_INPUT
+    storage = sweep.storage_path
+    if "://" not in storage and not os.path.isabs(storage):
+        print(f"error: storage_path {storage!r} is relative: a job runs in a temporary working directory that "
+              "Ray deletes; pass --storage with an absolute path every node sees (NFS) or s3://, gs://",
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        job = submit_sweep(args.dashboard, args.file, storage, sweep.name, args.insecure_http)
+    except JobsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    url = args.dashboard.rstrip("/")
+    print(job)
+    print(f"memlaw submit: sweep {sweep.name!r} ({sweep.trial_count()} trials) is job {job} on {url} "
+          f"(experiment {sweep.experiment_uri})\n"
+          f"  ray job logs --follow {job} --address {url}        its live lines and final table\n"
+          f"  memlaw law --dashboard {url} --sweep {sweep.name}     the live fit\n"
+          f"  ray job stop {job} --address {url}", file=sys.stderr)
+    return 0
+
+
+# -- resume --------------------------------------------------------------------------------------
+def cmd_resume(args: argparse.Namespace) -> int:
+    from orchestrator.config.preflight import model_problems
+
+    try:
+        experiment = open_experiment(args.path)
+        problems = model_problems(experiment.sweep)  # it trains again: the model must be at hand
+        if problems:
+            raise ConfigError(problems)
+    except ConfigError as err:
+        print_error(args.path, err)
+        return EXIT_BAD_INPUT
+    from orchestrator.experiment.folder import ExperimentBusy
+    from orchestrator.tune.tuner import resume_sweep
+
+    try:
+        grid = resume_sweep(experiment, address=args.address, dashboard=args.dashboard)
+    except ExperimentBusy as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    _summarize_sweep(experiment, grid)
+    return 0
+
+
+# -- demo and reproduce --------------------------------------------------------------------------
+DEMO_FILE = "law_grid_cpu.yaml"
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The shipped CPU law sweep end to end: live table, fit, plot, and where the files went."""
+    path = args.file or str(Path(__file__).resolve().parents[2] / "examples" / DEMO_FILE)
+    if not Path(path).is_file():
+        print(f"error: {path} not found: memlaw demo runs from a checkout of the memlaw repository", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    sweep = _load_sweep_or_exit(path, storage_path=args.storage, name=args.name)
+    if sweep is None:
+        return EXIT_BAD_INPUT
+    from orchestrator.experiment import folder as ex
+    from orchestrator.tune.tuner import run_sweep
+
+    if ex.exists(sweep.experiment_uri):  # a second demo is a new experiment, never merged into the first
+        sweep = ex.free_name(sweep)
+    print(f"memlaw demo: {sweep.trial_count()} trials of {sweep.space} on a local Ray (CPU); results in "
+          f"{sweep.experiment_uri}", file=sys.stderr)
+    try:
+        grid = run_sweep(sweep)
+    except ex.ExperimentBusy as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    _summarize_sweep(ex.Experiment.of(sweep), grid)
+    from orchestrator.report.plot import plot_law
+
+    png = os.path.join(sweep.experiment_uri, "law.png")
+    for written in plot_law(sweep.experiment_uri, png, fit=sweep.fit):
+        print(f"memlaw demo: figure {written}", file=sys.stderr)
+    print(_demo_finding(sweep))
+    return 0
+
+
+def _demo_finding(sweep) -> str:
+    """The demo's last line: what it found, in one sentence (orchestrator/report/findings.py), from storage."""
+    from orchestrator.experiment.export import load_experiment
+    from orchestrator.report.findings import finding
+    from orchestrator.report.law_report import build_report
+
+    records = load_experiment(sweep.experiment_uri)
+    return finding(records, build_report(sweep.name, records, sweep.fit))
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    """docs/reproduction.md from real sweeps (reused when their experiments are complete)."""
+    import shlex
+
+    from orchestrator.reproduction.run import reproduce
+
+    command = shlex.join(["memlaw", "reproduce", *sys.argv[2:]]) if sys.argv[1:2] == ["reproduce"] else \
+        f"memlaw reproduce --out {args.out} --storage {args.storage}"
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    try:
+        reproduce(args.out, args.storage, command, law_experiment=args.experiment, smollm2=args.smollm2)
+    except RuntimeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"memlaw reproduce: wrote {args.out} (facts in {Path(args.out).with_suffix('.json')})", file=sys.stderr)
+    return 0

@@ -1,0 +1,96 @@
+"""One fit of the law per group of rows: fit_groups, and each group's summary figures (GroupFit).
+
+The results actor, `memlaw law`, the plot and the reproduction hand it rows: each finished trial's
+metrics and its "group" label (same model, data kind, random share, placement and method;
+orchestrator/records/journal.py law_rows, orchestrator/records/trial_record.py). fit_groups splits
+the rows by label, fits each group with covariance intervals (fit_law, uncertainty.py) and
+summarises it in a GroupFit (fit.py). It imports fit.py and uncertainty.py only.
+
+Notation (fit.py's x, ℓ, ΔL, L_final, y; the bits are trainables/information.py's)
+  per group, over its valid rows (finite x, ℓ, ΔL, L_final; ΔL, x, ℓ > 0):
+  bits_per_param_mean   mean bits absorbed per adapter parameter, the paper's ΔL-based figure
+  loss_init_mean        mean L_init (nats per token)
+  per group, over its rows with finite x, ℓ and L_final (a run above chance counts, with 0 bits):
+  bits_above_chance_per_param_mean, _max, certified_bits_per_param_mean, loss_chance (ln |V_cand|)
+  per group, over its rows whose trainable_params / rank is finite and > 0:
+  params_per_rank       the median of that ratio (N_eff per unit of rank): converts a capacity in
+                        parameters back to a rank
+A metric that is missing, None or not a number is NaN here: invalid in the fit, unknown in a summary.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from orchestrator.law.fit import RESPONSES, GroupFit, _check_options, _invalid_mask
+from orchestrator.law.uncertainty import fit_law
+from trainables import metric_names as mn
+
+
+def fit_groups(rows: Iterable[Mapping[str, Any]], *, capacity_variable: str = mn.RANK,
+               response: str = mn.DELTA_LOSS) -> dict[str, GroupFit]:
+    """One covariance-interval fit per distinct row["group"], in sorted group order.
+
+    Each row carries "group" and the metric keys RANK, TRAINABLE_PARAMS, TARGET_TOKENS, the response
+    (DELTA_LOSS or DROP_BELOW_CHANCE), LOSS_FINAL, LOSS_INIT, LOSS_CHANCE and the bits figures; other
+    keys are ignored. A metric that is missing, None or not a number becomes NaN, so its row counts as
+    invalid in the fit (or unknown in a summary) rather than raising.
+    """
+    _check_options(capacity_variable, "covariance", 1)
+    if response not in RESPONSES:
+        raise ValueError(f"response must be one of {RESPONSES}, not {response!r}")
+    by_group: dict[str, list[Mapping[str, Any]]] = {}
+    for row in rows:
+        by_group.setdefault(row["group"], []).append(row)
+    return {group: _fit_group(group, by_group[group], capacity_variable, response) for group in sorted(by_group)}
+
+
+_GROUP_KEYS = (mn.RANK, mn.TRAINABLE_PARAMS, mn.TARGET_TOKENS, mn.DELTA_LOSS, mn.DROP_BELOW_CHANCE, mn.LOSS_FINAL,
+               mn.LOSS_INIT, mn.LOSS_CHANCE, mn.BITS_PER_PARAM, mn.BITS_ABOVE_CHANCE_PER_PARAM,
+               mn.CERTIFIED_BITS_PER_PARAM)
+
+
+def _fit_group(group: str, rows: list[Mapping[str, Any]], capacity_variable: str, response: str) -> GroupFit:
+    cols = {key: np.array([_number(row.get(key)) for row in rows]) for key in _GROUP_KEYS}
+    law_inputs = (cols[capacity_variable], cols[mn.TARGET_TOKENS], cols[response], cols[mn.LOSS_FINAL])
+    fit = fit_law(*law_inputs, capacity_variable=capacity_variable, response=response,
+                  loss_init=cols[mn.LOSS_INIT], loss_chance=cols[mn.LOSS_CHANCE])
+    # Summaries over every finished row whose inputs are finite (a trial above chance has ΔL > 0 but
+    # 0 bits above chance: it belongs in the mean).
+    finite = np.isfinite(cols[capacity_variable]) & np.isfinite(cols[mn.TARGET_TOKENS]) & np.isfinite(cols[mn.LOSS_FINAL])
+    valid = ~_invalid_mask(cols[capacity_variable], cols[mn.TARGET_TOKENS], cols[mn.DELTA_LOSS], cols[mn.LOSS_FINAL])
+    per_rank = cols[mn.TRAINABLE_PARAMS] / cols[mn.RANK]
+    usable_ratio = per_rank[np.isfinite(per_rank) & (per_rank > 0)]
+    return GroupFit(
+        group=group, fit=fit, n_rows=len(rows),
+        bits_per_param_mean=_finite_mean(cols[mn.BITS_PER_PARAM][valid]),
+        loss_init_mean=_finite_mean(cols[mn.LOSS_INIT][valid]),
+        params_per_rank=float(np.median(usable_ratio)) if usable_ratio.size else None,
+        bits_above_chance_per_param_mean=_finite_mean(cols[mn.BITS_ABOVE_CHANCE_PER_PARAM][finite]),
+        bits_above_chance_per_param_max=_finite_max(cols[mn.BITS_ABOVE_CHANCE_PER_PARAM][finite]),
+        certified_bits_per_param_mean=_finite_mean(cols[mn.CERTIFIED_BITS_PER_PARAM][finite]),
+        loss_chance=_finite_mean(cols[mn.LOSS_CHANCE][finite]),
+    )
+
+
+def _number(value: Any) -> float:
+    if value is None:
+        return math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _finite_mean(values: np.ndarray) -> float | None:
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if finite.size else None
+
+
+def _finite_max(values: np.ndarray) -> float | None:
+    finite = values[np.isfinite(values)]
+    return float(finite.max()) if finite.size else None
