@@ -23,14 +23,14 @@ from pathlib import Path
 
 import aiohttp
 
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = "chromium"  # Debian's package, found on PATH (conftest.system_tool)
 
 
 class Browser:
-    def __init__(self, profile: Path, width: int = 1400, height: int = 1000):
+    def __init__(self, binary: str, profile: Path, width: int = 1400, height: int = 1000):
         self.profile = profile
         self.proc = subprocess.Popen(
-            [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions",
+            [binary, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions",
              "--disable-dev-shm-usage", "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
              f"--user-data-dir={profile}", f"--window-size={width},{height}", "about:blank"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)

@@ -4,6 +4,7 @@ saved and re-loaded through `from_pretrained`, and nothing leaks into the user's
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -11,6 +12,22 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
+#: Set by .ci/run, which installs the system tools: a missing one then fails its tests instead of
+#: skipping them, so CI always runs them.
+REQUIRE_SYSTEM_TOOLS = "MEMLAW_REQUIRE_SYSTEM_TOOLS"
+
+
+def system_tool(name: str, install: str) -> str:
+    """The path of a Debian binary a test drives (chromium, prometheus). Missing: a skip whose
+    reason names the install command (pytest -ra lists it in the summary), or a failure when
+    MEMLAW_REQUIRE_SYSTEM_TOOLS is set (CI)."""
+    path = shutil.which(name)
+    if path:
+        return path
+    message = f"{name} is not installed: {install} (or run `bash .ci/run`, which installs it)"
+    if os.environ.get(REQUIRE_SYSTEM_TOOLS):
+        pytest.fail(f"{message}; {REQUIRE_SYSTEM_TOOLS} is set, so this is a failure, not a skip")
+    pytest.skip(f"SKIPPED, NOT RUN: {message}")
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from browser import CHROMIUM, Browser
-from conftest import REPO
+from conftest import REPO, system_tool
 from orchestrator.tune.ray_session import token_file
 
 SCREENSHOT = "dashboard_results_actor.png"
@@ -74,14 +74,18 @@ def test_the_dashboard_http_api_shows_the_actor_and_its_fit_line(embedded):
     assert status == 200 and log.strip().splitlines()[-1].endswith(f"sweep browsersweep: {latest}"), log[-2000:]
 
 
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    return system_tool(CHROMIUM, "apt-get install -y chromium")
+
+
 @pytest.mark.slow
-def test_headless_chromium_finds_the_results_actor_and_its_latest_fit(embedded):
+def test_headless_chromium_finds_the_results_actor_and_its_latest_fit(chromium, embedded):
     """Log in as the dashboard's dialog does (POST /api/authenticate with the bearer token: the server
     sets its HttpOnly cookie), open the actor's page, show its stdout log newest first."""
-    assert shutil.which(CHROMIUM), f"{CHROMIUM} missing: apt-get install chromium (.ci/run installs it)"
     url, actor_id, latest = embedded["url"], embedded["actor_id"], embedded["fit_lines"][-1]
     shot = embedded["tmp"] / SCREENSHOT
-    browser = Browser(embedded["tmp"] / "chromium-profile", width=1800, height=1300)
+    browser = Browser(chromium, embedded["tmp"] / "chromium-profile", width=1800, height=1300)
 
     async def check(page):
         await page.send("Page.enable")

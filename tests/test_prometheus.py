@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import subprocess
 import time
 import urllib.parse
@@ -26,7 +25,7 @@ from orchestrator.tune.ray_session import default_token_auth  # noqa: E402
 
 default_token_auth()  # RAY_AUTH_MODE before Ray is imported, as memlaw's own drivers do
 import ray
-from conftest import print_figure
+from conftest import print_figure, system_tool
 from orchestrator.tune import results_actor as ra
 from orchestrator.tune.ray_session import loopback_node_ip
 from ray_heads import free_port
@@ -35,8 +34,6 @@ from test_grafana_dashboard import panel_queries
 from test_results_actor import law_records
 
 SWEEP = "promsweep"
-INSTALL_HINT = ("Debian's prometheus is not installed: apt-get install -y prometheus "
-                "(.ci/run installs it before the tests)")
 
 
 def wait_for(predicate, timeout: float, what: str, every: float = 0.5):
@@ -58,6 +55,11 @@ def query(port: int, promql: str) -> list[dict]:
         return []
     assert body["status"] == "success", body
     return body["data"]["result"]
+
+
+@pytest.fixture
+def prometheus() -> str:
+    return system_tool("prometheus", "apt-get install -y prometheus")
 
 
 @pytest.fixture
@@ -86,9 +88,8 @@ def prometheus_config(session: Path, tmp: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_prometheus_scrapes_the_alpha_the_actor_reports(ray_head_with_dashboard, tmp_path, request):
-    binary = shutil.which("prometheus")
-    assert binary, INSTALL_HINT
+def test_prometheus_scrapes_the_alpha_the_actor_reports(prometheus, ray_head_with_dashboard, tmp_path, request):
+    binary = prometheus
     actor = ra.get_or_create(SWEEP, str(tmp_path / "exp"))
     ray.get([actor.add.remote(record) for record in law_records(SWEEP)])
     report = ray.get(actor.report.remote(wait_s=30.0))
