@@ -33,7 +33,6 @@ from trainables.config import TrialConfig
 from trainables.schema import Config, ConfigError, Problem, range_problem, set_dotted, spec
 
 
-
 class SweepView(Protocol):
     """What a search kind reads of a sweep (orchestrator/config/sweep.py's SweepConfig has it all):
     the kinds sit below the sweep file's config, which dispatches to them."""
@@ -48,6 +47,7 @@ class SweepView(Protocol):
 
     @property
     def experiment_uri(self) -> str: ...
+
 
 GREEDY_METRICS = (K.GREEDY_EXACT_MATCH, K.GREEDY_TOKEN_ACC, K.FIRST_GREEDY_ERROR_POS)
 OBJECTIVES = (K.GREEDY_EXACT_MATCH, K.GREEDY_TOKEN_ACC, K.FRAC_P_GT_HALF, K.FRAC_SEQUENCES_CERTIFIED,

@@ -19,7 +19,7 @@ from ray import tune
 
 from orchestrator.config.sweep import SweepConfig
 from orchestrator.experiment.folder import optuna_storage
-from orchestrator.search.kinds import SEARCHES, sweep_grid, sweep_optuna_space
+from orchestrator.search.kinds import search_of, sweep_grid, sweep_optuna_space
 
 
 class TuneSide(Protocol):
@@ -48,7 +48,7 @@ class AdaptiveSide(GridSide):
     def search_alg(self, sweep: SweepConfig, experiment_uri: str) -> Any:
         from orchestrator.tune.adaptive_search import AdaptiveLawSearcher
 
-        return AdaptiveLawSearcher.from_grid(sweep_grid(sweep), SEARCHES["adaptive"].settings(sweep),
+        return AdaptiveLawSearcher.from_grid(sweep_grid(sweep), search_of(sweep).settings(sweep),
                                              max_concurrent=sweep.max_concurrency)
 
 
