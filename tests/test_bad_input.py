@@ -290,3 +290,29 @@ def _figure(request):
             f"subprocess; each with Ray neither imported nor started and no model folder built")
     print_figure(request, line)
 
+
+
+def test_grid_size_is_refused_from_the_axes_lengths_before_any_point_is_built(monkeypatch):
+    """Issue 24, item 6: a 10⁷-point grid is judged by the product of its axes' lengths; not one
+    point is expanded (GridSpace.points would raise), so the refusal is immediate whatever the size."""
+    from orchestrator.config.sweep import SweepConfig
+    from orchestrator.search.kinds import MAX_GRID_TRIALS
+    from search_spaces.law_grid import GridSpace
+    from trainables.schema import ConfigError
+
+    def no_points(self):
+        raise AssertionError("a grid point was built before the size check")
+
+    monkeypatch.setattr(GridSpace, "points", no_points)
+    axes = {"adapter.rank": list(range(1, 101)), "data.target_tokens": list(range(16, 116)),
+            "seed": list(range(1000))}
+    with pytest.raises(ConfigError) as err:
+        SweepConfig.from_dict({"name": "huge", "trial": {"model": {"name": "tiny-s"}}, "space_overrides": axes})
+    (problem,) = err.value.problems
+    assert problem.field == "space_overrides"
+    assert "10,000,000 trials" in problem.message and f"at most {MAX_GRID_TRIALS:,}" in problem.message
+    # num_samples counts: a grid under the limit times repeats over it is refused too
+    with pytest.raises(ConfigError, match="20,000 trials"):
+        SweepConfig.from_dict({"name": "rep", "trial": {"model": {"name": "tiny-s"}}, "num_samples": 2,
+                               "space_overrides": {"adapter.rank": list(range(1, 101)),
+                                                   "data.target_tokens": list(range(16, 116))}})

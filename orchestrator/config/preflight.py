@@ -32,7 +32,7 @@ def load_sweep(path: str, overrides: Mapping[str, Any] | None = None) -> SweepCo
 def preflight_problems(sweep: SweepConfig, known: list[Problem]) -> list[Problem]:
     """The machine's problems with `sweep`, skipping checks that `known` problems already spoil."""
     problems = []
-    if not any(p.field == "space" or p.field.startswith(("trial", "search")) for p in known):
+    if not any(p.field in ("space", "space_overrides") or p.field.startswith(("trial", "search")) for p in known):
         problems += model_problems(sweep)
     if not any(p.field == "storage_path" for p in known):
         problems += storage_problems(sweep)

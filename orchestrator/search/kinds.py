@@ -123,6 +123,9 @@ class SearchKind(Protocol):
 
 
 ASHA_NEEDS = "asha needs search.kind: optuna with exactly one metric"
+#: The most trials a grid may expand to (points x num_samples), checked from the axes' lengths before
+#: any point is built: each point is validated (~1 ms), and the paper's own grid has 208 points.
+MAX_GRID_TRIALS = 10_000
 
 
 def resolve_trial(base: TrialConfig, values: dict[str, Any]) -> TrialConfig:
@@ -144,10 +147,26 @@ def _space_type_problem(sweep: SweepView, wanted: type, kind: str) -> list[Probl
     return [Problem("space", f"{sweep.space!r} is {what}; search.kind: {kind} needs {need}")]
 
 
-def _grid_point_problems(sweep: SweepView, base: TrialConfig) -> list[Problem]:
-    """Every point of the grid resolves to a valid TrialConfig; each problem named once."""
+def grid_size_problems(sweep: SweepView) -> list[Problem]:
+    """Empty axes, or more than MAX_GRID_TRIALS trials: judged from the axes' lengths alone, so a
+    short file that multiplies into millions of points is refused at once."""
     problems = [Problem(f"space_overrides.{key}", "an empty list leaves the grid with no trials")
                 for key, values in sweep.space_overrides.items() if isinstance(values, (list, tuple)) and not values]
+    if problems:
+        return problems
+    axes = sweep_grid(sweep).axes
+    trials = len(sweep_grid(sweep)) * sweep.num_samples
+    if trials > MAX_GRID_TRIALS:
+        sizes = " x ".join(f"{len(v)} {k}" for k, v in axes.items())
+        where = "space_overrides" if sweep.space_overrides else "space"
+        return [Problem(where, f"the grid expands to {trials:,} trials ({sizes} x num_samples {sweep.num_samples}); "
+                               f"at most {MAX_GRID_TRIALS:,} (use search.kind: adaptive or fewer values)")]
+    return []
+
+
+def _grid_point_problems(sweep: SweepView, base: TrialConfig) -> list[Problem]:
+    """Every point of the grid resolves to a valid TrialConfig; each problem named once."""
+    problems = grid_size_problems(sweep)
     if problems:
         return problems
     seen: dict[str, Problem] = {}
@@ -216,8 +235,8 @@ class Adaptive(Grid):
         return []
 
     def problems(self, sweep: SweepView, base: TrialConfig) -> list[Problem]:
-        return (_space_type_problem(sweep, GridSpace, self.name) or self._candidate_problems(sweep)
-                or _grid_point_problems(sweep, base))
+        return (_space_type_problem(sweep, GridSpace, self.name) or grid_size_problems(sweep)
+                or self._candidate_problems(sweep) or _grid_point_problems(sweep, base))
 
     def _candidate_problems(self, sweep: SweepView) -> list[Problem]:
         """The grid must give candidates: rank and length axes, every other axis a single value."""
