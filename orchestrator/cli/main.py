@@ -200,11 +200,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if "ray" in sys.modules:  # Ray may have created its token file during the command
             tighten_token_file()
-    live_query = sys.modules.get("orchestrator.tune.live_query")  # loaded only by a command that connected
-    if live_query is not None and live_query.stuck_connect():  # a connect that timed out is still inside ray.init: do not wait for it at exit
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
     return code
 
 

@@ -94,12 +94,14 @@ def _stopping(report: dict) -> list[str]:
 def _report_live(path: str, sweep: str | None) -> dict:
     """`--experiment PATH --live`: the running sweep's actor, else the fit from storage, said as such."""
     from orchestrator.experiment import live_file as live
+    from orchestrator.experiment.live_trust import trusted_address
 
     try:
         info = live.read_live(path)
-        from orchestrator.tune.live_query import report_from_actor
+        address = trusted_address(info, live.live_path(path))  # the Ray token goes nowhere else
+        from orchestrator.tune.live_query import ask
 
-        return report_from_actor(info["address"], sweep or info["sweep"], info.get("namespace"))
+        return ask(address, sweep or info["sweep"], info["namespace"])
     except live.NotLive as err:
         print(f"memlaw: {err}; showing the fit from storage instead", file=sys.stderr)
         report = _report_from_experiment(path)
@@ -125,9 +127,9 @@ def _get_report(args: argparse.Namespace) -> dict:
         return _report_from_experiment(args.experiment)
     if args.dashboard:
         return _report_from_dashboard(args.dashboard, args.sweep, args.insecure_http)
-    from orchestrator.tune.live_query import report_from_actor
+    from orchestrator.tune.live_query import ask
 
-    return report_from_actor(args.address, args.sweep)
+    return ask(args.address, args.sweep)
 
 
 def cmd_law(args: argparse.Namespace) -> int:

@@ -23,6 +23,12 @@ class NotLive(RuntimeError):
     """The sweep is not running, or its Ray cannot be reached in time: the message says which."""
 
 
+class LiveRefused(LookupError):
+    """The live file is damaged, or names a place memlaw will not send the Ray token to
+    (orchestrator/experiment/live_trust.py). A LookupError, so the read commands' one-line, exit-2
+    path takes it; it is never a reason to fall back to storage in silence."""
+
+
 def live_path(experiment_uri: str) -> str:
     return os.path.join(experiment_uri, LIVE_FILE)
 
@@ -46,17 +52,29 @@ def clear_live(experiment_uri: str) -> None:
             pass
 
 
+#: What a live file holds, with the type of each field (anything else: the file is damaged).
+FIELDS = {"address": str, "namespace": str, "sweep": str, "host": str, "pid": int}
+
+
 def read_live(experiment_uri: str) -> dict[str, Any]:
-    """The running sweep's record; NotLive when there is none or its driver is gone."""
+    """The running sweep's record; NotLive when there is none or its driver is gone, LiveRefused
+    (orchestrator/experiment/live_trust.py) when the file is damaged."""
+    path = live_path(experiment_uri)
     try:
-        with open(live_path(experiment_uri), encoding="utf-8") as fh:
-            info = json.load(fh)
+        with open(path, "rb") as fh:
+            info = json.loads(fh.read(64 * 1024))
     except FileNotFoundError:
         raise NotLive(f"the sweep is not running (no {LIVE_FILE} in {experiment_uri})") from None
-    except (OSError, ValueError) as err:
-        raise NotLive(f"{live_path(experiment_uri)} cannot be read ({err})") from None
-    if info.get("host") == socket.gethostname() and not _alive(info.get("pid")):
-        raise NotLive(f"the sweep is not running (its driver, pid {info.get('pid')}, has ended)")
+    except (OSError, ValueError, RecursionError) as err:  # a folder, a torn or binary file
+        reason = getattr(err, "strerror", None) or str(err)
+        raise LiveRefused(f"{path} is damaged ({reason[:200]}): delete it if no sweep runs there") from None
+    wrong = [k for k, kind in FIELDS.items() if not isinstance(info, dict) or not isinstance(info.get(k), kind)
+             or isinstance(info.get(k), bool)]
+    if wrong:
+        raise LiveRefused(f"{path} is damaged (missing or mistyped: {', '.join(wrong)}): delete it if no sweep "
+                          f"runs there")
+    if info["host"] == socket.gethostname() and not _alive(info["pid"]):
+        raise NotLive(f"the sweep is not running (its driver, pid {info['pid']}, has ended)")
     return info
 
 
