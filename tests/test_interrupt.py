@@ -74,6 +74,7 @@ def test_ctrl_c_then_resume_every_fitted_trial_spent_its_budget_and_a_copy_resum
     assert stopped, f"no trial was cut short: {[(r['trial_id'], r['status']) for r in first]}"
     assert all(r["metrics"].get(K.STEP, 0) < STEPS and not r["metrics"].get(K.FINISHED) for r in stopped)
 
+    refuses_a_damaged_tune_state(tmp_path, experiment)
     copy = tmp_path / "elsewhere" / "drill"
     shutil.copytree(experiment, copy)
     before = sorted(p.name for p in (experiment / "memlaw" / "journal").iterdir())
@@ -90,6 +91,29 @@ def test_ctrl_c_then_resume_every_fitted_trial_spent_its_budget_and_a_copy_resum
     print_figure(request, f"Ctrl-C drill: {len(first)} records at the interrupt, {len(stopped)} stopped "
                           f"(steps {[r['metrics'].get(K.STEP) for r in stopped]} of {STEPS}); after resume of a "
                           f"copy: 6 ok, every one at {STEPS} steps; the original folder unchanged")
+
+
+def refuses_a_damaged_tune_state(tmp_path: Path, experiment: Path) -> None:
+    """Issue 24, item 1: with its Tune state torn or deleted, `memlaw resume` would have trained every
+    trial again under new ids (each grid point counted twice); it refuses before Ray starts, exit 2,
+    and changes nothing in the folder."""
+    from orchestrator.cli import main as cli
+
+    for damage in ("torn", "deleted"):
+        copy = tmp_path / damage / "drill"
+        shutil.copytree(experiment, copy)
+        state = max(copy.glob("experiment_state-*.json"))
+        if damage == "torn":
+            state.write_bytes(state.read_bytes()[:3000])
+        else:
+            state.unlink()
+        before = sorted(str(p.relative_to(copy)) for p in copy.rglob("*"))
+        done = run("resume", str(copy))
+        assert done.returncode == 2 and done.stderr.startswith(f"error: cannot resume {copy}: Tune's state"), done.stderr
+        assert ("is torn or unreadable" if damage == "torn" else "is missing") in done.stderr
+        assert "memlaw sweep FILE --new" in done.stderr and "Traceback" not in done.stderr
+        assert sorted(str(p.relative_to(copy)) for p in copy.rglob("*")) == before
+        assert cli.main(["resume", str(copy)]) == 2  # the in-process path refuses the same way
 
 
 @pytest.mark.slow

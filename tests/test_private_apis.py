@@ -112,3 +112,21 @@ def test_torch_module_hook_dicts_count_registered_hooks():
     assert len(layer._forward_hooks) + len(layer._forward_pre_hooks) == before + 1
     handle.remove()
     assert len(layer._forward_pre_hooks) == 0
+
+
+def test_tune_restores_from_the_greatest_experiment_state_name(tmp_path):
+    """orchestrator/experiment/tune_state.py judges the file Tune would restore from: the greatest name
+    matching TuneController.CKPT_FILE_TMPL (ray.tune.execution.experiment_state's private rule), and
+    Tune restarts the whole experiment when that file cannot be loaded (`_fail_fast` off)."""
+    from ray.tune.execution import tune_controller
+    from ray.tune.execution.experiment_state import _find_newest_experiment_checkpoint
+
+    from orchestrator.experiment.tune_state import STATE_PATTERN, newest_state
+
+    assert tune_controller.TuneController.CKPT_FILE_TMPL.format("*") == STATE_PATTERN
+    for name in ("experiment_state-2026-01-02_03-04-05.json", "experiment_state-2026-11-30_23-59-59.json",
+                 "experiment_state-2026-02-01_00-00-00.json", "other.json"):
+        (tmp_path / name).write_text("{}")
+    assert newest_state(str(tmp_path)) == "experiment_state-2026-11-30_23-59-59.json"
+    assert _find_newest_experiment_checkpoint(str(tmp_path)).endswith(newest_state(str(tmp_path)))
+    assert 'logger.info("Restarting experiment.")' in inspect.getsource(tune_controller.TuneController.__init__)

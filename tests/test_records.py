@@ -326,7 +326,7 @@ def test_snapshot_every_three_compacts_the_journal(tmp_path):
 
 def test_crash_between_snapshot_and_journal_cleanup_counts_nothing_twice(tmp_path):
     log = RecordLog.for_experiment(str(tmp_path), snapshot_every=1000)
-    records = [record(f"t{i}", rank=r) for i, r in enumerate(RANKS)] + [record("bad", status="nan")]
+    records = [record(f"t{i}", rank=r) for i, r in enumerate(RANKS)] + [record("bad", status="nan", seed=7)]
     for rec in records:
         log.add(rec)
     journal = tmp_path / LAW_FOLDER / JOURNAL
@@ -468,7 +468,8 @@ def law_records(noise: float = 0.01, seed: int = 0) -> list[TrialRecord]:
     assert min(r.metrics[K.LOSS_FINAL] for r in out) > 5.0  # well above ln 2: nothing saturated
     for i, status in enumerate(["nan", "oom", "nan"]):
         poison = result(8, 64, 50.0, **{K.LOSS_FINAL: 4.0})  # a ΔL of 50 nats would drag α up
-        out.append(record_from_result(f"failed-{i}", "law", config(8, 64), poison, status=status, error="x"))
+        out.append(record_from_result(f"failed-{i}", "law", config(8, 64, seed=1000 + i), poison, status=status,
+                                      error="x"))  # its own seed: a failure of an ok config is superseded
     rng.shuffle(out)
     return out
 

@@ -99,12 +99,12 @@ def config(rank: int, ell: int) -> dict:
 
 
 def make_record(trial_id: str, rank: int, ell: int, delta: float, status: str = "ok",
-                sweep: str = "s") -> dict:
+                sweep: str = "s", seed: int = 42) -> dict:
     result = {K.STEP: 300, K.LOSS_INIT: LOSS_INIT, K.LOSS_FINAL: LOSS_INIT - delta, K.DELTA_LOSS: delta,
               K.RANK: rank, K.TARGET_TOKENS: ell, K.TRAINABLE_PARAMS: 128 * rank,
               K.BITS_PER_PARAM: ell * delta / math.log(2) / (128 * rank), K.WALL_S: 1.0, K.FINISHED: True,
               "timestamp": 1_700_000_000.0, "time_total_s": 3.0, "node_ip": "127.0.0.1"}
-    return record_from_result(trial_id, sweep, config(rank, ell), result, status=status,
+    return record_from_result(trial_id, sweep, config(rank, ell, seed=seed), result, status=status,
                               error=None if status == "ok" else "boom").to_dict()
 
 
@@ -117,8 +117,8 @@ def law_records(sweep: str, prefix: str = "t", seed: int = 0, failed: int = 2) -
             delta = (LAW["C"] * rank ** LAW["alpha"] * ell ** -LAW["beta"] + LAW["b"]) * math.exp(
                 0.01 * rng.standard_normal())
             out.append(make_record(f"{prefix}-{rank}-{ell}", rank, ell, delta, sweep=sweep))
-    out += [make_record(f"{prefix}-failed-{i}", 8, 64, 40.0, status="nan", sweep=sweep)
-            for i in range(failed)]
+    out += [make_record(f"{prefix}-failed-{i}", 8, 64, 40.0, status="nan", sweep=sweep, seed=1000 + i)
+            for i in range(failed)]  # their own seeds: a failure of a configuration that has a result is superseded
     return out
 
 

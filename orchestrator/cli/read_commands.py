@@ -150,6 +150,10 @@ def cmd_law(args: argparse.Namespace) -> int:
     damaged = report.get("damaged", [])
     if report_damage(report.get("damaged_in", "the record log"), damaged, args.strict):
         return EXIT_BAD_INPUT
+    if args.strict and report.get("conflicts"):
+        print(f"error: {len(report['conflicts'])} configurations have two different results (--strict):\n  "
+              + "\n  ".join(report.get("conflict_lines", [])), file=sys.stderr)
+        return EXIT_BAD_INPUT
     no_law = _no_law(report)
     if no_law and not args.json:
         print(f"{format_report(report).splitlines()[0]}\n{no_law}")  # the counts line, then why no law

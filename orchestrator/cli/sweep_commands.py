@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -83,6 +84,9 @@ def _run_or_resume(sweep, args, resume: bool, new: bool) -> int:
         for problem in err.problems:
             print(f"error: {problem}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    if continuing and (problem := resume_problem(experiment.uri)):
+        print(problem, file=sys.stderr)
+        return EXIT_BAD_INPUT
     from orchestrator.tune.tuner import resume_sweep, run_sweep
 
     try:
@@ -136,6 +140,34 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 # -- resume --------------------------------------------------------------------------------------
+def resume_problem(uri: str) -> str | None:
+    """Why `uri` cannot be resumed faithfully (checked before Ray starts), as the error to print: a
+    missing or torn Tune state would make Tune train every trial again under new ids."""
+    from orchestrator.experiment.folder import VALIDATION_PLAN_FILE, validation_uri
+    from orchestrator.experiment.tune_state import newest_state, state_problem
+    from orchestrator.records.storage import Store
+
+    problem = state_problem(uri)
+    validation = validation_uri(uri)
+    if problem is None and Store(validation).exists(VALIDATION_PLAN_FILE):
+        try:
+            plan = json.loads(Store(validation).read_bytes(VALIDATION_PLAN_FILE))
+            if not isinstance(plan, dict) or not isinstance(plan.get("arms"), list) or not isinstance(
+                    plan.get("seeds"), list):
+                raise ValueError("not a validation plan (no arms or seeds)")
+        except (OSError, ValueError, RecursionError) as err:
+            problem = f"the validation's plan {VALIDATION_PLAN_FILE} is torn or unreadable ({str(err)[:200]})"
+        if problem is None and newest_state(validation) is not None:
+            problem = state_problem(validation)
+            uri = validation if problem else uri
+    if problem is None:
+        return None
+    return (f"error: cannot resume {uri}: {problem}.\n"
+            f"  Tune would train every trial again under new trial ids. Nothing was changed: the finished "
+            f"records are safe\n  in the experiment's memlaw/ folder (`memlaw law --experiment {uri}` reads them). "
+            f"To run what is missing,\n  run the sweep file again under a new name (`memlaw sweep FILE --new`).")
+
+
 def cmd_resume(args: argparse.Namespace) -> int:
     from orchestrator.config.preflight import model_problems
 
@@ -146,6 +178,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
             raise ConfigError(problems)
     except ConfigError as err:
         print_error(args.path, err)
+        return EXIT_BAD_INPUT
+    if problem := resume_problem(experiment.uri):
+        print(problem, file=sys.stderr)
         return EXIT_BAD_INPUT
     from orchestrator.experiment.folder import ExperimentBusy
     from orchestrator.tune.tuner import resume_sweep

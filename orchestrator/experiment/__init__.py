@@ -4,6 +4,7 @@
                 explicit reuse (--resume / --new), the validation phase's and Optuna's files
     export      records to Parquet or CSV with their damage report, and back
     live_file   where a running sweep's Ray is (memlaw_live.json), for the live query
+    tune_state  whether Tune can restore the experiment (its newest state file there and whole)
     live_trust  whether that address may receive the Ray token (this host, loopback, this user's socket)
 
 May import config, search, law and records; never Ray or torch: the commands that only read an

@@ -1,6 +1,7 @@
 """What a trial measured and how it is kept: the trial record, its journal, the storage under it.
 
     trial_record   TrialRecord, its statuses and config hash, flattening of configs
+    identity       one record per configuration: repeats counted once, conflicts named
     journal        the append-only record journal of an experiment, its snapshot and damage report
     storage        local paths and object-store URIs behind one small Store, atomic writes
 

@@ -32,6 +32,7 @@ import threading
 from dataclasses import asdict, dataclass
 from typing import Iterable
 
+from orchestrator.records.identity import distinct
 from orchestrator.records.trial_record import STATUSES, TrialRecord
 from orchestrator.records.storage import Store
 from trainables.schema import clip
@@ -217,5 +218,6 @@ class RecordLog:
 
 
 def law_rows(records: Iterable[TrialRecord]) -> list[dict]:
-    """Rows for orchestrator.law.grouping.fit_groups: finished trials only (failures never reach the fit)."""
-    return [r.law_row() for r in records if r.ok]
+    """Rows for orchestrator.law.grouping.fit_groups: finished trials only (failures never reach the
+    fit), one per configuration (orchestrator/records/identity.py: a repeat adds no point)."""
+    return [r.law_row() for r in distinct(records).records if r.ok]

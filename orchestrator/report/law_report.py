@@ -11,17 +11,21 @@ from typing import Any, Iterable
 
 from orchestrator.law.grouping import fit_groups
 from orchestrator.config.sweep import FitConfig
+from orchestrator.records.identity import distinct
 from orchestrator.records.journal import law_rows
 from orchestrator.records.trial_record import FAILURES, TrialRecord
 
 
 def build_report(sweep: str, records: Iterable[TrialRecord], fit: FitConfig = FitConfig()) -> dict[str, Any]:
-    """Fit every group of finished trials; count failures by category."""
+    """Fit every group of finished trials, one record per configuration (orchestrator/records/
+    identity.py); count failures by category; name repeated and conflicting records."""
     records = list(records)
-    ok = [r for r in records if r.ok]
+    seen = distinct(records)
+    counted = seen.records
+    ok = [r for r in counted if r.ok]
     failures: dict[str, int] = {}
     unfinished: dict[str, int] = {}
-    for r in records:
+    for r in counted:
         if r.status in FAILURES:
             failures[r.status] = failures.get(r.status, 0) + 1
         elif not r.ok:
@@ -32,10 +36,14 @@ def build_report(sweep: str, records: Iterable[TrialRecord], fit: FitConfig = Fi
         "updated_at": time.time(),
         "capacity_variable": fit.capacity_variable,
         "response": fit.response,
-        "trials_accepted": len(records),
+        "trials_accepted": len(counted),
         "trials_ok": len(ok),
         "trials_failed": failures,
         "trials_unfinished": unfinished,
+        "records": len(records),
+        "repeated": {"duplicates": [list(p) for p in seen.duplicates], "superseded": [list(p) for p in seen.superseded]},
+        "conflicts": [c.to_dict() for c in seen.conflicts],
+        "conflict_lines": [c.text() for c in seen.conflicts],
         "trial_ids": sorted(r.trial_id for r in records),
         "groups": {label: g.to_dict() for label, g in groups.items()},
     }
@@ -82,6 +90,7 @@ def format_report(report: dict[str, Any]) -> str:
                                                                            if unfinished else ""),
              f"law: {_response_symbol(report.get('response'))} = C · {report['capacity_variable']}^α · ℓ^(−β) + b   "
              f"(95 % intervals)"]
+    lines += repeat_lines(report)
     if not report["groups"]:
         lines.append("  no finished trials yet")
     for row in flat_fits(report):
@@ -100,6 +109,20 @@ def format_report(report: dict[str, Any]) -> str:
             lines.append(f"    not comparable: L_init is {_num(row['init_excess'], '.2f')} nats above chance, so part "
                          f"of every ΔL undoes overconfidence (fit.response: drop_below_chance fits only the drop)")
     return "\n".join(lines)
+
+
+def repeat_lines(report: dict[str, Any]) -> list[str]:
+    """What the counts leave out: records that repeat a configuration already counted, and conflicts."""
+    repeated = report.get("repeated") or {}
+    lines = []
+    if repeated.get("duplicates"):
+        lines.append(f"  {len(repeated['duplicates'])} records repeat a configuration already counted (same config "
+                     f"and seed, same result): each counted once")
+    if repeated.get("superseded"):
+        lines.append(f"  {len(repeated['superseded'])} unfinished or failed records of a configuration that has a "
+                     f"result: not counted")
+    lines += [f"  {line}" for line in report.get("conflict_lines", [])]
+    return lines
 
 
 def _response_symbol(response: str | None) -> str:
