@@ -60,6 +60,9 @@ def test_validation_resumes_after_a_driver_kill_without_rerunning_finished_arms(
     first = {r.trial_id: r for r in RecordLog.for_experiment(str(phase)).all()}
     plan_before = (phase / PLAN_FILE).read_text()
     assert not (phase / SUMMARY_FILE).exists()
+    cut = subprocess.run(memlaw_cmd("best", str(experiment), "--json"), capture_output=True, text=True, timeout=120)
+    validation = json.loads(cut.stdout)["validation"]  # an interrupted validation has no verdict
+    assert validation["incomplete"] and validation["planned"] == 6 and 2 <= validation["done"] < 6, validation
 
     run = subprocess.run(memlaw_cmd("resume", str(experiment)), capture_output=True, text=True, timeout=600,
                          env=os.environ.copy())

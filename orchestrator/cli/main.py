@@ -104,6 +104,8 @@ def _add_running_commands(sub) -> None:
     p = sub.add_parser("best", help="a search's best trials or Pareto front, and its held-out validation")
     p.add_argument("path", help="the experiment folder (storage_path/name)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--strict", action="store_true", help="exit 2 when a validation file is damaged (default: "
+                                                         "warn on stderr and leave it out)")
     p.set_defaults(func=cmd_best)
 
     p = sub.add_parser("resume", help="continue an interrupted sweep from its experiment folder")

@@ -47,6 +47,8 @@ def cmd_best(args: argparse.Namespace) -> int:
         print(f"error: {args.path} is a {sweep.search.kind} sweep over a law grid: its result is the law "
               f"(memlaw law --experiment {args.path})", file=sys.stderr)
         return EXIT_BAD_INPUT
+    if report_damage(f"{args.path.rstrip('/')}/validation", result["damaged"], args.strict):
+        return EXIT_BAD_INPUT
     if args.json:
         print(json.dumps(result, indent=1))
     else:

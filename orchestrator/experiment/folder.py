@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from orchestrator.config.sweep import SweepConfig
+from orchestrator.records.journal import Damage, DamagedFile
 from orchestrator.records.storage import Store, split_uri
 from trainables.schema import ConfigError, Problem
 
@@ -39,12 +40,45 @@ def validation_uri(experiment_uri: str) -> str:
 
 
 def read_validation_summary(experiment_uri: str) -> dict | None:
-    """The validation phase's summary, None while it has not ended (or for an object-store experiment)."""
-    path = os.path.join(validation_uri(experiment_uri), VALIDATION_SUMMARY_FILE)
-    if "://" in experiment_uri or not os.path.isfile(path):
-        return None
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
+    """The validation phase's summary; None while it has not ended or when its file is damaged
+    (validation_summary says which)."""
+    return validation_summary(experiment_uri)[0]
+
+
+def validation_summary(experiment_uri: str) -> tuple[dict | None, list[Damage]]:
+    """(the summary or None, the damage that kept it out). A file that is not a summary memlaw wrote
+    (torn, binary, `[]`, `{}`, a folder in its place) is reported as damage, never shown as a result."""
+    folder = Store(validation_uri(experiment_uri))
+    name = f"{VALIDATION}/{VALIDATION_SUMMARY_FILE}"
+    if folder.is_local and os.path.isdir(folder.path(VALIDATION_SUMMARY_FILE)):
+        return None, [Damage(name, "validation", "a folder, not the validation's summary: left out")]
+    if not folder.exists(VALIDATION_SUMMARY_FILE):
+        return None, []
+    try:
+        summary = parse_validation_summary(folder.read_bytes(VALIDATION_SUMMARY_FILE))
+    except (OSError, DamagedFile) as err:
+        return None, [Damage(name, "validation", f"{getattr(err, 'strerror', None) or err}: left out")]
+    return summary, []
+
+
+#: A validation summary's fields and their types (orchestrator/search/validation_plan.py writes them).
+SUMMARY_FIELDS = {"seeds": list, "metrics": list, "primary": dict, "arms": list, "verdict": dict}
+
+
+def parse_validation_summary(data: bytes) -> dict:
+    try:
+        summary = json.loads(data)
+    except (ValueError, RecursionError) as err:
+        raise DamagedFile(f"truncated or not JSON ({str(err)[:200]})") from None
+    wrong = [k for k, kind in SUMMARY_FIELDS.items() if not isinstance(summary, dict)
+             or not isinstance(summary.get(k), kind)]
+    if not wrong and not all(isinstance(a, dict) and isinstance(a.get("label"), str)
+                             and isinstance(a.get("stats"), dict) for a in summary["arms"]):
+        wrong = ["arms"]
+    if wrong:
+        what = f"a JSON {type(summary).__name__}" if not isinstance(summary, dict) else "an object"
+        raise DamagedFile(f"not a validation summary ({what}; missing or mistyped: {', '.join(wrong)})")
+    return summary
 
 SWEEP_FILE = "memlaw_sweep.json"
 OPTUNA_FILE = "optuna.journal"  # an optuna sweep's study; optuna-dashboard opens it

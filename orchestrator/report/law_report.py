@@ -173,7 +173,7 @@ def format_search_report(reason: str, best: dict[str, Any], validation: dict[str
 
     parts = [reason, format_best(best)]
     if validation is not None:
-        parts.append(format_validation(validation))
+        parts.append(validation["text"] if validation.get("incomplete") else format_validation(validation))
     return "\n".join(parts)
 
 
@@ -182,11 +182,36 @@ def search_result(sweep, records: Iterable[TrialRecord], experiment_uri: str) ->
     the validation's summary when it ran. None for a sweep that has a law (a grid)."""
     from orchestrator.search.best_trials import best_section
     from orchestrator.search.kinds import search_of
-    from orchestrator.experiment.folder import read_validation_summary
+    from orchestrator.experiment.folder import validation_summary
 
     reason = search_of(sweep).law_reason(sweep)
     if reason is None:
         return None
     s = sweep.search
+    validation, damaged = validation_summary(experiment_uri)
+    if validation is None and not damaged:
+        validation, damaged = _unfinished_validation(sweep, experiment_uri)
     return {"sweep": sweep.name, "no_law": reason, "best": best_section(records, s.metrics, s.modes),
-            "validation": read_validation_summary(experiment_uri)}
+            "validation": validation, "damaged": [d.to_dict() for d in damaged]}
+
+
+def _unfinished_validation(sweep, experiment_uri: str) -> tuple[dict[str, Any] | None, list]:
+    """A validation that planned its trials and has no summary yet: how far it got (no verdict)."""
+    import json
+
+    from orchestrator.experiment.folder import VALIDATION, VALIDATION_PLAN_FILE, validation_uri
+    from orchestrator.records.journal import Damage, RecordLog
+    from orchestrator.records.storage import Store
+    from orchestrator.search.validation_plan import incomplete_text, progress
+
+    folder = Store(validation_uri(experiment_uri))
+    if not folder.exists(VALIDATION_PLAN_FILE):
+        return None, []
+    try:
+        plan = json.loads(folder.read_bytes(VALIDATION_PLAN_FILE))
+        done, planned = progress(plan, sweep, RecordLog.for_experiment(validation_uri(experiment_uri)).all())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as err:
+        return None, [Damage(f"{VALIDATION}/{VALIDATION_PLAN_FILE}", "validation", f"torn or unreadable ({err}"[:200]
+                             + "): left out")]
+    return {"incomplete": True, "done": done, "planned": planned,
+            "text": incomplete_text(done, planned, experiment_uri)}, []

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping, Protocol
 
-from orchestrator.records.trial_record import TrialRecord
+from orchestrator.records.trial_record import FAILURES, TrialRecord
 from orchestrator.search.best_trials import distinct_knob_sets, knob_text, rank_trials
 from orchestrator.search.kinds import SearchConfig
 from orchestrator.search.validation_stats import summarize, verdict
@@ -95,7 +95,7 @@ def summarize_validation(plan: dict[str, Any], sweep: PlannedSweep, records: Ite
             continue
         label, seed = where[r.config_hash]
         if not r.ok:
-            failed[label] += 1
+            failed[label] += r.status in FAILURES  # a stopped trial did not fail: resume trains it on
             continue
         done[label].add(seed)
         for m in plan["metrics"]:
@@ -109,3 +109,15 @@ def summarize_validation(plan: dict[str, Any], sweep: PlannedSweep, records: Ite
     return {"seeds": plan["seeds"], "metrics": plan["metrics"], "primary": p, "arms": arms,
             "verdict": verdict(stats, p["metric"], p["mode"], SFT),
             "censored_note": f"{K.STABLE_CERTIFIED_FROM} = budget steps + 1 where a trial ended uncertified"}
+
+
+def progress(plan: dict[str, Any], sweep: PlannedSweep, records: Iterable[TrialRecord]) -> tuple[int, int]:
+    """(planned points with a final record, planned points): below the second, no verdict is drawn."""
+    where = arm_of(plan, sweep)
+    done = {where[r.config_hash] for r in records if r.final and r.config_hash in where}
+    return len(done), len(plan["arms"]) * len(plan["seeds"])
+
+
+def incomplete_text(done: int, planned: int, experiment_uri: str) -> str:
+    return (f"held-out validation incomplete: {done} of {planned} arms x seeds done, no verdict yet; "
+            f"`memlaw resume {experiment_uri}` continues it")

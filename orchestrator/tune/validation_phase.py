@@ -21,7 +21,8 @@ from orchestrator.experiment.folder import VALIDATION, validation_uri
 from orchestrator.experiment.folder import VALIDATION_PLAN_FILE as PLAN_FILE
 from orchestrator.experiment.folder import VALIDATION_SUMMARY_FILE as SUMMARY_FILE
 from orchestrator.records.trial_record import TrialRecord
-from orchestrator.search.validation_plan import ACTOR_SUFFIX, POINT, STUDY_ATTR, make_plan, points, summarize_validation
+from orchestrator.search.validation_plan import (ACTOR_SUFFIX, POINT, STUDY_ATTR, incomplete_text, make_plan, points,
+                                                 progress, summarize_validation)
 from trainables import metric_names as K
 from trainables.schema import set_dotted
 
@@ -40,7 +41,7 @@ def load_or_make_plan(sweep: SweepConfig, experiment_uri: str, records: list[Tri
                       searched: Iterable[str] = ()) -> dict[str, Any]:
     """The saved plan of a validation already started (resume), else a new one, saved first."""
     path = os.path.join(validation_uri(experiment_uri), PLAN_FILE)
-    if os.path.isfile(path):
+    if os.path.isfile(path):  # whole: `memlaw resume` refused a torn one before Ray started
         with open(path, encoding="utf-8") as fh:
             return json.load(fh)
     plan = make_plan(sweep, records, searched)
@@ -148,6 +149,10 @@ def run_validation(sweep: SweepConfig, experiment_uri: str, searched: Iterable[s
     grid = _tuner(sweep, experiment_uri, plan).fit()
     _reconcile(sweep, actor, grid)
     records = [TrialRecord.from_dict(r) for r in ray.get(actor.records.remote())]
+    done, planned = progress(plan, sweep, records)
+    if done < planned:  # interrupted (Ctrl-C, a driver shutdown): no verdict from part of the seeds
+        print(f"memlaw: {incomplete_text(done, planned, experiment_uri)}", file=sys.stderr, flush=True)
+        return None
     summary = summarize_validation(plan, sweep, records)
     _write_json(os.path.join(uri, SUMMARY_FILE), summary)
     _record_in_study(sweep, storage, summary)
