@@ -168,3 +168,8 @@ def test_trial_refuses_an_existing_trial_folder_unless_resume_or_force(tmp_path)
     assert not (out / "checkpoints" / "step-00000099").exists()  # nothing of the old trial outlives it
     assert (out / "mine.txt").read_text() == "not memlaw's"  # and nothing memlaw did not write is touched
     assert one_error_line(memlaw("trial", str(trial), "--out", str(out)))  # now it holds a trial again
+    # issue 24 item 7: --resume with another config is refused before anything in the folder changes
+    files = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    stderr = one_error_line(memlaw("trial", str(trial), "--out", str(out), "--resume", "--set", "budget.steps=60"))
+    assert f"--resume: the checkpoint in {out} was trained with another config (budget.steps 2 -> 60)" in stderr
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == files

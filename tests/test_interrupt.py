@@ -77,15 +77,21 @@ def test_ctrl_c_then_resume_every_fitted_trial_spent_its_budget_and_a_copy_resum
     refuses_a_damaged_tune_state(tmp_path, experiment)
     copy = tmp_path / "elsewhere" / "drill"
     shutil.copytree(experiment, copy)
-    before = sorted(p.name for p in (experiment / "memlaw" / "journal").iterdir())
+    before = sorted(str(p.relative_to(experiment)) for p in experiment.rglob("*"))
     done = run("resume", str(copy))
     assert done.returncode == 0, done.stderr[-3000:]
-    assert sorted(p.name for p in (experiment / "memlaw" / "journal").iterdir()) == before  # the original untouched
+    after = sorted(str(p.relative_to(experiment)) for p in experiment.rglob("*"))
+    assert after == before, sorted(set(after) ^ set(before))  # the original untouched: not one file or folder
     records = RecordLog.for_experiment(str(copy)).all()
     assert len(records) == 6 and all(r.ok for r in records), [(r.trial_id, r.status) for r in records]
     assert all(r.metrics[K.STEP] == STEPS and r.metrics[K.FINISHED] for r in records)
     resumed = {r["trial_id"] for r in stopped}
     assert resumed <= {r.trial_id for r in records}
+    histories = sorted(copy.glob("*/memlaw_trial/evals.jsonl"))  # issue 24 item 7: whole after a resume
+    assert len(histories) == 6
+    for history in histories:
+        steps = [json.loads(line)[K.STEP] for line in history.read_text().splitlines()]
+        assert steps == list(range(100, STEPS + 1, 100)), (history, steps)
     law = json.loads(run("law", "--experiment", str(copy), "--json").stdout)
     assert law["trials_accepted"] == 6 and law["report"]["trials_ok"] == 6
     print_figure(request, f"Ctrl-C drill: {len(first)} records at the interrupt, {len(stopped)} stopped "

@@ -130,3 +130,27 @@ def test_tune_restores_from_the_greatest_experiment_state_name(tmp_path):
     assert newest_state(str(tmp_path)) == "experiment_state-2026-11-30_23-59-59.json"
     assert _find_newest_experiment_checkpoint(str(tmp_path)).endswith(newest_state(str(tmp_path)))
     assert 'logger.info("Restarting experiment.")' in inspect.getsource(tune_controller.TuneController.__init__)
+
+
+def test_searcher_state_keeps_the_storage_of_trials_not_yet_created():
+    """orchestrator/tune/moved_experiment.py repoints these before Tuner.restore: BasicVariantGenerator's
+    iterators keep `unresolved_spec["storage"]` and resolved variants in `variants.iterable`;
+    SearchGenerator's state keeps the Experiment (with `.storage`); both files are saved with
+    `_atomic_save` under their CKPT_FILE_TMPL; a StorageContext's place is storage_fs_path +
+    experiment_dir_name."""
+    from ray.train._internal.storage import StorageContext
+    from ray.tune.search import basic_variant, search_generator
+    from ray.tune.utils.util import _atomic_save
+
+    from orchestrator.tune.moved_experiment import BASIC_VARIANT_STATE, SEARCH_GENERATOR_STATE
+
+    assert basic_variant.BasicVariantGenerator.CKPT_FILE_TMPL.format("*") == BASIC_VARIANT_STATE
+    assert search_generator.SearchGenerator.CKPT_FILE_TMPL.format("*") == SEARCH_GENERATOR_STATE
+    assert list(inspect.signature(_atomic_save).parameters) == ["state", "checkpoint_dir", "file_name", "tmp_file_name"]
+    trial_iterator = inspect.getsource(basic_variant._TrialIterator)
+    assert "self.unresolved_spec = unresolved_spec" in trial_iterator and "self.variants = _VariantIterator(" in trial_iterator
+    assert "self.iterable = list(iterable)" in inspect.getsource(basic_variant._VariantIterator)
+    assert '"experiment": self._experiment' in inspect.getsource(search_generator.SearchGenerator.get_state)
+    storage = inspect.getsource(StorageContext)
+    assert "self.experiment_dir_name = experiment_dir_name" in storage and "self.storage_fs_path =" in storage
+    assert "Path(self.storage_fs_path, self.experiment_dir_name)" in storage

@@ -241,4 +241,10 @@ def test_every_rank_walks_the_same_collectives_whether_or_not_it_writes(tmp_path
     assert fresh.count("gathered") == 3  # the adapter of each checkpoint, then the final one
     assert resumed.count("load_state") == 1 and resumed.count("update") + resumed.count("skip_update") == 6
     assert (tmp_path / "writes-True" / "resume-False" / "result.json").is_file()
+    # issue 24 item 7: resumed into a fresh folder (as Tune resumes on another node or session), the
+    # evaluation history is whole: the checkpoint carries the rows before it
+    rows = {resume: [_comparable(json.loads(line)) for line in
+                     (tmp_path / "writes-True" / f"resume-{resume}" / "evals.jsonl").read_text().splitlines()]
+            for resume in (False, True)}
+    assert len(rows[True]) == 4 and rows[True] == rows[False]
     assert not [p for p in (tmp_path / "writes-False").rglob("*") if p.suffix in (".json", ".jsonl", ".yaml")]

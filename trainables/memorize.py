@@ -49,6 +49,7 @@ ReportFn = Callable[[dict[str, Any], "str | None"], None]
 StepFn = Callable[[int, float], None]
 CHECKPOINT_PREFIX = "checkpoint_"
 TOKENS_PER_EVAL_CHUNK = 65536  # sequences × length per forward pass during evaluation
+EVALS_FILE = "evals.jsonl"  # one row per evaluation, in the trial folder and in each checkpoint
 INIT_LOSSES_FILE = "loss_init_tokens.npy"  # L_init,t [N, T] in a checkpoint: bits above chance after a resume
 
 
@@ -338,6 +339,8 @@ class MemorizationTrial:
             write_json_atomic(tmp / "state.json", self._loop_state())
             if self.init_losses is not None:
                 np.save(tmp / INIT_LOSSES_FILE, self.init_losses.numpy())
+            if (self.out / EVALS_FILE).exists():  # the history so far: a resume elsewhere keeps it whole
+                shutil.copyfile(self.out / EVALS_FILE, tmp / EVALS_FILE)
         final = root / f"{CHECKPOINT_PREFIX}{self.step:09d}"
         if final.exists():
             shutil.rmtree(final)
@@ -418,17 +421,23 @@ class MemorizationTrial:
         return result
 
     def _start(self, resume_from: Path | None) -> Path:
-        """Resume from a checkpoint or measure the initial loss; the writer starts the trial folder."""
+        """Resume from a checkpoint (refused before anything is written when it belongs to another
+        config) or measure the initial loss; the writer starts the trial folder. A resumed trial's
+        evaluation history is the checkpoint's (a resume in a fresh folder, as Tune's on another
+        node or session, keeps the rows before the checkpoint)."""
         self._t0 = time.perf_counter()
+        if resume_from is not None:
+            self.load_checkpoint(resume_from)  # restores the RNG state too
+        evals_log = self.out / EVALS_FILE
         if self.backend.writes_outputs:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "config.yaml").write_text(_yaml(self.cfg.to_dict()))
-        if resume_from is not None:
-            self.load_checkpoint(resume_from)  # restores the RNG state too
-        else:
+            saved = resume_from / EVALS_FILE if resume_from is not None else None
+            if saved is not None and saved.exists() and _line_count(evals_log) < self.evals_done:
+                shutil.copyfile(saved, evals_log)
+        if resume_from is None:
             self.measure_init()
             torch.manual_seed(self.cfg.seed)  # dropout draws: the same in every run of this config
-        evals_log = self.out / "evals.jsonl"
         if self.backend.writes_outputs:
             _truncate_jsonl(evals_log, self.evals_done)
         return evals_log
@@ -444,6 +453,10 @@ class MemorizationTrial:
             metrics, rows = self.evaluate(greedy=True)
         metrics[K.FINISHED] = self.finished  # the report says whether the trial's work is done
         return metrics, rows
+
+
+def _line_count(path: Path) -> int:
+    return len(path.read_text(encoding="utf-8").splitlines()) if path.exists() else 0
 
 
 def _truncate_jsonl(path: Path, keep: int) -> None:

@@ -80,6 +80,29 @@ def _clear_trial_files(out: Path, names: list[str]) -> None:
             path.unlink()
 
 
+def _checkpoint_mismatch(cfg, out: Path, checkpoint: Path) -> str | None:
+    """Why `checkpoint` cannot continue `cfg` (it was trained with another config), checked before
+    anything in the folder is written, so a refusal leaves the folder's config matching its results."""
+    import yaml
+
+    from orchestrator.records.trial_record import flatten
+
+    try:
+        saved = json.loads((checkpoint / "state.json").read_text(encoding="utf-8"))["config_hash"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        return f"the checkpoint {checkpoint} cannot be read ({err})"
+    if saved == cfg.config_hash():
+        return None
+    try:
+        before = flatten(yaml.safe_load((out / "config.yaml").read_text(encoding="utf-8")) or {})
+    except (OSError, yaml.YAMLError, AttributeError):
+        before = {}
+    now = flatten(cfg.to_dict())
+    fields = [f"{k} {before[k]!r} -> {now.get(k)!r}" for k in sorted(before) if before[k] != now.get(k)]
+    return (f"the checkpoint in {out} was trained with another config ({'; '.join(fields) or 'fields unknown'}); "
+            f"nothing was changed: resume with the same file and --set values, or use --force to start over")
+
+
 def _run_trial(cfg, out: Path, args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -88,6 +111,9 @@ def _run_trial(cfg, out: Path, args: argparse.Namespace) -> int:
     resume_from = latest_checkpoint(out / "checkpoints") if args.resume else None
     if args.resume and resume_from is None:
         print(f"error: --resume: no checkpoint under {out / 'checkpoints'}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if resume_from is not None and (problem := _checkpoint_mismatch(cfg, out, resume_from)):
+        print(f"error: --resume: {problem}", file=sys.stderr)
         return EXIT_BAD_INPUT
     print(f"memlaw trial: loading {cfg.model.name} ({cfg.adapter.placement} LoRA, rank {cfg.adapter.rank}, "
           f"{cfg.method.name}) ...", file=sys.stderr)

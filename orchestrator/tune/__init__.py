@@ -8,6 +8,7 @@
     adaptive_search   the law-guided design as a Tune Searcher; optuna_study: Optuna's searcher
     validation_phase  the held-out validation of a MemFT search, a second Tune phase
     ray_session       starting or joining Ray, token authentication; live_query: asking a running sweep
+    moved_experiment  a moved or copied experiment resumed: the searcher's future trials repointed to it
     jobs              the Ray Jobs API (`memlaw submit`, `memlaw law --dashboard`)
     sweep_output      the lines a sweep prints as trials land
 

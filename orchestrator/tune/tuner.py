@@ -30,6 +30,7 @@ from orchestrator.tune.callbacks import ResultsForwarder, checkpoint_path
 from orchestrator.config.sweep import SweepConfig
 from orchestrator.experiment.folder import Experiment, exclusive_run, optuna_storage
 from orchestrator.experiment.live_file import clear_live, write_live
+from orchestrator.tune.moved_experiment import repoint_search_state
 from orchestrator.tune.ray_session import NAMESPACE, start_ray, token_hint
 from orchestrator.records.trial_record import completion_status, record_from_result
 from orchestrator.search.kinds import search_of
@@ -211,6 +212,7 @@ def resume_sweep(experiment: Experiment, address: str | None = None, dashboard: 
     with exclusive_run(experiment.uri):
         url = start_ray(address, dashboard=dashboard)
         results_actor.get_or_create(sweep.name, experiment.uri, sweep.fit)
+        repoint_search_state(experiment.uri)  # a moved or copied experiment: new trials go where it is now
         tuner = tune.Tuner.restore(experiment.uri, trainable=_trainable(experiment), resume_errored=False,
                                    restart_errored=False, param_space=tune_side(sweep).param_space(sweep) or None)
         with _reachable(experiment, url):

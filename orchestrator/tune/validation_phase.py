@@ -81,6 +81,9 @@ def _tuner(sweep: SweepConfig, experiment_uri: str, plan: dict[str, Any]):
                                          **sweep.resources.custom})
     param_space = {POINT: tune.grid_search(points(plan))}
     if tune.Tuner.can_restore(uri):
+        from orchestrator.tune.moved_experiment import repoint_search_state
+
+        repoint_search_state(uri)
         return tune.Tuner.restore(uri, trainable=trainable, resume_errored=False, restart_errored=False,
                                   param_space=param_space)
     resolve = lambda cfg: sweep.trial_config(cfg[POINT]).to_dict()  # noqa: E731 (pickled with the callback)
