@@ -9,6 +9,8 @@ from trainables.schema import ConfigError
 
 
 EXIT_BAD_INPUT = 2
+#: The experiment's storage stopped taking writes (full, read-only, forbidden): resumable once fixed.
+EXIT_STORAGE = 3
 #: Most problems printed for one file; the rest are counted (a 1 MiB file may hold thousands).
 MAX_PROBLEMS_SHOWN = 50
 

@@ -9,7 +9,8 @@ import os
 import sys
 from pathlib import Path
 
-from orchestrator.cli.output import EXIT_BAD_INPUT, print_error
+from orchestrator.cli.output import EXIT_BAD_INPUT, EXIT_STORAGE, print_error
+from orchestrator.records.storage_failure import StorageFailed
 from orchestrator.cli.read_commands import open_experiment, search_result
 from orchestrator.tune.jobs import JobsError, dashboard_url_problem  # no Ray
 from trainables.schema import ConfigError, Problem
@@ -95,6 +96,9 @@ def _run_or_resume(sweep, args, resume: bool, new: bool) -> int:
     except ExperimentBusy as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except StorageFailed as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_STORAGE
     _summarize_sweep(experiment, grid)
     return 0
 
@@ -190,6 +194,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
     except ExperimentBusy as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except StorageFailed as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_STORAGE
     _summarize_sweep(experiment, grid)
     return 0
 
@@ -219,6 +226,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     except ex.ExperimentBusy as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except StorageFailed as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_STORAGE
     _summarize_sweep(ex.Experiment.of(sweep), grid)
     from orchestrator.report.plot import plot_law
 

@@ -13,16 +13,42 @@ from __future__ import annotations
 import logging
 import os
 import re
+import signal
 from typing import Any
 
 import ray
 from ray.tune import Callback
 
 from orchestrator.tune import results_actor
+from orchestrator.records.storage_failure import Reserve, StorageFailure, cause_in_text, storage_cause
 from orchestrator.records.trial_record import completion_status, record_from_result
 
 log = logging.getLogger(__name__)
 FLUSH_TIMEOUT_S = 60.0
+
+
+class StorageWatch:
+    """The run's first storage failure, in the driver (one per process: callbacks are pickled with
+    Tune's state, so they reach it through this module). At the first failure it releases the space
+    reserve and stops the run as Ctrl-C does (Tune's own SIGINT handler: trials in flight are stopped,
+    its state saved, `memlaw resume` continues them), once."""
+
+    failure: StorageFailure | None = None
+    reserve: Reserve | None = None
+
+    @classmethod
+    def arm(cls, reserve: Reserve | None) -> None:
+        cls.failure, cls.reserve = None, reserve
+
+    @classmethod
+    def failed(cls, failure: StorageFailure) -> None:
+        if cls.failure is not None:
+            return
+        cls.failure = failure
+        if cls.reserve is not None:
+            cls.reserve.release()
+        log.error("memlaw: %s: stopping the sweep (trials in flight are stopped, not failed)", failure.text())
+        os.kill(os.getpid(), signal.SIGINT)
 
 
 def failure_category(error_text: str | None) -> str:
@@ -93,9 +119,13 @@ class ResultsForwarder(Callback):
             trial_id = self._refs.pop(ref)
             try:
                 ray.get(ref)
-            except Exception as err:  # the actor died mid-call: send again (it de-duplicates)
+            except Exception as err:
+                failure = storage_cause(err)
+                if failure is not None:  # the disk, not the actor: no re-send until the stop frees room
+                    StorageWatch.failed(failure)
+                    continue
                 log.warning("memlaw: re-sending trial %s to the results actor (%s)", trial_id, err)
-                self._send(self._pending[trial_id])
+                self._send(self._pending[trial_id])  # the actor died mid-call: send again (it de-duplicates)
                 continue
             self._pending.pop(trial_id, None)
 
@@ -115,6 +145,11 @@ class ResultsForwarder(Callback):
     def _send_errored(self) -> None:
         for trial in self._errored:
             text = _error_text(trial)
+            failure = cause_in_text(text)
+            if failure is not None:  # it failed because the disk did: stopped (resume trains it), not failed
+                StorageWatch.failed(failure)
+                self._send(self._record(trial, "stopped", error=text[-2000:]))
+                continue
             self._send(self._record(trial, failure_category(text), error=text[-2000:]))
         self._errored = []
 
@@ -124,6 +159,9 @@ class ResultsForwarder(Callback):
 
     def on_experiment_end(self, trials: list, **info) -> None:
         self._send_errored()
+        if StorageWatch.failure is not None:  # the reserve is released: try what is pending once more
+            for record in list(self._pending.values()):
+                self._send(record)
         self._collect(timeout=FLUSH_TIMEOUT_S)
         if self._pending:
             log.error("memlaw: %d records not acknowledged by the results actor: %s", len(self._pending),

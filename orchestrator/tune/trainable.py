@@ -75,10 +75,16 @@ def _replay_journaled(experiment_uri: str) -> bool:
     from orchestrator.records.journal import RecordLog
 
     record = RecordLog.for_experiment(experiment_uri).records.get(tune.get_context().get_trial_id())
-    if record is None or not record.ok:
+    if record is None or not record.final:
         return False
+    if not record.ok:  # `memlaw resume` resumes errored trials (a full disk stops them as errors): a real
+        raise JournaledFailure(f"trial already ended as {record.status}; not trained again")  # failure stays one
     tune.report({**_reportable(record.metrics, record.node_id), REPLAYED: True})
     return True
+
+
+class JournaledFailure(RuntimeError):
+    """A resumed trial whose journal record is already a final failure (its record is not replaced)."""
 
 
 def persist_trial_folder(out: Path) -> None:
@@ -126,6 +132,8 @@ def memorize_zero(config: dict[str, Any], base: dict[str, Any], zero: dict[str, 
     from trainables.zero_config import ZeroConfig
 
     cfg, zcfg = TrialConfig.from_dict(set_dotted(base, config)), ZeroConfig.from_dict(zero)
+    if _replay_journaled(experiment_uri):
+        return
     context = tune.get_context()
     storage = context.get_storage()  # rank 0 copies the trial folder there, wherever it runs
     per_worker = {"CPU": zcfg.cpu_per_worker, **({"GPU": zcfg.gpu_per_worker} if zcfg.uses_gpu else {})}

@@ -26,12 +26,14 @@ from ray.tune.experiment import Trial
 
 from orchestrator.tune import results_actor
 from orchestrator.tune import sweep_output
-from orchestrator.tune.callbacks import ResultsForwarder, checkpoint_path
+from orchestrator.tune.callbacks import ResultsForwarder, StorageWatch, checkpoint_path
 from orchestrator.config.sweep import SweepConfig
 from orchestrator.experiment.folder import Experiment, exclusive_run, optuna_storage
 from orchestrator.experiment.live_file import clear_live, write_live
 from orchestrator.tune.moved_experiment import repoint_search_state
 from orchestrator.tune.ray_session import NAMESPACE, start_ray, token_hint
+from orchestrator.records.journal import LAW_FOLDER
+from orchestrator.records.storage_failure import Reserve, StorageFailed
 from orchestrator.records.trial_record import completion_status, record_from_result
 from orchestrator.search.kinds import search_of
 from orchestrator.tune.searchers import tune_side
@@ -194,13 +196,14 @@ def build_tuner(experiment: Experiment) -> tune.Tuner:
 
 def run_sweep(sweep: SweepConfig, address: str | None = None, dashboard: bool = False) -> tune.ResultGrid:
     """Hold the experiment, start (or join) Ray, start the results actor, run every trial,
-    reconcile the records. ExperimentBusy before Ray starts when another run holds it."""
+    reconcile the records. ExperimentBusy before Ray starts when another run holds it;
+    StorageFailed when the experiment's storage stopped taking writes."""
     experiment = Experiment.of(sweep)
     with exclusive_run(experiment.uri):
         url = start_ray(address, dashboard=dashboard)
         experiment.save_sweep()
         results_actor.get_or_create(sweep.name, experiment.uri, sweep.fit)
-        with _reachable(experiment, url):
+        with _reachable(experiment, url), _storage_watched(experiment):
             grid = build_tuner(experiment).fit()
         return _finish(experiment, grid)
 
@@ -213,11 +216,35 @@ def resume_sweep(experiment: Experiment, address: str | None = None, dashboard: 
         url = start_ray(address, dashboard=dashboard)
         results_actor.get_or_create(sweep.name, experiment.uri, sweep.fit)
         repoint_search_state(experiment.uri)  # a moved or copied experiment: new trials go where it is now
-        tuner = tune.Tuner.restore(experiment.uri, trainable=_trainable(experiment), resume_errored=False,
+        # resume_errored: a trial stopped by a full disk is an error to Tune; a journaled failure
+        # replays as one without training (trainable._replay_journaled), so only the former trains on
+        tuner = tune.Tuner.restore(experiment.uri, trainable=_trainable(experiment), resume_errored=True,
                                    restart_errored=False, param_space=tune_side(sweep).param_space(sweep) or None)
-        with _reachable(experiment, url):
+        with _reachable(experiment, url), _storage_watched(experiment):
             grid = tuner.fit()
         return _finish(experiment, grid)
+
+
+@contextlib.contextmanager
+def _storage_watched(experiment: Experiment):
+    """While trials run: a space reserve in a local experiment, and the callbacks' storage watch.
+    A storage failure (whatever Tune raised after it, such as a torn pickle) ends as StorageFailed."""
+    reserve = None
+    if "://" not in experiment.uri:
+        reserve = Reserve(os.path.join(experiment.uri, LAW_FOLDER))
+        if not reserve.hold():
+            reserve = None
+    StorageWatch.arm(reserve)
+    try:
+        yield
+    except Exception:
+        if StorageWatch.failure is None:
+            raise
+    finally:
+        if reserve is not None:
+            reserve.release()
+    if StorageWatch.failure is not None:
+        raise StorageFailed(StorageWatch.failure, experiment.uri)
 
 
 @contextlib.contextmanager
