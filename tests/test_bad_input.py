@@ -316,3 +316,13 @@ def test_grid_size_is_refused_from_the_axes_lengths_before_any_point_is_built(mo
         SweepConfig.from_dict({"name": "rep", "trial": {"model": {"name": "tiny-s"}}, "num_samples": 2,
                                "space_overrides": {"adapter.rank": list(range(1, 101)),
                                                    "data.target_tokens": list(range(16, 116))}})
+
+
+@pytest.mark.parametrize("tokens", ["0", "-5", "10000000000000"])
+def test_plan_refuses_a_token_count_out_of_range_in_one_line(tokens, capsys, tmp_path):
+    """Issue 24, item 10: `memlaw plan --tokens 0` was a ValueError traceback."""
+    from test_structure import finished_experiment
+
+    assert cli.main(["plan", "--tokens", tokens, "--experiment", finished_experiment(tmp_path)]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert err == f"error: --tokens must be in [1, 1e+12] target tokens, got {tokens}\n"

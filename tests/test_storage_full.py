@@ -137,3 +137,20 @@ def test_the_space_reserve_holds_real_blocks_and_releases_them(tmp_path):
     reserve.release()
     assert not os.path.exists(reserve.path)
     reserve.release()  # twice is harmless
+
+
+def test_resume_on_read_only_storage_is_one_line_before_ray(tmp_path, capsys):
+    """Issue 24, item 10: it was a traceback from the lock file."""
+    import shutil
+
+    from orchestrator.cli import main as cli
+    from test_structure import finished_experiment
+
+    uri = finished_experiment(tmp_path / "src")
+    with tmpfs(tmp_path / "ro", size="8m") as disk:
+        shutil.copytree(uri, disk / "law")
+        subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+        assert cli.main(["resume", str(disk / "law")]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: cannot resume: cannot write the experiment folder {disk / 'law'}: Read-only file system "
+                   "(a writable local folder or an s3://, gs:// URI)\n")

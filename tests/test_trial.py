@@ -248,3 +248,17 @@ def test_every_rank_walks_the_same_collectives_whether_or_not_it_writes(tmp_path
             for resume in (False, True)}
     assert len(rows[True]) == 4 and rows[True] == rows[False]
     assert not [p for p in (tmp_path / "writes-False").rglob("*") if p.suffix in (".json", ".jsonl", ".yaml")]
+
+
+@pytest.mark.slow
+def test_trial_json_is_the_only_thing_on_stdout_even_on_a_new_preset(tmp_path):
+    """Issue 24, item 10: the first `trial --json` on a preset printed DeepSpeed's accelerator warning
+    on stdout, before the JSON. In a fresh model cache, so the preset is built in this run."""
+    cfg_file = tmp_path / "t.yaml"
+    cfg_file.write_text("model: {name: tiny-xs}\nadapter: {rank: 1}\ndata: {target_tokens: 8}\n"
+                        "budget: {preset: cpu, steps: 2}\neval: {every: 1}\n")
+    env = {**os.environ, "MEMLAW_CACHE": str(tmp_path / "cache")}
+    done = subprocess.run(memlaw_cmd("trial", str(cfg_file), "--out", str(tmp_path / "out"), "--json"),
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout)[K.STEP] == 2  # the whole of stdout is one JSON document

@@ -173,11 +173,18 @@ def cmd_law(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Largest `memlaw plan --tokens` (beyond it the law is extrapolated past any measured length by 10⁶×).
+MAX_PLAN_TOKENS = 10**12
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     from orchestrator.law.capacity import required_capacity
     from orchestrator.law.fit import GroupFit
     from orchestrator.experiment.live_file import NotLive
 
+    if not 1 <= args.tokens <= MAX_PLAN_TOKENS:
+        print(f"error: --tokens must be in [1, {MAX_PLAN_TOKENS:.0e}] target tokens, got {args.tokens}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     try:
         report = _get_report(args)
     except (ConfigError, LookupError, NotLive, JobsError) as err:

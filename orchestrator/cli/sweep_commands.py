@@ -146,8 +146,13 @@ def cmd_submit(args: argparse.Namespace) -> int:
 # -- resume --------------------------------------------------------------------------------------
 def resume_problem(uri: str) -> str | None:
     """Why `uri` cannot be resumed faithfully (checked before Ray starts), as the error to print: a
-    missing or torn Tune state would make Tune train every trial again under new ids."""
+    folder it cannot write, or a missing or torn Tune state (Tune would train every trial again under
+    new ids)."""
+    from orchestrator.config.preflight import folder_write_problem
     from orchestrator.experiment.folder import VALIDATION_PLAN_FILE, validation_uri
+
+    if "://" not in uri and (unwritable := folder_write_problem(uri)):
+        return f"error: cannot resume: {unwritable}"
     from orchestrator.experiment.tune_state import newest_state, state_problem
     from orchestrator.records.storage import Store
 

@@ -4,6 +4,7 @@ file checked without running it). torch and transformers are imported inside the
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -56,7 +57,11 @@ def cmd_trial(args: argparse.Namespace) -> int:
                   "--force to overwrite it", file=sys.stderr)
             return EXIT_BAD_INPUT
         _clear_trial_files(out, existing)
-    return _run_trial(cfg, out, args)
+    if not args.json:
+        return _run_trial(cfg, out, args)
+    answer = sys.stdout  # stdout carries the JSON alone: what libraries print (DeepSpeed's accelerator
+    with contextlib.redirect_stdout(sys.stderr):  # warning, on the first build of a preset) goes to stderr
+        return _run_trial(cfg, out, args, answer)
 
 
 #: What `memlaw trial` writes into its folder (trainables/memorize.py).
@@ -103,7 +108,7 @@ def _checkpoint_mismatch(cfg, out: Path, checkpoint: Path) -> str | None:
             f"nothing was changed: resume with the same file and --set values, or use --force to start over")
 
 
-def _run_trial(cfg, out: Path, args: argparse.Namespace) -> int:
+def _run_trial(cfg, out: Path, args: argparse.Namespace, answer=None) -> int:
     from tqdm import tqdm
 
     from trainables.memorize import MemorizationTrial, TrialDiverged, latest_checkpoint
@@ -145,7 +150,7 @@ def _run_trial(cfg, out: Path, args: argparse.Namespace) -> int:
         return 1
     bar.close()
     if args.json:
-        print(json.dumps(result, indent=1))
+        print(json.dumps(result, indent=1), file=answer or sys.stdout)
     else:
         width = max(len(k) for k in SUMMARY_KEYS)
         for key in SUMMARY_KEYS:

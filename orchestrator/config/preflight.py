@@ -44,9 +44,17 @@ def storage_problems(sweep: SweepConfig) -> list[Problem]:
     regular file, a read-only or full filesystem fail here, before Ray starts, not in the results
     actor); an object-store URI must name a bucket (reaching it needs credentials, checked on use)."""
     if "://" in sweep.storage_path:
-        bucket = sweep.storage_path.split("://", 1)[1].strip("/")
-        return [] if bucket else [Problem("storage_path", f"{sweep.storage_path!r} names no bucket or folder")]
-    folder = sweep.experiment_uri
+        scheme, rest = sweep.storage_path.split("://", 1)
+        if not rest.strip("/"):
+            return [Problem("storage_path", f"{sweep.storage_path!r} names no bucket or folder")]
+        client = remote_client_problem(scheme)
+        return [Problem("storage_path", client)] if client else []
+    problem = folder_write_problem(sweep.experiment_uri)
+    return [Problem("storage_path", problem)] if problem else []
+
+
+def folder_write_problem(folder: str) -> str | None:
+    """Why `folder` cannot be written (a probe file; the folders made for it are removed again)."""
     created = [folder]  # the folders the probe creates, deepest first: removed again
     while not os.path.exists(os.path.dirname(created[-1])) and os.path.dirname(created[-1]) != created[-1]:
         created.append(os.path.dirname(created[-1]))
@@ -58,13 +66,36 @@ def storage_problems(sweep: SweepConfig) -> list[Problem]:
             fh.write(b"probe")
         os.remove(probe)
     except OSError as err:
-        return [Problem("storage_path", f"cannot write the experiment folder {folder}: "
-                                        f"{err.strerror or err} (a writable local folder or an s3://, gs:// URI)")]
+        return (f"cannot write the experiment folder {folder}: {err.strerror or err} (a writable local folder or "
+                f"an s3://, gs:// URI)")
     finally:
         for made in created:  # validating creates nothing
             with contextlib.suppress(OSError):
                 os.rmdir(made)
-    return []
+    return None
+
+
+#: What a scheme needs besides fsspec, on this machine (a `memlaw submit` job needs it on the cluster).
+HADOOP_ENV = ("JAVA_HOME", "HADOOP_HOME")
+
+
+def remote_client_problem(scheme: str) -> str | None:
+    """Why this machine cannot write `scheme://` storage: its fsspec driver is not installed (s3fs,
+    gcsfs, adlfs), or, for hdfs, no Hadoop client (libhdfs loads through JAVA_HOME and HADOOP_HOME)."""
+    import fsspec
+
+    try:
+        fsspec.get_filesystem_class(scheme)
+    except ImportError as err:
+        return (f"{scheme}:// storage needs its fsspec driver on this machine ({str(err).splitlines()[0]}; "
+                f"pip install 'memlaw[cloud]')")
+    except ValueError:
+        return f"{scheme}:// is not a storage scheme fsspec knows"
+    missing = [name for name in HADOOP_ENV if scheme == "hdfs" and not os.environ.get(name)]
+    if missing:
+        return (f"hdfs:// storage needs a Hadoop client on this machine ({' and '.join(missing)} not set, so libhdfs "
+                f"cannot load); use a shared path or s3://, gs://")
+    return None
 
 
 def model_problems(sweep: SweepConfig) -> list[Problem]:

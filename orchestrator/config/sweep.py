@@ -155,10 +155,16 @@ class SweepConfig(Config):
         if self.trainable == "zero" and (self.trial_timeout_s or self.trial_memory_mb):
             problems.append(Problem("trial_timeout_s" if self.trial_timeout_s else "trial_memory_mb",
                                     "per-trial limits apply to trainable: memorize only (not yet to zero's ranks)"))
+        if self.trainable == "memorize" and self._trial_device() == "cuda" and self.resources.gpu == 0:
+            problems.append(Problem("resources.gpu", "trial.device is cuda, so each trial needs a GPU: set "
+                                                     "resources.gpu (e.g. 1), or device: auto"))
         if 0 < self.trial_memory_mb < MIN_TRIAL_MEMORY_MB:
             problems.append(Problem("trial_memory_mb", f"must be 0 (no limit) or at least {MIN_TRIAL_MEMORY_MB} "
                                                        f"(torch alone holds ~300 MB), got {self.trial_memory_mb:g}"))
         return problems
+
+    def _trial_device(self) -> Any:
+        return self.trial.get("device") if isinstance(self.trial, Mapping) else None
 
     def space_problems(self) -> list[Problem]:
         """The base trial, then every point or range of the space through its search kind."""
