@@ -92,3 +92,22 @@ def test_stopped_validation_trials_are_not_done_and_not_failed():
     assert progress(plan, sweep, [ok, stopped]) == (1, 2)
     summary = summarize_validation(plan, sweep, [ok, stopped])
     assert summary["arms"][0]["failed"] == 0 and summary["arms"][0]["seeds_done"] == 1
+
+
+@pytest.mark.parametrize("inside", ["validation", "memorize_00000_0/deeper"])
+def test_a_sweep_cannot_take_a_folder_inside_another_experiment(tmp_path, capsys, inside):
+    """Issue 24, item 8: a sweep named `validation` pointed at an Optuna experiment merged into its
+    validation phase; any folder inside an experiment is refused, before Ray starts."""
+    import yaml
+
+    uri = optuna_experiment(tmp_path)
+    storage = uri / inside
+    sweep = tmp_path / "inner.yaml"
+    name = storage.name
+    sweep.write_text(yaml.safe_dump({"name": name, "trial": {"model": {"name": "tiny-xs"}}, "space": "law_grid_smoke",
+                                     "storage_path": str(storage.parent)}))
+    before = sorted(str(p) for p in uri.rglob("*"))
+    assert cli.main(["sweep", str(sweep)]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert f"{storage} lies inside the experiment {uri}" in err and "Started a local Ray" not in err
+    assert sorted(str(p) for p in uri.rglob("*")) == before

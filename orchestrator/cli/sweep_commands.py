@@ -50,6 +50,10 @@ def _summarize_sweep(experiment, grid) -> None:
           f"{'best trials' if result else 'fit'}, from storage", file=sys.stderr)
     print(f"  memlaw export {uri} --out results.parquet", file=sys.stderr)
     print(f"  memlaw plot {uri} --out law.png", file=sys.stderr)
+    from orchestrator.search.validation_plan import ACTOR_SUFFIX
+
+    for name in (sweep.name, sweep.name + ACTOR_SUFFIX):  # the sweep has ended: so do its actors
+        results_actor.retire(name)
 
 
 def _experiment_to_run(sweep, resume: bool, new: bool):
@@ -58,6 +62,10 @@ def _experiment_to_run(sweep, resume: bool, new: bool):
     silently, and a changed sweep file never continues an old one. Raises ConfigError."""
     from orchestrator.experiment import folder as ex
 
+    inside = ex.enclosing_experiment(sweep.experiment_uri)
+    if inside is not None:
+        raise ConfigError([Problem("storage_path", f"{sweep.experiment_uri} lies inside the experiment {inside} (its "
+                                                   f"validation phase or trial folders): pick a storage_path outside it")])
     if not ex.exists(sweep.experiment_uri):
         if resume:
             raise ConfigError([Problem("--resume", f"no experiment at {sweep.experiment_uri} to continue")])

@@ -163,6 +163,29 @@ def exclusive_run(uri: str) -> Iterator[dict]:
         yield holder
 
 
+def in_use(uri: str) -> bool:
+    """Whether a run holds the experiment at `uri` now (its flock, or an unexpired lease); a folder
+    that is gone is held by nobody."""
+    scheme, root = split_uri(uri)
+    if scheme is not None:
+        store = Store(uri)
+        lease = store.read_json(LEASE_FILE) if store.exists(LEASE_FILE) else None
+        return bool(lease and lease.get("expires_at", 0) > time.time())
+    import fcntl
+
+    try:
+        fd = os.open(os.path.join(root, LOCK_FILE), os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing drops a lock taken here
+    return False
+
+
 @contextlib.contextmanager
 def _flock(root: str, holder: dict) -> Iterator[None]:
     import fcntl
@@ -224,6 +247,21 @@ def exists(uri: str) -> bool:
     import fsspec
 
     return fsspec.filesystem(scheme).exists(f"{root.rstrip('/')}/{SWEEP_FILE}")
+
+
+def enclosing_experiment(uri: str) -> str | None:
+    """The experiment folder that `uri` lies inside (its validation phase, a trial folder, any
+    folder below it), or None. A sweep there would mix its files and records into that experiment."""
+    if "://" in uri:
+        return None
+    path = os.path.dirname(os.path.abspath(uri))
+    while True:
+        if os.path.isfile(os.path.join(path, SWEEP_FILE)):
+            return path
+        parent = os.path.dirname(path)
+        if parent == path:
+            return None
+        path = parent
 
 
 def free_name(sweep: SweepConfig) -> SweepConfig:

@@ -25,6 +25,7 @@ from typing import Any
 import ray
 
 from orchestrator.config.sweep import FitConfig
+from orchestrator.experiment.folder import ExperimentBusy, in_use
 from orchestrator.report.law_report import build_report
 from orchestrator.tune.ray_session import NAMESPACE
 from orchestrator.records.journal import FIT, RecordLog
@@ -141,14 +142,39 @@ class ResultsActor:
 
 
 def get_or_create(sweep: str, experiment_uri: str, fit: FitConfig = FitConfig()):
-    """The sweep's actor, started if needed. Refuses one that was started for other storage."""
-    actor = ResultsActor.options(name=actor_name(sweep), namespace=NAMESPACE, lifetime="detached",
-                                 get_if_exists=True).remote(sweep, experiment_uri, fit)
-    info = ray.get(actor.info.remote())
-    if info["experiment_uri"] != experiment_uri:
-        raise RuntimeError(f"a results actor for sweep {sweep!r} already runs with storage {info['experiment_uri']}; "
-                           f"pick another --name or stop it first")
-    return actor
+    """The sweep's actor, started if needed. One left by an ended run of the same sweep name with
+    other storage (a moved copy, a new experiment of that name; no run holds its experiment now)
+    is retired and replaced; one whose experiment a run still holds is refused (ExperimentBusy)."""
+    for _ in range(2):
+        actor = ResultsActor.options(name=actor_name(sweep), namespace=NAMESPACE, lifetime="detached",
+                                     get_if_exists=True).remote(sweep, experiment_uri, fit)
+        old = ray.get(actor.info.remote())["experiment_uri"]
+        if old == experiment_uri:
+            return actor
+        if in_use(old):
+            raise ExperimentBusy(f"sweep name {sweep!r} is in use on this cluster by a run of the experiment {old}: "
+                                 f"pick another --name, or wait for that run to end")
+        retire(sweep)
+    raise ExperimentBusy(f"the results actor of sweep {sweep!r} (experiment {old}) could not be replaced")
+
+
+def retire(sweep: str, wait_s: float = 10.0) -> bool:
+    """End the sweep's actor (its records are in the journal; the fit is refitted from storage) and
+    wait until its name is free; False when there was none. Sweeps end theirs, so a long-lived
+    cluster keeps no actor per past sweep and the next sweep of that name starts afresh."""
+    try:
+        actor = ray.get_actor(actor_name(sweep), namespace=NAMESPACE)
+    except ValueError:
+        return False
+    ray.kill(actor, no_restart=True)
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        try:
+            ray.get_actor(actor_name(sweep), namespace=NAMESPACE)
+        except ValueError:
+            return True
+        time.sleep(0.1)  # the name is released when the GCS has marked the actor dead: milliseconds
+    return True
 
 
 def find(sweep: str | None = None):

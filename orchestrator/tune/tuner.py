@@ -201,8 +201,8 @@ def run_sweep(sweep: SweepConfig, address: str | None = None, dashboard: bool = 
     experiment = Experiment.of(sweep)
     with exclusive_run(experiment.uri):
         url = start_ray(address, dashboard=dashboard)
+        results_actor.get_or_create(sweep.name, experiment.uri, sweep.fit)  # before the folder says "experiment"
         experiment.save_sweep()
-        results_actor.get_or_create(sweep.name, experiment.uri, sweep.fit)
         with _reachable(experiment, url), _storage_watched(experiment):
             grid = build_tuner(experiment).fit()
         return _finish(experiment, grid)
