@@ -92,9 +92,9 @@ def start(local_ray):
 # -- records --------------------------------------------------------------------------------------
 
 
-def config(rank: int, ell: int) -> dict:
+def config(rank: int, ell: int, seed: int = 42) -> dict:
     cfg = TrialConfig().to_dict()
-    cfg["adapter"]["rank"], cfg["data"]["target_tokens"] = rank, ell
+    cfg["adapter"]["rank"], cfg["data"]["target_tokens"], cfg["seed"] = rank, ell, seed
     return cfg
 
 
@@ -230,13 +230,20 @@ def test_refits_go_on_when_the_fit_cache_cannot_be_written(start, tmp_path):
     assert (path / LAW_FOLDER / FIT).is_dir()
 
 
-def test_get_or_create_refuses_other_storage(start, tmp_path):
+def test_get_or_create_refuses_other_storage_while_its_run_lives_and_takes_over_after(start, tmp_path):
+    from orchestrator.experiment.folder import ExperimentBusy, exclusive_run
+
     actor = start("owned", str(tmp_path / "a"))
     assert ra.get_or_create("owned", str(tmp_path / "a"))._actor_id == actor._actor_id
-    with pytest.raises(RuntimeError, match="already runs with storage"):
-        ra.get_or_create("owned", str(tmp_path / "b"))
-    assert ray.get(actor.info.remote())["experiment_uri"] == str(tmp_path / "a")
-    assert ra.find("owned")._actor_id == actor._actor_id
+    with exclusive_run(str(tmp_path / "a")):  # a run holds experiment a
+        with pytest.raises(ExperimentBusy, match="is in use on this cluster by a run of the experiment"):
+            ra.get_or_create("owned", str(tmp_path / "b"))
+        assert ray.get(actor.info.remote())["experiment_uri"] == str(tmp_path / "a")
+        assert ra.find("owned")._actor_id == actor._actor_id
+    taken = ra.get_or_create("owned", str(tmp_path / "b"))  # that run has ended: its actor is replaced
+    assert taken._actor_id != actor._actor_id and ray.get(taken.info.remote())["experiment_uri"] == str(tmp_path / "b")
+    assert ra.retire("owned") and not ra.retire("owned")
+    start("owned", str(tmp_path / "a"))
     start("owned-too", str(tmp_path / "b"))
     with pytest.raises(LookupError, match="2 memlaw sweeps"):
         ra.find()

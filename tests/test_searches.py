@@ -131,6 +131,7 @@ def local_ray():
     ray.shutdown()
 
 
+@pytest.mark.slow  # Tuner.fit of each kind
 @pytest.mark.parametrize("kind", sorted(SEARCHES))
 def test_trial_count_is_what_tune_runs(kind, tmp_path, local_ray):
     """The kind's Tune side (param space, search algorithm, samples) on a smoke sweep, with a

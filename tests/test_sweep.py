@@ -57,6 +57,7 @@ def test_sweep_validation_reports_every_problem_at_once(tmp_path):
     assert run.returncode == 2 and "space_overrides.adapter.rank" in run.stderr
 
 
+@pytest.mark.slow  # a full CLI sweep
 def test_grid_sweep_end_to_end_fit_export_and_plot(tmp_path):
     path = write_sweep(tmp_path)
     run = run_cli("sweep", str(path))
@@ -85,6 +86,7 @@ def test_grid_sweep_end_to_end_fit_export_and_plot(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow  # a full CLI sweep
 def test_failing_trials_under_optuna_end_failed_and_the_sweep_goes_on(tmp_path):
     import optuna
     from optuna.storages import JournalStorage
