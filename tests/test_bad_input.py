@@ -47,7 +47,8 @@ REQUIRED_KINDS = {"unknown-key", "wrong-type", "out-of-range", "inverted-range",
 #: Run as a real subprocess too: one cheap file-level error, one sweep, one needing the model's shape.
 SUBPROCESS_SAMPLE = ("not-yaml__binary.yaml", "empty-file__zero-bytes.yaml", "unknown-key__sweep-top.yaml",
                      "inverted-range__sweep-mix.yaml", "impossible-resources__trial-rank-over-hidden.yaml",
-                     "input-limit__alias-bomb.yaml", "impossible-resources__trial-data-too-large.yaml")
+                     "input-limit__alias-bomb.yaml", "impossible-resources__trial-data-too-large.yaml",
+                     "input-limit__grid-ten-million.yaml")
 
 _seen: Counter = Counter()  # outcomes for the closing figure
 
@@ -306,8 +307,12 @@ def test_grid_size_is_refused_from_the_axes_lengths_before_any_point_is_built(mo
     monkeypatch.setattr(GridSpace, "points", no_points)
     axes = {"adapter.rank": list(range(1, 101)), "data.target_tokens": list(range(16, 116)),
             "seed": list(range(1000))}
+    import time
+
+    t0 = time.perf_counter()
     with pytest.raises(ConfigError) as err:
         SweepConfig.from_dict({"name": "huge", "trial": {"model": {"name": "tiny-s"}}, "space_overrides": axes})
+    assert time.perf_counter() - t0 < 1.0  # the bound (measured: milliseconds; 40,000 points took 40 s)
     (problem,) = err.value.problems
     assert problem.field == "space_overrides"
     assert "10,000,000 trials" in problem.message and f"at most {MAX_GRID_TRIALS:,}" in problem.message
