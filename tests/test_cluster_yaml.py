@@ -44,7 +44,7 @@ def test_cluster_file_machines_and_security(name):
     assert len(spot) >= 2 and all(t["min_workers"] == 0 and t["max_workers"] > 0 for t in spot)
     assert all(t["resources"].get("GPU", 0) >= 1 for t in spot)  # stated, for sweeps' cluster_file checks
     assert cfg["provider"]["cache_stopped_nodes"] is False and cfg["idle_timeout_minutes"] > 0
-    assert cfg["docker"]["image"].startswith(f"rayproject/ray:{ray.__version__}-")
+    assert cfg["docker"]["image"].startswith(f"rayproject/ray:{ray_pin()}-")
     head = " ".join(cfg["head_start_ray_commands"])
     assert "--dashboard-host=127.0.0.1" in head and "RAY_AUTH_MODE=token" in head
     assert all("RAY_AUTH_MODE=token" in c for c in cfg["worker_start_ray_commands"] if "ray start" in c)
@@ -62,3 +62,19 @@ def test_the_clouds_describe_the_same_cluster():
     for key in ("docker", "file_mounts", "setup_commands", "head_start_ray_commands", "worker_start_ray_commands",
                 "idle_timeout_minutes", "max_workers"):
         assert aws[key] == gcp[key], key
+
+
+def ray_pin() -> str:
+    """The one Ray version memlaw installs: pyproject.toml's `ray[...]==X` (issue 28 item 8)."""
+    import re
+    import tomllib
+
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    (pin,) = [m.group(1) for d in deps if (m := re.fullmatch(r"ray\[[a-z,]+\]==([0-9.]+)", d.split(";")[0].strip()))]
+    return pin
+
+
+def test_ray_is_pinned_once_and_installed_at_the_pin():
+    """The image tags follow the pin (test above); the installed Ray is the pinned one, so a new Ray
+    release cannot change what runs without a change here."""
+    assert ray.__version__ == ray_pin()

@@ -122,10 +122,15 @@ def write_sweep(tmp_path: Path, **fields) -> Path:
     return path
 
 
-def _train_workers() -> list[psutil.Process]:
+def _train_workers(sweep: subprocess.Popen) -> list[psutil.Process]:
+    """The Ray Train workers of this test's sweep only: descendants of its process (its embedded Ray),
+    never another run's on the same machine (issue 28 item 5)."""
     found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        cmd = " ".join(proc.info["cmdline"] or [])
+    for proc in psutil.Process(sweep.pid).children(recursive=True):
+        try:
+            cmd = " ".join(proc.cmdline())
+        except psutil.Error:  # ended meanwhile
+            continue
         if cmd.startswith("ray::RayTrainWorker"):
             found.append(proc)
     return found
@@ -136,7 +141,7 @@ def _kill_a_rank_after_first_checkpoint(experiment: Path, proc: subprocess.Popen
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
         if list(experiment.glob("zero_runs/*/checkpoint_*/state.json")):
-            workers = _train_workers()
+            workers = _train_workers(proc)
             if workers:
                 victim = workers[-1]
                 victim.send_signal(signal.SIGKILL)
