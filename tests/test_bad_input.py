@@ -331,3 +331,23 @@ def test_plan_refuses_a_token_count_out_of_range_in_one_line(tokens, capsys, tmp
     assert cli.main(["plan", "--tokens", tokens, "--experiment", finished_experiment(tmp_path)]) == EXIT_BAD_INPUT
     err = capsys.readouterr().err
     assert err == f"error: --tokens must be in [1, 1e+12] target tokens, got {tokens}\n"
+
+
+def test_plan_answers_from_the_stored_fit(tmp_path, capsys):
+    """README: `memlaw plan --tokens N` gives the rank the fit needs, with its interval."""
+    from test_structure import finished_experiment
+
+    uri = finished_experiment(tmp_path)
+    assert cli.main(["plan", "--tokens", "1000", "--experiment", uri, "--json"]) == 0
+    groups = json.loads(capsys.readouterr().out)["groups"]
+    import math
+
+    from test_records import LAW, LOSS_INIT  # the experiment's records follow this law with 1 % noise
+
+    sft = groups["tiny-s|random|0|paper|sft"]
+    needed = LOSS_INIT - math.log(2)  # ΔL that brings the final loss to ln 2
+    rank = ((needed - LAW["b"]) / (LAW["C"] * 1000 ** -LAW["beta"])) ** (1 / LAW["alpha"])
+    assert sft["status"] == "ok" and sft["capacity"] == pytest.approx(rank, rel=0.1)
+    assert sft["capacity_ci"][0] < sft["capacity"] < sft["capacity_ci"][1]
+    assert cli.main(["plan", "--tokens", "1000", "--experiment", uri]) == 0
+    assert "to memorize 1000 tokens (final loss < ln 2)" in capsys.readouterr().out

@@ -181,3 +181,14 @@ def test_a_damaged_live_file_is_one_line_exit_2(tmp_path, capsys, content):
         from orchestrator.experiment.live_file import read_live
 
         read_live(uri)
+
+
+def test_a_stale_live_file_of_an_ended_driver_gives_the_stored_fit(tmp_path, capsys):
+    """README: a live file whose driver is gone (a killed run leaves it) means 'not running'."""
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    uri = live_experiment(tmp_path, "127.0.0.1:1")
+    info = json.loads(Path(uri, LIVE_FILE).read_text())
+    Path(uri, LIVE_FILE).write_text(json.dumps({**info, "pid": ended.pid}))
+    code, err = query(uri, capsys)
+    assert code == 0 and f"the sweep is not running (its driver, pid {ended.pid}, has ended)" in err

@@ -188,3 +188,21 @@ def test_a_two_node_cluster_runs_trials_on_both_nodes(tmp_path):
     finally:
         ray.shutdown()
         cluster.shutdown()
+
+
+@pytest.mark.slow  # two CLI demos
+def test_a_second_demo_is_a_new_experiment_never_merged_into_the_first(tmp_path):
+    """README: `memlaw demo` always starts a new experiment (issue 28 item 9)."""
+    sweep = tmp_path / "demo.yaml"
+    sweep.write_text(yaml.safe_dump({
+        "name": "demo", "trial": {"model": {"name": "tiny-xs"}, "adapter": {"placement": "paper", "rank": 1},
+                                  "data": {"kind": "random", "target_tokens": 16},
+                                  "budget": {"preset": "cpu", "steps": 20}, "eval": {"every": 10}},
+        "space": "law_grid_smoke", "resources": {"cpu": 1}, "max_concurrency": 2}))
+    for _ in range(2):
+        done = subprocess.run(memlaw_cmd("demo", "--file", str(sweep), "--storage", str(tmp_path / "runs")),
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["demo", "demo-2"]
+    for name in ("demo", "demo-2"):
+        assert len(RecordLog.for_experiment(str(tmp_path / "runs" / name)).all()) == 6

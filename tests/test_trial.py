@@ -262,3 +262,45 @@ def test_trial_json_is_the_only_thing_on_stdout_even_on_a_new_preset(tmp_path):
                           capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout)[K.STEP] == 2  # the whole of stdout is one JSON document
+
+
+class _Hostile:
+    """A pickle that runs code when loaded: what a hostile checkpoint would hold."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_hostile_checkpoint_is_refused_without_running_its_code(tmp_path):
+    """README: memlaw's own training state loads with torch.load(weights_only=True) (issue 28 item 9)."""
+    import pickle
+
+    cfg = tiny_cfg()
+    kept = tmp_path / "kept"
+
+    def keep(metrics, checkpoint):
+        if checkpoint and not kept.exists():
+            shutil.copytree(checkpoint, kept)
+
+    train(cfg, tmp_path / "first", report=keep)
+    marker = tmp_path / "pwned"
+    torch.save({"optimizer": _Hostile(str(marker))}, kept / "training_state.pt")
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+        train(cfg, tmp_path / "again", resume_from=kept)
+    assert not marker.exists()
+
+
+def test_the_pure_math_modules_import_neither_ray_nor_deepspeed():
+    """README: trainables/memft.py, recall.py and data.py import neither Ray nor DeepSpeed. In a fresh
+    process with both blocked (an import of either raises), so the check cannot pass by accident."""
+    import sys
+
+    code = ("import sys\n"
+            "for name in ('ray', 'deepspeed'): sys.modules[name] = None\n"
+            "import trainables.memft, trainables.recall, trainables.data\n"
+            "print(sorted(m for m, v in sys.modules.items() if m.split('.')[0] in ('ray', 'deepspeed') and v))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr[-2000:]
