@@ -50,10 +50,6 @@ def _summarize_sweep(experiment, grid) -> None:
           f"{'best trials' if result else 'fit'}, from storage", file=sys.stderr)
     print(f"  memlaw export {uri} --out results.parquet", file=sys.stderr)
     print(f"  memlaw plot {uri} --out law.png", file=sys.stderr)
-    from orchestrator.search.validation_plan import ACTOR_SUFFIX
-
-    for name in (sweep.name, sweep.name + ACTOR_SUFFIX):  # the sweep has ended: so do its actors
-        results_actor.retire(name)
 
 
 def _experiment_to_run(sweep, resume: bool, new: bool):

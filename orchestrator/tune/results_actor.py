@@ -160,8 +160,9 @@ def get_or_create(sweep: str, experiment_uri: str, fit: FitConfig = FitConfig())
 
 def retire(sweep: str, wait_s: float = 10.0) -> bool:
     """End the sweep's actor (its records are in the journal; the fit is refitted from storage) and
-    wait until its name is free; False when there was none. Sweeps end theirs, so a long-lived
-    cluster keeps no actor per past sweep and the next sweep of that name starts afresh."""
+    wait until its name is free; False when there was none. An actor outlives its sweep on purpose
+    (`memlaw law --dashboard/--address` still answers after the sweep ends); the next sweep of the
+    same name with other storage retires it once no run holds its experiment (get_or_create)."""
     try:
         actor = ray.get_actor(actor_name(sweep), namespace=NAMESPACE)
     except ValueError:
