@@ -24,7 +24,18 @@ def system_tool(name: str, install: str) -> str:
     path = shutil.which(name)
     if path:
         return path
-    message = f"{name} is not installed: {install} (or run `bash .ci/run`, which installs it)"
+    not_here(f"{name} is not installed: {install} (or run `bash .ci/run`, which installs it)")
+
+
+def require_root(what: str) -> None:
+    """Tests that mount a tmpfs or listen as another user need root (CI runs as root): otherwise
+    the same loud skip, or failure under MEMLAW_REQUIRE_SYSTEM_TOOLS, as a missing system tool."""
+    if os.geteuid() != 0:
+        not_here(f"{what} needs root (CI runs as root; run `sudo make test` to include it)")
+
+
+def not_here(message: str) -> None:
+    """Skip with `message` named in the summary, or fail where CI requires the real thing."""
     if os.environ.get(REQUIRE_SYSTEM_TOOLS):
         pytest.fail(f"{message}; {REQUIRE_SYSTEM_TOOLS} is set, so this is a failure, not a skip")
     pytest.skip(f"SKIPPED, NOT RUN: {message}")

@@ -105,9 +105,14 @@ def test_headless_chromium_finds_the_results_actor_and_its_latest_fit(chromium, 
                                       ".find(b => b.innerText.trim() === 'STDOUT'); tab && tab.click(); "
                                       "return !!tab; })()")
         assert clicked
+        await page.wait_for_text("sweep browsersweep: law after", timeout=60)
+        # Reverse (newest first) before looking for the latest line: the log viewer renders only the rows
+        # in its viewport, so in file order the newest line can be off screen and absent from the text.
+        reversed_ = await page.evaluate("(() => { const r = [...document.querySelectorAll('input[type=checkbox]')]"
+                                        ".pop(); r && r.click(); return !!r; })()")
+        assert reversed_
         await page.wait_for_text(f"sweep browsersweep: {latest}", timeout=60)
-        await page.evaluate("(() => { const r = [...document.querySelectorAll('input[type=checkbox]')].pop(); "
-                            "r && r.click(); window.scrollTo(0, document.body.scrollHeight); })()")  # Reverse: newest first
+        await page.evaluate("window.scrollTo(0, 0)")
         await asyncio.sleep(1.0)
         await page.screenshot(shot)
 

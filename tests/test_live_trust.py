@@ -10,6 +10,7 @@ query the listener says how many connections it saw: zero, or the token could ha
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import socket
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REQUIRE_SYSTEM_TOOLS
+from conftest import require_root
 from orchestrator.cli import main as cli
 from orchestrator.cli.output import EXIT_BAD_INPUT
 from orchestrator.experiment.live_file import LIVE_FILE, LiveRefused, NotLive
@@ -102,18 +103,13 @@ def non_loopback_ip() -> str:
 
 @pytest.fixture
 def as_root():
-    """Listening as another user needs root; CI runs as root, so there this is never skipped."""
-    if os.geteuid() != 0:
-        message = "a listener owned by another user needs root (CI runs as root)"
-        if os.environ.get(REQUIRE_SYSTEM_TOOLS):
-            pytest.fail(message)
-        pytest.skip(f"SKIPPED, NOT RUN: {message}")
+    require_root("a listener owned by another user")
 
 
 def test_no_token_reaches_a_loopback_listener_of_another_user(tmp_path, capsys, as_root):
     foreign = Listener("127.0.0.2", uid=NOBODY)
     try:
-        assert listener_owner(__import__("ipaddress").ip_address("127.0.0.2"), foreign.port) == NOBODY
+        assert listener_owner(ipaddress.ip_address("127.0.0.2"), foreign.port) == NOBODY
         code, err = query(live_experiment(tmp_path, foreign.address), capsys)
     finally:
         seen = foreign.connections()

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, REQUIRE_SYSTEM_TOOLS, memlaw_cmd
+from conftest import REPO, memlaw_cmd, require_root
 from orchestrator.records.journal import RecordLog
 from orchestrator.records.trial_record import FAILURES
 
@@ -30,11 +30,7 @@ TRIAL = {"model": {"name": "tiny-xs"}, "adapter": {"placement": "paper", "rank":
 
 @contextlib.contextmanager
 def tmpfs(folder: Path, size: str = "16m"):
-    if os.geteuid() != 0:
-        message = "mounting a tmpfs needs root (CI runs as root)"
-        if os.environ.get(REQUIRE_SYSTEM_TOOLS):
-            pytest.fail(message)
-        pytest.skip(f"SKIPPED, NOT RUN: {message}")
+    require_root("mounting a tmpfs")
     folder.mkdir(parents=True)
     subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], check=True)
     try:
@@ -154,3 +150,20 @@ def test_resume_on_read_only_storage_is_one_line_before_ray(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err == (f"error: cannot resume: cannot write the experiment folder {disk / 'law'}: Read-only file system "
                    "(a writable local folder or an s3://, gs:// URI)\n")
+
+
+def test_only_the_experiments_storage_stops_a_sweep(tmp_path):
+    """A permission error reading a model folder elsewhere is that trial's error, not a full disk;
+    an error under the experiment, or one that names no path (Tune's checkpoint upload), is storage."""
+    from orchestrator.records.storage_failure import cause_in_text
+    from orchestrator.tune.callbacks import StorageWatch
+
+    StorageWatch.arm(None, str(tmp_path / "exp"))
+    try:
+        elsewhere = cause_in_text("PermissionError: [Errno 13] Permission denied: '/models/llama/config.json'")
+        inside = cause_in_text(f"OSError: [Errno 28] No space left on device: '{tmp_path}/exp/memlaw/journal/x'")
+        unnamed = cause_in_text("OSError: [Errno 28] Error writing bytes to file. Detail: [errno 28] No space")
+        assert not StorageWatch.concerns(elsewhere) and StorageWatch.concerns(inside) and StorageWatch.concerns(unnamed)
+        assert not StorageWatch.concerns(None)
+    finally:
+        StorageWatch.arm(None)

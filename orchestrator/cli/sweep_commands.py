@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -153,7 +152,8 @@ def resume_problem(uri: str) -> str | None:
     folder it cannot write, or a missing or torn Tune state (Tune would train every trial again under
     new ids)."""
     from orchestrator.config.preflight import folder_write_problem
-    from orchestrator.experiment.folder import VALIDATION_PLAN_FILE, validation_uri
+    from orchestrator.experiment.folder import VALIDATION_PLAN_FILE, parse_validation_plan, validation_uri
+    from orchestrator.records.journal import DamagedFile
 
     if "://" not in uri and (unwritable := folder_write_problem(uri)):
         return f"error: cannot resume: {unwritable}"
@@ -164,11 +164,8 @@ def resume_problem(uri: str) -> str | None:
     validation = validation_uri(uri)
     if problem is None and Store(validation).exists(VALIDATION_PLAN_FILE):
         try:
-            plan = json.loads(Store(validation).read_bytes(VALIDATION_PLAN_FILE))
-            if not isinstance(plan, dict) or not isinstance(plan.get("arms"), list) or not isinstance(
-                    plan.get("seeds"), list):
-                raise ValueError("not a validation plan (no arms or seeds)")
-        except (OSError, ValueError, RecursionError) as err:
+            parse_validation_plan(Store(validation).read_bytes(VALIDATION_PLAN_FILE))
+        except (OSError, DamagedFile) as err:
             problem = f"the validation's plan {VALIDATION_PLAN_FILE} is torn or unreadable ({str(err)[:200]})"
         if problem is None and newest_state(validation) is not None:
             problem = state_problem(validation)

@@ -65,6 +65,17 @@ def validation_summary(experiment_uri: str) -> tuple[dict | None, list[Damage]]:
 SUMMARY_FIELDS = {"seeds": list, "metrics": list, "primary": dict, "arms": list, "verdict": dict}
 
 
+def parse_validation_plan(data: bytes) -> dict:
+    """A saved validation plan (arms, seeds); DamagedFile when the file is torn or not one."""
+    try:
+        plan = json.loads(data)
+    except (ValueError, RecursionError) as err:
+        raise DamagedFile(f"truncated or not JSON ({str(err)[:200]})") from None
+    if not isinstance(plan, dict) or not isinstance(plan.get("arms"), list) or not isinstance(plan.get("seeds"), list):
+        raise DamagedFile("not a validation plan (no arms or seeds)")
+    return plan
+
+
 def parse_validation_summary(data: bytes) -> dict:
     try:
         summary = json.loads(data)

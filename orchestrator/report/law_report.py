@@ -197,10 +197,8 @@ def search_result(sweep, records: Iterable[TrialRecord], experiment_uri: str) ->
 
 def _unfinished_validation(sweep, experiment_uri: str) -> tuple[dict[str, Any] | None, list]:
     """A validation that planned its trials and has no summary yet: how far it got (no verdict)."""
-    import json
-
-    from orchestrator.experiment.folder import VALIDATION, VALIDATION_PLAN_FILE, validation_uri
-    from orchestrator.records.journal import Damage, RecordLog
+    from orchestrator.experiment.folder import VALIDATION, VALIDATION_PLAN_FILE, parse_validation_plan, validation_uri
+    from orchestrator.records.journal import Damage, DamagedFile, RecordLog
     from orchestrator.records.storage import Store
     from orchestrator.search.validation_plan import incomplete_text, progress
 
@@ -208,9 +206,9 @@ def _unfinished_validation(sweep, experiment_uri: str) -> tuple[dict[str, Any] |
     if not folder.exists(VALIDATION_PLAN_FILE):
         return None, []
     try:
-        plan = json.loads(folder.read_bytes(VALIDATION_PLAN_FILE))
+        plan = parse_validation_plan(folder.read_bytes(VALIDATION_PLAN_FILE))
         done, planned = progress(plan, sweep, RecordLog.for_experiment(validation_uri(experiment_uri)).all())
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as err:
+    except (OSError, DamagedFile, KeyError, TypeError, AttributeError) as err:  # an arm that is not one
         return None, [Damage(f"{VALIDATION}/{VALIDATION_PLAN_FILE}", "validation", f"torn or unreadable ({err}"[:200]
                              + "): left out")]
     return {"incomplete": True, "done": done, "planned": planned,

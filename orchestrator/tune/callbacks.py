@@ -35,10 +35,21 @@ class StorageWatch:
 
     failure: StorageFailure | None = None
     reserve: Reserve | None = None
+    experiment_uri: str | None = None
 
     @classmethod
-    def arm(cls, reserve: Reserve | None) -> None:
-        cls.failure, cls.reserve = None, reserve
+    def arm(cls, reserve: Reserve | None, experiment_uri: str | None = None) -> None:
+        cls.failure, cls.reserve, cls.experiment_uri = None, reserve, experiment_uri
+
+    @classmethod
+    def concerns(cls, failure: StorageFailure | None) -> bool:
+        """Whether `failure` is the experiment's storage: a path under it, or no path (Tune's checkpoint
+        upload names none). An EACCES reading a model folder elsewhere is the trial's own error."""
+        if failure is None:
+            return False
+        if failure.path is None or cls.experiment_uri is None or "://" in cls.experiment_uri:
+            return True
+        return os.path.abspath(failure.path).startswith(os.path.abspath(cls.experiment_uri) + os.sep)
 
     @classmethod
     def failed(cls, failure: StorageFailure) -> None:
@@ -121,7 +132,7 @@ class ResultsForwarder(Callback):
                 ray.get(ref)
             except Exception as err:
                 failure = storage_cause(err)
-                if failure is not None:  # the disk, not the actor: no re-send until the stop frees room
+                if StorageWatch.concerns(failure):  # the disk, not the actor: no re-send until the stop frees room
                     StorageWatch.failed(failure)
                     continue
                 log.warning("memlaw: re-sending trial %s to the results actor (%s)", trial_id, err)
@@ -146,7 +157,7 @@ class ResultsForwarder(Callback):
         for trial in self._errored:
             text = _error_text(trial)
             failure = cause_in_text(text)
-            if failure is not None:  # it failed because the disk did: stopped (resume trains it), not failed
+            if StorageWatch.concerns(failure):  # it failed because the disk did: stopped (resume trains it), not failed
                 StorageWatch.failed(failure)
                 self._send(self._record(trial, "stopped", error=text[-2000:]))
                 continue

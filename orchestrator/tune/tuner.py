@@ -234,7 +234,7 @@ def _storage_watched(experiment: Experiment):
         reserve = Reserve(os.path.join(experiment.uri, LAW_FOLDER))
         if not reserve.hold():
             reserve = None
-    StorageWatch.arm(reserve)
+    StorageWatch.arm(reserve, experiment.uri)
     try:
         yield
     except Exception:
