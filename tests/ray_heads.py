@@ -82,6 +82,9 @@ def start_head(tmp: Path, env: dict[str, str], *, num_cpus: float = 1, dashboard
     if dashboard:
         args += ["--dashboard-host=127.0.0.1", f"--dashboard-port={dash}"]
     log = tmp / f"ray-head-{port}.log"
+    # Ray 2.60 drains a node on SIGTERM for up to 30 s, until it is idle; a detached results actor keeps
+    # it busy, so every stop would wait the full 30 s. A test's head has no traffic to drain.
+    env = {**env, "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}
     with open(log, "w") as out:
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     head = Head(proc, "", dash, log)
