@@ -83,10 +83,12 @@ ACTOR_RECORDS = 200
 
 
 def actor_records(n: int, sweep: str, seed: int = 0) -> list[dict]:
-    """n record dicts from the law on the rank × length grid, distinct trial ids, shuffled cells."""
+    """n record dicts from the law on the rank × length grid, shuffled cells; each its own configuration
+    (rank, length and seed in its config), since records of one configuration are one point of the law."""
     from orchestrator.records.trial_record import record_from_result
     from trainables import metric_names as K
     from trainables.config import TrialConfig
+    from trainables.schema import set_dotted
 
     x, ell, delta, final = records(n, "grid", seed)
     base = TrialConfig().to_dict()
@@ -95,7 +97,8 @@ def actor_records(n: int, sweep: str, seed: int = 0) -> list[dict]:
         result = {K.RANK: int(x[i]), K.TARGET_TOKENS: int(ell[i]), K.DELTA_LOSS: float(delta[i]),
                   K.LOSS_FINAL: float(final[i]), K.LOSS_INIT: float(final[i] + delta[i]),
                   K.TRAINABLE_PARAMS: int(128 * x[i]), "timestamp": time.time(), "time_total_s": 1.0}
-        out.append(record_from_result(f"bench-{i:05d}", sweep, base, result).to_dict())
+        config = set_dotted(base, {"adapter.rank": int(x[i]), "data.target_tokens": int(ell[i]), "seed": i})
+        out.append(record_from_result(f"bench-{i:05d}", sweep, config, result).to_dict())
     return out
 
 

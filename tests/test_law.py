@@ -58,7 +58,7 @@ def test_recovers_exponents_within_one_percent():
     assert fit.beta == pytest.approx(TRUE["beta"], rel=0.01)
     assert fit.C == pytest.approx(TRUE["C"], rel=0.05)
     assert fit.b == pytest.approx(TRUE["b"], abs=0.005)
-    assert fit.n_points == 2 * RANKS.size * LENGTHS.size and fit.dof == fit.n_points - 4
+    assert fit.n_points == 2 * RANKS.size * LENGTHS.size and fit.n_cells == RANKS.size * LENGTHS.size and fit.dof == fit.n_cells - 4
     assert fit.r2 > 0.999 and fit.mape < 2.0
 
 

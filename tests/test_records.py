@@ -66,6 +66,7 @@ def result(rank: int, ell: int, delta: float, **extra) -> dict:
         K.CANDIDATE_TOKENS: 509, K.LOSS_CHANCE: math.log(509), K.LOSS_REF: math.log(509),
         K.DROP_BELOW_CHANCE: math.log(509) - (LOSS_INIT - delta), K.BITS_ABOVE_CHANCE: 100.0,
         K.BITS_ABOVE_CHANCE_PER_PARAM: 100.0 / (rank * 128), K.CERTIFIED_BITS: 0.0, K.CERTIFIED_BITS_PER_PARAM: 0.0,
+        K.DELTA_LOSS_HALF: delta / 1.02, K.DELTA_LOSS_HALF_STEP: 150, K.CONVERGENCE_RATIO: 1.02,
         K.PER_SEQUENCE: [{K.SEQ_CERTIFIED: False, K.SEQ_TARGET_TOKENS: ell}],
         "timestamp": 1_700_000_100.0, "time_total_s": 12.5, "node_ip": "10.0.0.7", "hostname": "worker-3",
         "training_iteration": 31, "trial_id": "ignored",

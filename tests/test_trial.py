@@ -44,6 +44,10 @@ def test_tiny_example_reaches_full_recall_and_certificate_implies_exact(tmp_path
     assert on_disk[K.GREEDY_EXACT_MATCH] == result[K.GREEDY_EXACT_MATCH]
     evals = [json.loads(line) for line in (tmp_path / "evals.jsonl").read_text().splitlines()]
     assert [e[K.STEP] for e in evals] == list(range(10, cfg.budget.steps + 1, 10))
+    half = max(e[K.STEP] for e in evals if 2 * e[K.STEP] <= cfg.budget.steps)  # ΔL at half the budget
+    half_delta = next(e[K.DELTA_LOSS] for e in evals if e[K.STEP] == half)
+    assert (result[K.DELTA_LOSS_HALF_STEP], result[K.DELTA_LOSS_HALF]) == (half, half_delta)
+    assert result[K.CONVERGENCE_RATIO] == result[K.DELTA_LOSS] / half_delta
     assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
     assert TrialConfig.from_yaml(str(tmp_path / "config.yaml")) == cfg
 

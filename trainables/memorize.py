@@ -37,6 +37,7 @@ import torch
 from trainables import information, memft, metric_names as K, recall
 from trainables.backends import ADAPTER_FOLDER, SingleProcess, TrialBackend, rank_memory
 from trainables.certification import CertificationTrack
+from trainables.convergence import ConvergenceTrack
 from trainables.config import TrialConfig
 from trainables.data import MemorizationSet, build_memorization_set, pack, random_candidates
 from trainables.fault_drills import inject_fault
@@ -50,7 +51,7 @@ StepFn = Callable[[int, float], None]
 CHECKPOINT_PREFIX = "checkpoint_"
 TOKENS_PER_EVAL_CHUNK = 65536  # sequences × length per forward pass during evaluation
 EVALS_FILE = "evals.jsonl"  # one row per evaluation, in the trial folder and in each checkpoint
-INIT_LOSSES_FILE = "loss_init_tokens.npy"  # L_init,t [N, T] in a checkpoint: bits above chance after a resume
+INIT_LOSSES_FILE = "loss_init_tokens.npy"  # L_init,t [N, T] in a checkpoint: loss_ref, text bits after a resume
 
 
 class TrialDiverged(RuntimeError):
@@ -251,6 +252,7 @@ class MemorizationTrial:
         self.init_losses: torch.Tensor | None = None  # L_init,t [N, T]: the information measures' reference
         self.steps_to_certified: int | None = None
         self.certification = CertificationTrack()  # stable certification and losses of it
+        self.convergence = ConvergenceTrack()  # ΔL at half the budget
         self.finished = False  # the final evaluation is done (budget spent or certified early)
         self.greedy_last: dict[str, float] | None = None
 
@@ -301,26 +303,33 @@ class MemorizationTrial:
             K.TRAINABLE_PARAMS: self.n_params, K.RANK: self.cfg.adapter.rank,
             K.TARGET_TOKENS: self.data.target_tokens,
             K.BITS_PER_PARAM: recall.bits_per_param(self.data.target_tokens, delta, self.n_params),
+            **self.convergence.observe(self.step, delta, self.cfg.budget.steps),
             K.WALL_S: self.wall_prior + (time.perf_counter() - self._t0),
             **self._information(tf),
         }
         return metrics, rows
 
     def _information(self, tf: recall.TeacherForced) -> dict[str, Any]:
-        """Bits above chance and certified bits (trainables/information.py); None without L_init,t."""
+        """Bits above chance and certified bits (trainables/information.py). Random targets' bits are
+        referenced to the exact source entropy ℓ_s · ln |V_cand|; every other kind's to the base model's
+        code (a proxy), so those, and the law's loss_ref, are None without L_init,t."""
         n_cand, chance = self.n_candidates, information.chance_level(self.n_candidates)
         certified = information.certified_bits(int(tf.certified_tokens.sum()), n_cand)
+        random_targets = self.cfg.data.kind == "random"  # the generator is uniform over V_cand
         out = {K.CANDIDATE_TOKENS: n_cand, K.LOSS_CHANCE: chance, K.CERTIFIED_BITS: certified,
                K.CERTIFIED_BITS_PER_PARAM: information.per_param(certified, self.n_params),
                K.LOSS_REF: None, K.DROP_BELOW_CHANCE: None, K.BITS_ABOVE_CHANCE: None,
                K.BITS_ABOVE_CHANCE_PER_PARAM: None}
-        if self.init_losses is None or self.init_losses.shape != tf.losses.shape:
-            return out  # resumed from a checkpoint written before per-token L_init was kept
-        init = self.init_losses.to(tf.losses.device)
-        loss_ref = information.mean_reference_loss(init, tf.mask, n_cand)
-        above = information.bits_above_chance(init, tf.losses, tf.mask, n_cand)
-        return {**out, K.LOSS_REF: loss_ref, K.DROP_BELOW_CHANCE: loss_ref - recall.mean_loss(tf),
-                K.BITS_ABOVE_CHANCE: above, K.BITS_ABOVE_CHANCE_PER_PARAM: information.per_param(above, self.n_params)}
+        init = None  # None: resumed from a checkpoint written before per-token L_init was kept
+        if self.init_losses is not None and self.init_losses.shape == tf.losses.shape:
+            init = self.init_losses.to(tf.losses.device)
+            loss_ref = information.mean_reference_loss(init, tf.mask, n_cand)
+            out.update({K.LOSS_REF: loss_ref, K.DROP_BELOW_CHANCE: loss_ref - recall.mean_loss(tf)})
+        if init is not None or random_targets:
+            above = information.bits_above_chance(init, tf.losses, tf.mask, n_cand, random_targets=random_targets)
+            out.update({K.BITS_ABOVE_CHANCE: above,
+                        K.BITS_ABOVE_CHANCE_PER_PARAM: information.per_param(above, self.n_params)})
+        return out
 
     def measure_init(self) -> None:
         tf = evaluate_teacher_forced(self.model, self.corpus, self.prefix)
@@ -356,7 +365,7 @@ class MemorizationTrial:
         return {"step": self.step, "evals_done": self.evals_done, "loss_init": self.loss_init,
                 "wall_s": self.wall_prior + (time.perf_counter() - self._t0),
                 "steps_to_certified": self.steps_to_certified, "greedy_last": self.greedy_last,
-                "certification": self.certification.to_dict(),
+                "certification": self.certification.to_dict(), "convergence": self.convergence.to_dict(),
                 "window": self.window.to_dict(), "config_hash": self.cfg.config_hash(), "finished": self.finished}
 
     def load_checkpoint(self, folder: Path) -> None:
@@ -369,6 +378,7 @@ class MemorizationTrial:
         self.steps_to_certified, self.greedy_last = state["steps_to_certified"], state["greedy_last"]
         self.window = memft.WindowState.from_dict(state["window"])
         self.certification = CertificationTrack.from_dict(state.get("certification"))
+        self.convergence = ConvergenceTrack.from_dict(state.get("convergence"))
         self.finished = state.get("finished", False)
         saved = folder / INIT_LOSSES_FILE
         self.init_losses = torch.from_numpy(np.load(saved)) if saved.exists() else None

@@ -12,6 +12,9 @@ from __future__ import annotations
 LOSS_INIT = "loss_init"  # mean target-token cross-entropy before training (adapter output is zero)
 LOSS_FINAL = "loss_final"  # the same after training
 DELTA_LOSS = "delta_loss"  # loss_init - loss_final: the law's ΔL
+DELTA_LOSS_HALF = "delta_loss_half"  # ΔL at the last evaluation at or before half the budget (trainables/convergence.py)
+DELTA_LOSS_HALF_STEP = "delta_loss_half_step"  # the step of that evaluation
+CONVERGENCE_RATIO = "convergence_ratio"  # ΔL / delta_loss_half: > 1.05 means ΔL was still rising
 
 # -- the p > 0.5 certificate, teacher forced -----------------------------------------------------
 FRAC_P_GT_HALF = "frac_p_gt_half"  # fraction of target tokens with p_t > 0.5
@@ -54,7 +57,8 @@ CANDIDATE_TOKENS = "candidate_tokens"  # |V_cand|: tokens random targets are dra
 LOSS_CHANCE = "loss_chance"  # ln |V_cand|: the uniform code length, nats per token
 LOSS_REF = "loss_ref"  # mean_t min(L_init,t, ln |V_cand|): the reference code length, nats per token
 DROP_BELOW_CHANCE = "drop_below_chance"  # loss_ref - loss_final: the law's alternative response (nats/token)
-BITS_ABOVE_CHANCE = "bits_above_chance"  # Σ_t max(0, L_ref,t - L_final,t) / ln 2 (bits)
+BITS_ABOVE_CHANCE = "bits_above_chance"  # Σ_s max(0, H_s - Σ_t∈s L_final,t) / ln 2 (bits), per sequence s:
+#   H_s = ℓ_s · ln |V_cand| for random targets (exact), the base model's code for text (a proxy)
 BITS_ABOVE_CHANCE_PER_PARAM = "bits_above_chance_per_param"  # bits_above_chance / N_eff
 CERTIFIED_BITS = "certified_bits"  # (tokens with p > 0.5) · log2 |V_cand| (bits)
 CERTIFIED_BITS_PER_PARAM = "certified_bits_per_param"  # certified_bits / N_eff
@@ -66,5 +70,6 @@ EVAL_KEYS = (
     STEP, LOSS_INIT, LOSS_FINAL, DELTA_LOSS, FRAC_P_GT_HALF, FIRST_SUBTHRESHOLD_POS, TF_TOKEN_ACC,
     FIRST_TF_ERROR_POS, FRAC_SEQUENCES_CERTIFIED, GREEDY_TOKEN_ACC, GREEDY_EXACT_MATCH,
     FIRST_GREEDY_ERROR_POS, GREEDY_EVALUATED, STEPS_TO_CERTIFIED, STABLE_CERTIFIED_FROM, CERTIFICATION_LOSSES,
-    TRAINABLE_PARAMS, RANK, TARGET_TOKENS, *INFORMATION_KEYS, BITS_PER_PARAM, WALL_S, FINISHED,
+    TRAINABLE_PARAMS, RANK, TARGET_TOKENS, *INFORMATION_KEYS, BITS_PER_PARAM, DELTA_LOSS_HALF,
+    DELTA_LOSS_HALF_STEP, CONVERGENCE_RATIO, WALL_S, FINISHED,
 )

@@ -185,7 +185,7 @@ def fit_observations(observations: Iterable[Mapping[str, Any]]) -> LawFit:
     obs = list(observations)
     cols = [np.array([np.nan if o.get(k) is None else float(o[k]) for o in obs], dtype=float)
             for k in (mn.RANK, mn.TARGET_TOKENS, mn.DELTA_LOSS, mn.LOSS_FINAL)]
-    return fit_law(*cols, capacity_variable=mn.RANK, leave_one_length_out=False)
+    return fit_law(*cols, capacity_variable=mn.RANK, leave_one_length_out=False, identify=False)
 
 
 def theta_of(fit: LawFit) -> np.ndarray:

@@ -40,10 +40,13 @@ intervals covered the true exponents only 50–60 % of the time at a nominal 95 
 grid, 2 % multiplicative noise); relative residuals cover 94–96 % (1000 draws), and match the MAPE
 the paper reports. R² and MAPE are still reported on ΔL itself.
 
-Why cells: the fit's objective, its Jacobian Gram matrix and its residual sum depend on the records
-only through per-cell weighted sums, so records that share (x, ℓ) (seeds, repeats; every sweep is a
-grid) are collapsed exactly before the solver runs. A refit of 10 000 grid records takes ~5 ms, ~20 ms
-with leave-one-length-out (bench/law_refit.py); 10 000 records that share no cell take ~85 ms.
+Why a cell is one observation: records that share (x, ℓ) (seeds, repeats) are replicates of one design
+point, not new information about the law's shape. Each cell enters the fit once, as its mean ΔL ȳ_c
+(Σ 1/ΔL over Σ 1/ΔL²) with one relative residual; s², the dof (k − 4) and the bootstrap (which resamples
+cells) all count cells, so doubling every record, or adding replicates that vary only the init, leaves
+the intervals where they were. On a balanced grid the point estimate equals the record-level one. The
+replicates' spread is the pure error of the lack-of-fit test (identifiability.py). Refit times:
+bench/law_refit.py.
 """
 
 from __future__ import annotations
@@ -114,7 +117,7 @@ class LawFit:
     covariance: tuple[tuple[float, ...], ...] | None = None
     """Σ over (ln C, α, β, b) from the Jacobian, whatever interval_method; None when singular."""
     dof: int | None = None
-    """Residual degrees of freedom, n_points − 4."""
+    """Residual degrees of freedom, n_cells − 4: replicates inside a cell are not new cells."""
     r2: float | None = None
     """Coefficient of determination on ΔL (not on ln ΔL); None when ΔL does not vary."""
     mape: float | None = None
@@ -135,6 +138,21 @@ class LawFit:
     comparable: bool | None = None
     """False when init_excess > OVERCONFIDENCE_MARGIN and y is ΔL: part of every ΔL undoes the base's
     overconfidence, so α, β are not comparable with runs that start at chance. None when unknown."""
+    n_cells: int | None = None
+    """Distinct (x, ℓ) cells the fit used: its observations (n_points counts their records)."""
+    lack_of_fit_p: float | None = None
+    """p of the F test of the cells' residuals against the replicates' pure error (identifiability.py);
+    None without replicates that differ."""
+    alpha_profile_ci: tuple[float, float] | None = None
+    """Profile-likelihood 95 % interval of α (C, β and b refitted at each α); a bound of ±EXPONENT_BOUND
+    means the profile never rose enough on that side: the interval is open there."""
+    beta_profile_ci: tuple[float, float] | None = None
+    alpha_over_b: tuple[float, float] | None = None
+    """Smallest and largest α̂ when b is held at values across its own interval (identifiability.py)."""
+    beta_over_b: tuple[float, float] | None = None
+    identified: bool | None = None
+    """False when α or β moves over b's interval by more than the width of its own interval: the offset
+    trades against the exponents and the cells do not pin them down. None when not computed."""
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -175,12 +193,18 @@ class GroupFit:
     params_per_rank: float | None
     """Median trainable_params / rank: converts a capacity in parameters back to a rank."""
     bits_above_chance_per_param_mean: float | None = None
-    """Mean bits above chance per adapter parameter (trainables/information.py): the honest figure."""
+    """Mean bits above chance (trainables/information.py) per adapter parameter over every finished row."""
     bits_above_chance_per_param_max: float | None = None
     certified_bits_per_param_mean: float | None = None
     """Mean certified bits (tokens with p > 0.5 × log2 |V_cand|) per adapter parameter."""
     loss_chance: float | None = None
     """ln |V_cand| of the group's data (nats per token)."""
+    bits_above_chance_per_param_unsaturated_mean: float | None = None
+    """The same mean over unsaturated rows (final loss >= ln 2, the fit's cut): what the demo reports."""
+    cells_rising: int | None = None
+    """Fitted (unsaturated, valid) cells whose median ΔL(T)/ΔL(T/2) > 1.05 (trainables/convergence.py): ΔL
+    was still rising when the budget ran out, so the fit is of ΔL at T steps, not of a plateau."""
+    cells_ratio_known: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "fit"}
@@ -284,8 +308,9 @@ def _degeneracy(
         return "one_capacity", f"all {n_points} usable records share one capacity x = {records.x[0]:g}"
     if np.unique(records.ell).size == 1:
         return "one_length", f"all {n_points} usable records share one length ℓ = {records.ell[0]:g}"
-    if records.cell_start.size < 4:
-        return "too_few_points", f"{records.cell_start.size} distinct (x, ℓ) pairs cannot fix 4 parameters"
+    if records.cell_start.size < MIN_POINTS:
+        return "too_few_points", (f"{records.cell_start.size} distinct (x, ℓ) cells, need {MIN_POINTS}: replicates "
+                                  f"of a cell are not new cells, and 4 parameters need a residual to judge them by")
     return None
 
 
@@ -346,9 +371,17 @@ def _cells(records: _Records, multiplicity: np.ndarray) -> _Cells:
     return cells if present.all() else cells.take(count > 0)
 
 
+def _observations(cells: _Cells, multiplicity: np.ndarray | None = None) -> _Cells:
+    """The cells as the fit's observations: each cell once (or `multiplicity` times, for the cell
+    bootstrap), weight m/ȳ², no within-cell term (module docstring, "Why cells")."""
+    m = np.ones_like(cells.y_bar) if multiplicity is None else multiplicity
+    out = dataclasses.replace(cells, weight=m / cells.y_bar**2, count=m, within=np.zeros_like(m))
+    return out if (m > 0).all() else out.take(m > 0)
+
+
 def _identifiable(cells: _Cells) -> bool:
-    """At least two capacities, two lengths and MIN_POINTS records."""
-    return np.unique(cells.x).size > 1 and np.unique(cells.ell).size > 1 and cells.count.sum() >= MIN_POINTS
+    """At least two capacities, two lengths and four distinct cells for four parameters."""
+    return np.unique(cells.x).size > 1 and np.unique(cells.ell).size > 1 and cells.x.size >= 4
 
 
 # -- solver --------------------------------------------------------------------------------------
@@ -357,7 +390,7 @@ def _identifiable(cells: _Cells) -> bool:
 @dataclass(frozen=True)
 class _Solution:
     theta: np.ndarray  # (4,) (ln C, α, β, b)
-    rss: float  # Σρ² over the records, within-cell part included
+    rss: float  # Σ weight · residual² over the observations (cells; within-cell part included if any)
     jac: np.ndarray  # (k, 4) ∂(√weight · residual)/∂(a, α, β, b) at the optimum
     at_bound: tuple[str, ...]
 
@@ -428,9 +461,9 @@ def _solve(cells: _Cells, start: np.ndarray, centre: tuple[float, float]) -> _So
 
 
 def _point_fit(records: _Records) -> tuple[_Cells, tuple[float, float], _Solution | None]:
-    """θ̂ on records known to be fittable: their cells, the centre (c_x, c_ℓ) and the solution from the
-    OLS start (None when the solver does not converge)."""
-    cells = _cells(records, np.ones_like(records.y))
+    """θ̂ on records known to be fittable: their cells (as observations), the centre (c_x, c_ℓ) and the
+    solution from the OLS start (None when the solver does not converge)."""
+    cells = _observations(_cells(records, np.ones_like(records.y)))
     centre = (float(np.mean(np.log(cells.x))), float(np.mean(np.log(cells.ell))))
     return cells, centre, _solve(cells, _ols_start(cells, centre), centre)
 

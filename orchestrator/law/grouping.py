@@ -12,6 +12,10 @@ Notation (fit.py's x, ℓ, ΔL, L_final, y; the bits are trainables/information.
   loss_init_mean        mean L_init (nats per token)
   per group, over its rows with finite x, ℓ and L_final (a run above chance counts, with 0 bits):
   bits_above_chance_per_param_mean, _max, certified_bits_per_param_mean, loss_chance (ln |V_cand|)
+  bits_above_chance_per_param_unsaturated_mean   the same mean over those rows that are not saturated
+                        (L_final >= ln 2, fit.py's cut): the figure the demo's finding reports
+  cells_rising, cells_ratio_known   over the rows the fit uses: cells whose median ΔL(T)/ΔL(T/2) exceeds
+                        trainables/convergence.py's RISING_RATIO (still rising at the budget), and cells with a ratio
   per group, over its rows whose trainable_params / rank is finite and > 0:
   params_per_rank       the median of that ratio (N_eff per unit of rank): converts a capacity in
                         parameters back to a rank
@@ -26,9 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from orchestrator.law.fit import RESPONSES, GroupFit, _check_options, _invalid_mask
+from orchestrator.law.fit import LN2, RESPONSES, GroupFit, _check_options, _invalid_mask
 from orchestrator.law.uncertainty import fit_law
 from trainables import metric_names as mn
+from trainables.convergence import RISING_RATIO
 
 
 def fit_groups(rows: Iterable[Mapping[str, Any]], *, capacity_variable: str = mn.RANK,
@@ -51,7 +56,7 @@ def fit_groups(rows: Iterable[Mapping[str, Any]], *, capacity_variable: str = mn
 
 _GROUP_KEYS = (mn.RANK, mn.TRAINABLE_PARAMS, mn.TARGET_TOKENS, mn.DELTA_LOSS, mn.DROP_BELOW_CHANCE, mn.LOSS_FINAL,
                mn.LOSS_INIT, mn.LOSS_CHANCE, mn.BITS_PER_PARAM, mn.BITS_ABOVE_CHANCE_PER_PARAM,
-               mn.CERTIFIED_BITS_PER_PARAM)
+               mn.CERTIFIED_BITS_PER_PARAM, mn.CONVERGENCE_RATIO)
 
 
 def _fit_group(group: str, rows: list[Mapping[str, Any]], capacity_variable: str, response: str) -> GroupFit:
@@ -63,6 +68,10 @@ def _fit_group(group: str, rows: list[Mapping[str, Any]], capacity_variable: str
     # 0 bits above chance: it belongs in the mean).
     finite = np.isfinite(cols[capacity_variable]) & np.isfinite(cols[mn.TARGET_TOKENS]) & np.isfinite(cols[mn.LOSS_FINAL])
     valid = ~_invalid_mask(cols[capacity_variable], cols[mn.TARGET_TOKENS], cols[mn.DELTA_LOSS], cols[mn.LOSS_FINAL])
+    # Saturated as the law fit says (fit._usable_records: final loss < ln 2). A saturated row stores
+    # its whole target, so its bits per parameter measure the target's length, not the adapter's capacity.
+    unsaturated = finite & ~(cols[mn.LOSS_FINAL] < LN2)
+    rising, known = _cells_rising(cols, capacity_variable, valid & unsaturated)
     per_rank = cols[mn.TRAINABLE_PARAMS] / cols[mn.RANK]
     usable_ratio = per_rank[np.isfinite(per_rank) & (per_rank > 0)]
     return GroupFit(
@@ -74,7 +83,21 @@ def _fit_group(group: str, rows: list[Mapping[str, Any]], capacity_variable: str
         bits_above_chance_per_param_max=_finite_max(cols[mn.BITS_ABOVE_CHANCE_PER_PARAM][finite]),
         certified_bits_per_param_mean=_finite_mean(cols[mn.CERTIFIED_BITS_PER_PARAM][finite]),
         loss_chance=_finite_mean(cols[mn.LOSS_CHANCE][finite]),
+        cells_rising=rising, cells_ratio_known=known,
+        bits_above_chance_per_param_unsaturated_mean=_finite_mean(cols[mn.BITS_ABOVE_CHANCE_PER_PARAM][unsaturated]),
     )
+
+
+def _cells_rising(cols: dict[str, np.ndarray], capacity_variable: str, fitted: np.ndarray) -> tuple[int, int]:
+    """(cells whose median convergence ratio exceeds RISING_RATIO, cells with a known ratio), over the
+    rows the fit uses: a cell's replicates vote by their median, so one slow seed does not flag it."""
+    ratios: dict[tuple[float, float], list[float]] = {}
+    for x, ell, ratio in zip(cols[capacity_variable][fitted], cols[mn.TARGET_TOKENS][fitted],
+                             cols[mn.CONVERGENCE_RATIO][fitted]):
+        if np.isfinite(ratio):
+            ratios.setdefault((float(x), float(ell)), []).append(float(ratio))
+    rising = sum(float(np.median(r)) > RISING_RATIO for r in ratios.values())
+    return int(rising), len(ratios)
 
 
 def _number(value: Any) -> float:

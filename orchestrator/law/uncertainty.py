@@ -14,12 +14,13 @@ import when a test blocks torch with sys.modules["torch"] = None.
 Notation (fit.py's: n records, k cells, θ = (ln C, α, β, b), f(x, ℓ), ρ = (f − ΔL) / ΔL, centre c_x, c_ℓ)
   J        ∂ρ/∂θ, shape (n, 4); the solver's Jacobian is in (a, α, β, b) on the k cells (exact: the
            cells keep JᵀJ), and ∂(ln C, α, β, b)/∂(a, α, β, b) carries the covariance to θ
-  s²       Σρ² / (n − 4): residual variance (dimensionless); n − 4 is the fit's dof
+  s²       Σ_c ρ_c² / (k − 4) over the k cells (each cell one observation, fit.py "Why cells"):
+           residual variance (dimensionless); k − 4 is the fit's dof
   Σ        covariance of θ, shape (4, 4), s² (JᵀJ)⁻¹; None when J is numerically rank-deficient
-  t        t(0.975, n − 4), Student's t quantile: covariance intervals are θ̂ ± t · √diag Σ
+  t        t(0.975, k − 4), Student's t quantile: covariance intervals are θ̂ ± t · √diag Σ
   R², MAPE on ΔL (y) itself, not on ln ΔL: MAPE = 100 · mean |f − y| / y (percent)
 
-The bootstrap resamples records (case resampling) with a seed, refits each set warm-started from θ̂
+The bootstrap resamples cells (a cluster bootstrap) with a seed, refits each set warm-started from θ̂
 and takes the 2.5 and 97.5 percentiles; C's interval is exp of ln C's in either method, so it is
 positive and asymmetric. Relative residuals are what make the covariance intervals cover (fit.py's
 "Why relative residuals").
@@ -34,9 +35,10 @@ import numpy as np
 from scipy import special
 
 from orchestrator.law.fit import (
-    CONFIDENCE, RESPONSES, LawFit, _Cells, _cells, _check_options, _identifiable, _natural_jacobian,
-    _no_convergence, _point_fit, _predict, _Records, _Solution, _solve, _usable_records, comparability,
+    CONFIDENCE, RESPONSES, LawFit, _Cells, _check_options, _identifiable, _natural_jacobian, _no_convergence,
+    _observations, _point_fit, _predict, _Records, _Solution, _solve, _usable_records, comparability,
 )
+from orchestrator.law import identifiability
 from trainables import metric_names as mn
 
 #: Leave-one-length-out refits once per distinct ℓ; beyond this many lengths (ℓ measured per trial
@@ -61,6 +63,7 @@ def fit_law(
     response: str = mn.DELTA_LOSS,
     loss_init: Any = None,
     loss_chance: Any = None,
+    identify: bool = True,
 ) -> LawFit:
     """Fit y = C · x^α · ℓ^(−β) + b to 1-D arrays of equal length; never raises on bad data.
 
@@ -88,11 +91,15 @@ def fit_law(
       every record's ΔL stays above the asymptote b.
     Parameters that end on a bound are named in at_bound and the message.
 
-    interval_method "covariance" (fast, for the live fit) gives θ̂ ± t(0.975, n − 4) · √diag Σ;
-    "bootstrap" (for documents) refits n_boot case-resampled sets drawn with `seed` and takes the
+    interval_method "covariance" (fast, for the live fit) gives θ̂ ± t(0.975, k − 4) · √diag Σ (k cells);
+    "bootstrap" (for documents) refits n_boot cell-resampled sets drawn with `seed` and takes the
     2.5 and 97.5 percentiles. Leave-one-length-out refits (warm-started from the full fit) predict
     each distinct ℓ from the others; skipped with fewer than 3 or more than LOLO_MAX_LENGTHS
     distinct lengths, or when leave_one_length_out is False (saves one refit per length).
+
+    identify (default on) adds identifiability.py's figures: profile intervals of α and β, their
+    ranges over b's interval and the lack-of-fit test (~30 three-parameter refits on the cells); the
+    adaptive search, which refits per candidate, turns it off.
 
     Raises ValueError only for caller errors: arrays that are not 1-D of one length, an unknown
     capacity_variable or interval_method, n_boot < 1.
@@ -104,34 +111,37 @@ def fit_law(
     if problem is not None:
         fit = LawFit(problem[0], problem[1], capacity_variable, **counts)
     else:
-        options = dict(interval_method=interval_method, n_boot=n_boot, seed=seed, lolo=leave_one_length_out)
+        options = dict(interval_method=interval_method, n_boot=n_boot, seed=seed, lolo=leave_one_length_out,
+                       identify=identify)
         fit = _fit_records(records, capacity_variable, counts, **options)
     return comparability(fit, response, excess)
 
 
 def _fit_records(
     records: _Records, capacity_variable: str, counts: dict[str, int], *, interval_method: str, n_boot: int,
-    seed: int, lolo: bool,
+    seed: int, lolo: bool, identify: bool,
 ) -> LawFit:
     """The fit proper, on records already filtered, sorted and known to be fittable."""
     cells, centre, solution = _point_fit(records)
     if solution is None:
         return _no_convergence(capacity_variable, counts)
-    theta, dof = solution.theta, counts["n_points"] - 4
-    covariance = _covariance(solution, centre, counts["n_points"])
+    n_cells = int(cells.x.size)
+    theta, dof = solution.theta, n_cells - 4
+    covariance = _covariance(solution, centre, n_cells)
     if interval_method == "bootstrap":
-        intervals, n_used = _bootstrap_intervals(records, theta, centre, n_boot, seed)
+        intervals, n_used = _bootstrap_intervals(cells, theta, centre, n_boot, seed)
     else:
         intervals, n_used = _covariance_intervals(theta, covariance, dof), None
     r2, mape = _quality(records, theta)
     lolo_mape, lolo_per_length = (None, None)
     if lolo:
         lolo_mape, lolo_per_length = _leave_one_length_out(records, cells, theta, centre)
-    fields = dict(
+    identified = identifiability.report(records, cells, solution, centre, intervals, dof) if identify else {}
+    fields = dict(**identified,
         C=math.exp(theta[0]), alpha=float(theta[1]), beta=float(theta[2]), b=float(theta[3]),
         **_interval_fields(intervals), interval_method=interval_method, n_boot=n_used,
         covariance=None if covariance is None else tuple(map(tuple, covariance.tolist())),
-        dof=dof, r2=r2, mape=mape, lolo_mape=lolo_mape, lolo_per_length=lolo_per_length,
+        dof=dof, n_cells=n_cells, r2=r2, mape=mape, lolo_mape=lolo_mape, lolo_per_length=lolo_per_length,
         x_range=(float(records.x[0]), float(records.x[-1])),
         ell_range=(float(cells.ell.min()), float(cells.ell.max())), at_bound=solution.at_bound,
     )
@@ -144,7 +154,7 @@ def _ok_message(
 ) -> str:
     n_x, n_ell = np.unique(records.x).size, np.unique(cells.ell).size
     parts = [
-        f"fitted {counts['n_points']} records ({n_x} capacities × {n_ell} lengths); "
+        f"fitted {counts['n_points']} records in {cells.x.size} cells ({n_x} capacities × {n_ell} lengths); "
         f"left out {counts['n_excluded']} saturated and {counts['n_invalid']} invalid",
         f"MAPE {fields['mape']:.2f} %" + ("" if fields["r2"] is None else f", R² {fields['r2']:.4f}"),
     ]
@@ -156,6 +166,7 @@ def _ok_message(
         parts.append(f"at a bound: {', '.join(fields['at_bound'])} (their intervals mean little)")
     if singular:
         parts.append("the Jacobian is singular: no covariance")
+    parts.extend(identifiability.warnings(fields))
     return "; ".join(parts)
 
 
@@ -163,7 +174,7 @@ def _ok_message(
 
 
 def _covariance(solution: _Solution, centre: tuple[float, float], n: int) -> np.ndarray | None:
-    """Σ = s² (JᵀJ)⁻¹ in natural parameters; None when J is numerically rank-deficient."""
+    """Σ = s² (JᵀJ)⁻¹ in natural parameters, s² over n − 4 (n cells); None when J is rank-deficient."""
     _, sv, vt = np.linalg.svd(solution.jac, full_matrices=False)
     if sv[-1] <= sv[0] * max(solution.jac.shape) * np.finfo(float).eps:
         return None
@@ -181,14 +192,15 @@ def _covariance_intervals(theta: np.ndarray, covariance: np.ndarray | None, dof:
 
 
 def _bootstrap_intervals(
-    records: _Records, theta: np.ndarray, centre: tuple[float, float], n_boot: int, seed: int
+    cells: _Cells, theta: np.ndarray, centre: tuple[float, float], n_boot: int, seed: int
 ) -> tuple[np.ndarray | None, int]:
-    """Percentile intervals over case-resampled refits, each warm-started from θ̂."""
-    rng, n, draws = np.random.default_rng(seed), records.y.size, []
+    """Percentile intervals over refits on resampled cells (a cluster bootstrap: a cell's replicates
+    travel together, so they never count as independent draws), each warm-started from θ̂."""
+    rng, k, draws = np.random.default_rng(seed), cells.x.size, []
     for _ in range(n_boot):
-        multiplicity = np.bincount(rng.integers(0, n, size=n), minlength=n).astype(float)
-        cells = _cells(records, multiplicity)
-        solution = _solve(cells, theta, centre) if _identifiable(cells) else None
+        multiplicity = np.bincount(rng.integers(0, k, size=k), minlength=k).astype(float)
+        boot = _observations(cells, multiplicity)
+        solution = _solve(boot, theta, centre) if _identifiable(boot) else None
         if solution is not None:
             draws.append(solution.theta)
     if not draws:

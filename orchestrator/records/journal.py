@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass
 from typing import Iterable
 
 from orchestrator.records.identity import distinct
-from orchestrator.records.trial_record import STATUSES, TrialRecord
+from orchestrator.records.trial_record import STATUSES, TrialRecord, law_group_labels
 from orchestrator.records.storage import Store
 from trainables.schema import clip
 
@@ -219,5 +219,8 @@ class RecordLog:
 
 def law_rows(records: Iterable[TrialRecord]) -> list[dict]:
     """Rows for orchestrator.law.grouping.fit_groups: finished trials only (failures never reach the
-    fit), one per configuration (orchestrator/records/identity.py: a repeat adds no point)."""
-    return [r.law_row() for r in distinct(records).records if r.ok]
+    fit), one per configuration (orchestrator/records/identity.py: a repeat adds no point), each in its
+    law group (trial_record.law_group_labels: trials that differ in budget, size or knobs never pool)."""
+    finished = [r for r in distinct(records).records if r.ok]
+    labels = law_group_labels([r.config for r in finished])
+    return [{**r.law_row(), "group": label} for r, label in zip(finished, labels)]

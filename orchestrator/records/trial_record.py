@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from trainables import metric_names as K
 from trainables.schema import canonical_hash, set_dotted
@@ -29,6 +29,18 @@ STATUSES = ("ok", *FAILURES, "pruned", "stopped")
 #: placement and method. A group label joins their values with "|".
 GROUP_FIELDS = (("model", "name"), ("data", "kind"), ("data", "random_share"), ("adapter", "placement"),
                 ("method", "name"))
+#: Everything else that changes ΔL for reasons other than r and ℓ: the budget, the data's size, where
+#: the adapter sits and how it is scaled, the base model's file and dtype, the method's knobs. A sweep
+#: usually holds these fixed, and then the label stays GROUP_FIELDS' alone; where trials of one label
+#: differ here, law_group_labels splits them and names the difference, so one fit never pools trials
+#: whose ΔL differs for budget reasons. Replicate seeds (seed, data.seed) and the grid's own axes (rank,
+#: target_tokens) are not here: they are what a fit is over.
+POOLING_FIELDS = (("model", "gguf_file"), ("model", "init_range"), ("model", "seed"), ("dtype",),
+                  ("adapter", "layer"), ("adapter", "alpha"), ("adapter", "dropout"), ("adapter", "target_modules"),
+                  ("adapter", "layers"), ("data", "num_sequences"), ("data", "prompt_tokens"), ("data", "text_file"),
+                  ("budget", "steps"), ("budget", "lr"), ("budget", "weight_decay"), ("budget", "schedule"),
+                  ("budget", "warmup_steps"), ("budget", "grad_clip"), ("budget", "batch_size"),
+                  ("eval", "early_stop_certified"), ("method", "*"))
 #: The final-result keys a record keeps (the per-sequence list stays in the trial folder).
 RESULT_KEYS = tuple(k for k in K.EVAL_KEYS if k != K.GREEDY_EVALUATED)
 
@@ -109,6 +121,46 @@ def group_label(config: Mapping[str, Any]) -> str:
         value = (config.get(section) or {}).get(name)
         parts.append(f"{value:g}" if isinstance(value, float) else str(value))
     return "|".join(parts)
+
+
+def pooling_values(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The POOLING_FIELDS of one config, by dotted name ("method.*": every method knob but its name)."""
+    out: dict[str, Any] = {}
+    for path in POOLING_FIELDS:
+        node: Any = config
+        if path[-1] == "*":
+            section = config.get(path[0]) or {}
+            out.update({f"{path[0]}.{k}": _hashable(v) for k, v in section.items() if k != "name"})
+            continue
+        for key in path:
+            node = node.get(key) if isinstance(node, Mapping) else None
+        out[".".join(path)] = _hashable(node)
+    return out
+
+
+def law_group_labels(configs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Each config's law group: group_label, plus "|field=value,..." for the POOLING_FIELDS that differ
+    among the configs sharing that label (nothing added where they agree, the usual sweep)."""
+    labels = [group_label(c) for c in configs]
+    values = [pooling_values(c) for c in configs]
+    differing: dict[str, list[str]] = {}
+    for label in set(labels):
+        members = [v for lab, v in zip(labels, values) if lab == label]
+        keys = sorted({k for v in members for k in v})
+        differing[label] = [k for k in keys if len({json.dumps(v.get(k), sort_keys=True) for v in members}) > 1]
+    out = []
+    for label, value in zip(labels, values):
+        keys = differing[label]
+        out.append(label + ("|" + ",".join(f"{k}={_show(value.get(k))}" for k in keys) if keys else ""))
+    return out
+
+
+def _hashable(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _show(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else json.dumps(value) if isinstance(value, list) else str(value)
 
 
 def config_hash(config: Mapping[str, Any]) -> str:

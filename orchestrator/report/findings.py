@@ -6,11 +6,15 @@ Pure: reads finished TrialRecords and the law report (orchestrator/report/law_re
 Verbatim recall of a cell (r, ℓ) means every seed of it decoded its whole target greedily
 (greedy_exact_match = 1). The capacity edge of rank r is the longest ℓ it recalls, given that it also
 recalls every shorter ℓ of the grid; a rank that recalls none has no edge.
+
+The bits figure is the mean bits above chance per parameter over the unsaturated trials (final loss
+>= ln 2, the law fit's cut; orchestrator/law/grouping.py), never a maximum: the largest of many noisy
+trials is the one noise favoured most, and a saturated trial stores its whole target, so its bits per
+parameter measure the target's length rather than the adapter's capacity (docs/science.md §6).
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any, Iterable
 
 from orchestrator.records.trial_record import TrialRecord
@@ -36,7 +40,8 @@ def recall_edges(records: Iterable[TrialRecord]) -> dict[float, float | None]:
 
 
 def finding(records: Iterable[TrialRecord], report: dict[str, Any]) -> str:
-    """One sentence: which ranks recall which lengths verbatim, the fit on the rest, the honest bits."""
+    """One sentence: which ranks recall which lengths verbatim, the fit on the rest, the honest bits
+    (their mean over unsaturated trials)."""
     records = list(records)
     edges = recall_edges(records)
     recalled = [f"r = {rank:g} up to ℓ = {edge:g}" for rank, edge in edges.items() if edge is not None]
@@ -55,12 +60,33 @@ def finding(records: Iterable[TrialRecord], report: dict[str, Any]) -> str:
             parts.append(f"the law fits {symbol} of the {fit['n_points']} unsaturated trials with R² {fit['r2']:.3f} "
                          f"(α {fit['alpha']:.2f}, β {fit['beta']:.2f}"
                          + (", L_init above chance: not comparable with a base at chance" if fit.get("comparable") is False
-                            else "") + ")")
+                            else "") + ")" + _caveats(group))
         else:
             parts.append(f"no law for {label}: {fit['status']}")
-        mean, best = group.get("bits_above_chance_per_param_mean"), group.get("bits_above_chance_per_param_max")
-        if mean is not None and best is not None and math.isfinite(best):
-            paper = group.get("bits_per_param_mean")
-            parts.append(f"{mean:.2f} bits above chance per parameter on average, {best:.2f} at most"
-                         + ("" if paper is None else f" (the paper's ΔL-based figure would say {paper:.2f})"))
+        parts += _bits_part(group)
     return "Found: " + "; ".join(parts) + "."
+
+
+def _caveats(group: dict[str, Any]) -> str:
+    """What a reader must know before quoting the exponents: cells still rising, an offset that trades
+    against them (orchestrator/law/identifiability.py, trainables/convergence.py)."""
+    fit, notes = group["fit"], []
+    if group.get("cells_rising"):
+        notes.append(f"ΔL still rising at the budget in {group['cells_rising']} of {group['cells_ratio_known']} cells: "
+                     f"not converged")
+    if fit.get("identified") is False:
+        notes.append(f"α and β not identified by these {fit.get('n_cells')} cells (b trades against them)")
+    return "".join(f", {note}" for note in notes)
+
+
+def _bits_part(group: dict[str, Any]) -> list[str]:
+    """The honest bits of one group: the mean over its unsaturated trials, or why there is none."""
+    unsaturated = group.get("bits_above_chance_per_param_unsaturated_mean")
+    if unsaturated is None:
+        if group.get("bits_above_chance_per_param_mean") is None:
+            return []  # records from before the bits were measured: nothing to say
+        return ["no bits figure: every trial saturated (final loss < ln 2), so none shows the capacity"]
+    paper = group.get("bits_per_param_mean")
+    paper_says = ("" if paper is None
+                  else f" (the paper's ΔL-based figure, saturated trials included, would say {paper:.2f})")
+    return [f"{unsaturated:.2f} bits above chance per parameter, the mean over unsaturated trials" + paper_says]

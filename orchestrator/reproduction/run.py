@@ -338,12 +338,14 @@ def certificate_facts(paths: list[str]) -> dict[str, Any]:
     return counts
 
 
-TABLE2_METRICS = (K.GREEDY_TOKEN_ACC, K.GREEDY_EXACT_MATCH, K.FRAC_P_GT_HALF, K.STABLE_CERTIFIED_FROM)
+#: Shares only: each gets Wilson's interval inside [0, 1]. Steps to certification are censored at the
+#: budget and belong to the validation's time-to-event summary, never to a mean.
+TABLE2_METRICS = (K.GREEDY_TOKEN_ACC, K.GREEDY_EXACT_MATCH, K.FRAC_P_GT_HALF)
 
 
 def table2_facts(columns: tuple[tuple[str, str], ...]) -> dict[str, Any]:
-    """Per method and rank: each metric's mean over the cell's seeds with its 95 % t-interval."""
-    from orchestrator.search.validation_stats import mean_interval
+    """Per method and rank: each share's mean over the cell's seeds with its 95 % Wilson interval."""
+    from orchestrator.search.validation_stats import wilson_interval
 
     table: dict[str, dict[str, Any]] = {}
     for label, path in columns:
@@ -351,7 +353,7 @@ def table2_facts(columns: tuple[tuple[str, str], ...]) -> dict[str, Any]:
         cells = {}
         for rank in sorted({r.metrics[K.RANK] for r in records}):
             mine = [r.metrics for r in records if r.metrics[K.RANK] == rank]
-            cells[str(rank)] = {k: mean_interval([m[k] for m in mine if m.get(k) is not None]).to_dict()
+            cells[str(rank)] = {k: wilson_interval([m[k] for m in mine if m.get(k) is not None]).to_dict()
                                 for k in TABLE2_METRICS}
             cells[str(rank)]["steps"] = mine[0][K.STEP]
             cells[str(rank)]["seeds"] = len(mine)
