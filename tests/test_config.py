@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -334,3 +335,19 @@ def test_check_against_model_counts_the_logits_of_a_cpu_trial(monkeypatch):
     assert "logits of one batch: 10000 × 1008 tokens × vocab 512 × 4 bytes" in str(err.value)
     check_against_model(TrialConfig.from_dict({"model": {"name": "tiny-s"}, "data": data,
                                                "budget": {"batch_size": 4}, "device": "cpu"}))
+
+
+def test_fields_joined_by_plus_take_one_value_together_and_the_demo_replicates_draw_fresh_targets():
+    """`seed+data.seed: [0, 1]`: each replicate a fresh adapter init and fresh targets (issue 23.2), so a
+    cell's replicates measure the noise of a new draw, not the init's alone."""
+    from orchestrator.config.preflight import load_sweep
+    from orchestrator.search.kinds import sweep_grid
+    from trainables.schema import set_dotted
+
+    tree = {"data": {"kind": "random"}}
+    assert set_dotted(tree, {"seed+data.seed": 3}) == {"data": {"kind": "random", "seed": 3}, "seed": 3}
+    assert tree == {"data": {"kind": "random"}}  # the input is not changed
+    sweep = load_sweep(str(Path(__file__).resolve().parents[1] / "examples" / "law_grid_cpu.yaml"))
+    configs = [sweep.trial_config(point) for point in sweep_grid(sweep).points()]
+    assert len(configs) == 24 and len({c.config_hash() for c in configs}) == 24
+    assert {(c.seed, c.data.seed) for c in configs} == {(0, 0), (1, 1)}

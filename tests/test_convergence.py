@@ -84,3 +84,29 @@ def test_a_cells_replicates_vote_by_their_median():
     group = fit_groups([*rows, slow, dict(rows[0])])["g"]  # cell (1, 64): ratios 1.0, 1.5, 1.0
     assert group.cells_rising == 0 and group.cells_ratio_known == 9
     assert np.isfinite(group.fit.alpha)
+
+
+def test_memlaw_law_reads_a_budget_ladder_and_recommends_the_budget_every_cell_settled_by():
+    """A fixed trace: cell r = 2 settles at 400 (ΔL 4.0, 4.6, 4.75, 4.8), cell r = 16 at 200; the
+    ladder recommends 400. Without the last rung of r = 2 nothing is recommended."""
+    from orchestrator.records.trial_record import record_from_result
+    from orchestrator.report.law_report import build_report, format_report
+    from test_records import config, result
+
+    trace = {2: {200: 4.0, 400: 4.6, 800: 4.75, 1600: 4.8}, 16: {200: 8.0, 400: 8.2, 800: 8.25, 1600: 8.26}}
+    records = []
+    for rank, ladder in trace.items():
+        for steps, delta in ladder.items():
+            cfg = config(rank, 256)
+            cfg["budget"]["steps"] = steps
+            records.append(record_from_result(f"r{rank}-{steps}", "ladder", cfg, result(rank, 256, delta)))
+    report = build_report("ladder", records)
+    facts = report["budget_ladder"]["tiny-s|random|0|paper|sft"]
+    assert [c["recommended"] for c in facts["cells"]] == [400, 200] and facts["recommended"] == 400
+    text = format_report(report)
+    assert "r = 2, ℓ = 256:   200: 4   400: 4.6   800: 4.75   1600: 4.8   -> settled at 400" in text
+    assert "recommended budget: 400 steps" in text
+    assert all(label.endswith(f"budget.steps={s}") for label, s in zip(sorted(report["groups"]),
+                                                                    sorted(map(str, trace[2]))))
+    short = [r for r in records if not (r.metrics[K.RANK] == 2 and r.config["budget"]["steps"] >= 800)]
+    assert "recommended budget: none in this ladder" in format_report(build_report("ladder", short))

@@ -140,3 +140,21 @@ def test_trials_that_differ_in_budget_are_never_pooled_in_one_fit():
     knobs = law_group_labels([{**_config(), "method": {"name": "sft", "margin": 0.1}},
                               {**_config(), "method": {"name": "sft", "margin": 0.2}}])
     assert knobs[0] != knobs[1] and "method.margin=0.1" in knobs[0]
+
+
+def test_memlaw_law_says_what_a_cells_replicates_vary():
+    from orchestrator.records.trial_record import record_from_result
+    from orchestrator.report.law_report import build_report, format_report
+    from test_records import config, result
+
+    def rec(i, rank, ell, seed, data_seed):
+        cfg = config(rank, ell, seed=seed)
+        cfg["data"]["seed"] = data_seed
+        return record_from_result(f"t{i}", "law", cfg, result(rank, ell, 0.5 + 0.1 * rank - 0.001 * ell))
+
+    cells = [(r, ell) for r in (1, 2, 4) for ell in (64, 128)]
+    init_only = [rec(i * 2 + k, r, ell, k, 0) for i, (r, ell) in enumerate(cells) for k in (0, 1)]
+    fresh = [rec(i * 2 + k, r, ell, k, k) for i, (r, ell) in enumerate(cells) for k in (0, 1)]
+    assert "replicates vary: init only (same targets)" in format_report(build_report("law", init_only))
+    assert "replicates vary: fresh init and fresh targets" in format_report(build_report("law", fresh))
+    assert "replicates vary" not in format_report(build_report("law", fresh[::2]))  # one record per cell

@@ -333,16 +333,24 @@ def _range_text(meta: Mapping[str, Any]) -> str:
 def set_dotted(tree: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of `tree` with dotted fields set ({"adapter.rank": 4}); only the mappings on each
     field's path are copied, so the input is never changed. The one dotted-path setter: `--set`,
-    sweep points and exported rows all go through it."""
+    sweep points and exported rows all go through it. Fields joined by "+" take one value together
+    ({"seed+data.seed": 1}: a grid axis of replicates that draw a fresh init and fresh targets at once)."""
     out = dict(tree)
-    for dotted, value in values.items():
-        keys = dotted.split(".") if isinstance(dotted, str) else [dotted]
-        node = out
-        for k in keys[:-1]:
-            child = node.get(k)
-            node[k] = dict(child) if isinstance(child, Mapping) else {}
-            node = node[k]
-        node[keys[-1]] = value
+    for joined, value in values.items():
+        for dotted in joined.split("+") if isinstance(joined, str) else [joined]:
+            out = _set_one(out, dotted, value)
+    return out
+
+
+def _set_one(out: dict[str, Any], dotted: Any, value: Any) -> dict[str, Any]:
+    """`out` with one dotted field set, copying only the mappings on its path."""
+    keys = dotted.split(".") if isinstance(dotted, str) else [dotted]
+    node = out
+    for k in keys[:-1]:
+        child = node.get(k)
+        node[k] = dict(child) if isinstance(child, Mapping) else {}
+        node = node[k]
+    node[keys[-1]] = value
     return out
 
 

@@ -13,7 +13,9 @@ from orchestrator.law.grouping import fit_groups
 from orchestrator.config.sweep import FitConfig
 from orchestrator.records.identity import distinct
 from orchestrator.records.journal import law_rows
-from orchestrator.records.trial_record import FAILURES, TrialRecord
+from orchestrator.report.budget_ladder import ladder_lines, ladders
+from orchestrator.records.trial_record import FAILURES, TrialRecord, law_group_labels
+from trainables import metric_names as K
 from trainables.convergence import RISING_RATIO
 
 
@@ -32,6 +34,8 @@ def build_report(sweep: str, records: Iterable[TrialRecord], fit: FitConfig = Fi
         elif not r.ok:
             unfinished[r.status] = unfinished.get(r.status, 0) + 1
     groups = fit_groups(law_rows(ok), capacity_variable=fit.capacity_variable, response=fit.response)
+    replicates = replicate_kinds(ok)
+    ladder = ladders(ok)
     return {
         "sweep": sweep,
         "updated_at": time.time(),
@@ -46,8 +50,30 @@ def build_report(sweep: str, records: Iterable[TrialRecord], fit: FitConfig = Fi
         "conflicts": [c.to_dict() for c in seen.conflicts],
         "conflict_lines": [c.text() for c in seen.conflicts],
         "trial_ids": sorted(r.trial_id for r in records),
-        "groups": {label: g.to_dict() for label, g in groups.items()},
+        "groups": {label: {**g.to_dict(), "replicates": replicates.get(label)} for label, g in groups.items()},
+        **({"budget_ladder": ladder} if ladder else {}),
     }
+
+
+def replicate_kinds(records: list[TrialRecord]) -> dict[str, str]:
+    """Per law group: what a cell's replicates vary (the adapter init `seed`, the targets `data.seed`).
+    Replicates on the same targets measure init noise alone, smaller than a fresh draw's: the
+    lack-of-fit test then rejects too easily (docs/science.md §5)."""
+    labels = law_group_labels([r.config for r in records])
+    cells: dict[tuple, list[TrialRecord]] = {}
+    for label, r in zip(labels, records):
+        key = (label, r.metrics.get(K.RANK), r.metrics.get(K.TARGET_TOKENS))
+        cells.setdefault(key, []).append(r)
+    found: dict[str, set[str]] = {}
+    for (label, *_), members in cells.items():
+        if len(members) < 2:
+            continue
+        inits = {m.config.get("seed") for m in members}
+        targets = {(m.config.get("data") or {}).get("seed") for m in members}
+        found.setdefault(label, set()).add({(True, True): "fresh init and fresh targets", (True, False): "init only "
+                                            "(same targets)", (False, True): "targets only (same init)"}
+                                           .get((len(inits) > 1, len(targets) > 1), "neither init nor targets"))
+    return {label: " / ".join(sorted(kinds)) for label, kinds in found.items()}
 
 
 def flat_fits(report: dict[str, Any]) -> list[dict[str, Any]]:
@@ -60,6 +86,7 @@ def flat_fits(report: dict[str, Any]) -> list[dict[str, Any]]:
                "bits_above_chance_per_param_unsaturated_mean": g.get("bits_above_chance_per_param_unsaturated_mean"),
                "certified_bits_per_param_mean": g.get("certified_bits_per_param_mean"),
                "cells_rising": g.get("cells_rising"), "cells_ratio_known": g.get("cells_ratio_known"),
+               "replicates": g.get("replicates"),
                "bits_per_param_mean": g["bits_per_param_mean"]}
         row.update({k: fit.get(k) for k in ("status", "message", "C", "alpha", "beta", "b", "r2", "mape",
                                             "n_points", "n_excluded", "n_invalid", "C_ci", "alpha_ci", "beta_ci",
@@ -97,6 +124,7 @@ def format_report(report: dict[str, Any]) -> str:
     lines += repeat_lines(report)
     if not report["groups"]:
         lines.append("  no finished trials yet")
+    lines += ladder_lines(report.get("budget_ladder") or {})
     for row in flat_fits(report):
         lines.append(f"  group {row['group']}  ({row['n_rows']} trials)")
         if row["status"] != "ok":
@@ -108,6 +136,8 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(f"    R² {_num(row['r2'], '.4f')}   MAPE {_num(row['mape'], '.2f')} %   leave-one-length-out "
                      f"MAPE {_num(row['lolo_mape'], '.2f')} %   points {row['n_points']} in {_num(row.get('n_cells'))} "
                      f"cells, dof {_num(row.get('dof'))} (+{row['n_excluded']} saturated, {row['n_invalid']} invalid)")
+        if row.get("replicates"):
+            lines.append(f"    replicates vary: {row['replicates']}")
         lines += identification_lines(row)
         if row.get("cells_ratio_known"):
             lines.append(f"    {convergence_line(row)}")
