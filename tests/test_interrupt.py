@@ -78,6 +78,10 @@ def test_ctrl_c_then_resume_every_fitted_trial_spent_its_budget_and_a_copy_resum
     experiment = tmp_path / "runs" / "drill"
     proc = start("sweep", str(sweep_file), log=tmp_path / "first.log")
     interrupt_when(proc, experiment, entries=2)
+    said = (tmp_path / "first.log").read_text()
+    assert proc.returncode == 130, said[-3000:]  # an interrupted sweep never exits like a finished one
+    assert "memlaw: interrupted (Ctrl-C): " in said and "The sweep is not complete" in said, said[-3000:]
+    assert f"memlaw resume {experiment}" in said
     first = journal(experiment)
     stopped = [r for r in first if r["status"] == "stopped"]
     assert all(r["metrics"].get(K.STEP, 0) == STEPS for r in first if r["status"] == "ok"), first

@@ -154,3 +154,30 @@ def test_searcher_state_keeps_the_storage_of_trials_not_yet_created():
     storage = inspect.getsource(StorageContext)
     assert "self.experiment_dir_name = experiment_dir_name" in storage and "self.storage_fs_path =" in storage
     assert "Path(self.storage_fs_path, self.experiment_dir_name)" in storage
+
+
+def test_tune_puts_the_previous_sigint_handler_back_only_when_interrupted():
+    """orchestrator/tune/interrupt.py reads an interrupted fit from this: Tune's run installs its own
+    SIGINT handler and, on the first SIGINT, puts the previous one back; a run that ends by itself
+    leaves Tune's installed."""
+    import signal
+
+    from ray.tune import tune as tune_module
+
+    from orchestrator.tune import interrupt
+
+    usr1 = signal.getsignal(signal.SIGUSR1) if hasattr(signal, "SIGUSR1") else None
+    with interrupt.watch() as quiet:
+        event = tune_module._setup_signal_catching()  # what tune.run does at its start
+        tunes = signal.getsignal(signal.SIGINT)
+        assert callable(tunes) and tunes.__name__ == "signal_interrupt_tune_run"
+    assert quiet == {"interrupted": False} and not event.is_set()
+    before = signal.getsignal(signal.SIGINT)
+    assert before is not tunes  # watch() put the handler from before the block back
+    with interrupt.watch() as caught:
+        event = tune_module._setup_signal_catching()
+        signal.getsignal(signal.SIGINT)(signal.SIGINT, None)  # Ctrl-C, as Tune's handler receives it
+        assert signal.getsignal(signal.SIGINT) is before and event.is_set()
+    assert caught == {"interrupted": True} and signal.getsignal(signal.SIGINT) is before
+    if usr1 is not None:
+        signal.signal(signal.SIGUSR1, usr1)  # Tune's handler took SIGUSR1 too

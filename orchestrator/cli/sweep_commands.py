@@ -11,6 +11,7 @@ from pathlib import Path
 from orchestrator.cli.output import EXIT_BAD_INPUT, EXIT_STORAGE, print_error
 from orchestrator.records.storage_failure import StorageFailed
 from orchestrator.cli.read_commands import open_experiment, search_result
+from orchestrator.tune.interrupt import EXIT_INTERRUPTED, SweepInterrupted  # no Ray
 from orchestrator.tune.jobs import JobsError, dashboard_url_problem  # no Ray
 from trainables.schema import ConfigError, Problem
 
@@ -26,7 +27,7 @@ def _load_sweep_or_exit(path: str, **overrides):
         return None
 
 
-def _summarize_sweep(experiment, grid) -> None:
+def _summarize_sweep(experiment, grid, interrupted: bool = False) -> None:
     from orchestrator.tune import results_actor
     from orchestrator.report.law_report import format_report, format_search_report
     from orchestrator.search.kinds import search_of
@@ -44,11 +45,32 @@ def _summarize_sweep(experiment, grid) -> None:
         print(trial_table(records))
         print()
         print("\n".join([format_report(report), *search_of(sweep).stopping_lines(sweep, report)]))
-    print(f"\nmemlaw: {len(grid)} trials ({errors} failed). Experiment: {uri}", file=sys.stderr)
+    if interrupted:
+        print(f"\n{interrupted_line(sweep, grid)}\n  memlaw resume {uri}        trains the rest; finished "
+              f"trials are not rerun", file=sys.stderr)
+    else:
+        print(f"\nmemlaw: {len(grid)} trials ({errors} failed). Experiment: {uri}", file=sys.stderr)
     print(f"  memlaw {'best' if result else 'law --experiment'} {uri}        the "
           f"{'best trials' if result else 'fit'}, from storage", file=sys.stderr)
     print(f"  memlaw export {uri} --out results.parquet", file=sys.stderr)
     print(f"  memlaw plot {uri} --out law.png", file=sys.stderr)
+
+
+def interrupted_line(sweep, grid) -> str:
+    """What an interrupted sweep did: finished, stopped mid-training, failed, and not started yet."""
+    from orchestrator.records.trial_record import completion_status
+    from orchestrator.search.kinds import search_of
+
+    pruning = sweep.scheduler == "asha"
+    statuses = [("failed" if r.error is not None else completion_status(r.metrics, pruning)) for r in grid]
+    counts = {s: statuses.count(s) for s in ("ok", "pruned", "stopped", "failed")}
+    parts = [f"{counts['ok']} finished", f"{counts['stopped']} stopped mid-training", f"{counts['failed']} failed"]
+    if counts["pruned"]:
+        parts.insert(1, f"{counts['pruned']} pruned")
+    planned = search_of(sweep).trial_count(sweep)  # a grid's exact count; a search's budget, its most
+    parts.append(f"{max(0, planned - len(grid))} of the {planned} planned not started")
+    return (f"memlaw: interrupted (Ctrl-C): {', '.join(parts)}. The sweep is not complete. "
+            f"Experiment: {sweep.experiment_uri}")
 
 
 def _experiment_to_run(sweep, resume: bool, new: bool):
@@ -102,6 +124,9 @@ def _run_or_resume(sweep, args, resume: bool, new: bool) -> int:
     except StorageFailed as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_STORAGE
+    except SweepInterrupted as stop:
+        _summarize_sweep(experiment, stop.grid, interrupted=True)
+        return EXIT_INTERRUPTED
     _summarize_sweep(experiment, grid)
     return 0
 
@@ -203,6 +228,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
     except StorageFailed as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_STORAGE
+    except SweepInterrupted as stop:
+        _summarize_sweep(experiment, stop.grid, interrupted=True)
+        return EXIT_INTERRUPTED
     _summarize_sweep(experiment, grid)
     return 0
 
@@ -235,6 +263,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     except StorageFailed as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_STORAGE
+    except SweepInterrupted as stop:
+        _summarize_sweep(ex.Experiment.of(sweep), stop.grid, interrupted=True)
+        return EXIT_INTERRUPTED
     _summarize_sweep(ex.Experiment.of(sweep), grid)
     from orchestrator.report.plot import plot_law
 
@@ -269,5 +300,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     except RuntimeError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except SweepInterrupted as stop:
+        print(f"memlaw reproduce: interrupted; no document written. {stop}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     print(f"memlaw reproduce: wrote {args.out} (facts in {Path(args.out).with_suffix('.json')})", file=sys.stderr)
     return 0

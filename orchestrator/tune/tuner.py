@@ -24,7 +24,7 @@ from ray import tune
 from ray.tune import CLIReporter
 from ray.tune.experiment import Trial
 
-from orchestrator.tune import results_actor
+from orchestrator.tune import interrupt, results_actor
 from orchestrator.tune import sweep_output
 from orchestrator.tune.callbacks import ResultsForwarder, StorageWatch, checkpoint_path
 from orchestrator.config.sweep import SweepConfig
@@ -203,9 +203,9 @@ def run_sweep(sweep: SweepConfig, address: str | None = None, dashboard: bool = 
         url = start_ray(address, dashboard=dashboard)
         results_actor.get_or_create(sweep.name, experiment.uri, sweep.fit)  # before the folder says "experiment"
         experiment.save_sweep()
-        with _reachable(experiment, url), _storage_watched(experiment):
+        with _reachable(experiment, url), _storage_watched(experiment), interrupt.watch() as caught:
             grid = build_tuner(experiment).fit()
-        return _finish(experiment, grid)
+        return _finish(experiment, grid, caught["interrupted"])
 
 
 def resume_sweep(experiment: Experiment, address: str | None = None, dashboard: bool = False) -> tune.ResultGrid:
@@ -220,9 +220,9 @@ def resume_sweep(experiment: Experiment, address: str | None = None, dashboard: 
         # replays as one without training (trainable._replay_journaled), so only the former trains on
         tuner = tune.Tuner.restore(experiment.uri, trainable=_trainable(experiment), resume_errored=True,
                                    restart_errored=False, param_space=tune_side(sweep).param_space(sweep) or None)
-        with _reachable(experiment, url), _storage_watched(experiment):
+        with _reachable(experiment, url), _storage_watched(experiment), interrupt.watch() as caught:
             grid = tuner.fit()
-        return _finish(experiment, grid)
+        return _finish(experiment, grid, caught["interrupted"])
 
 
 @contextlib.contextmanager
@@ -272,8 +272,12 @@ def start_block(experiment: Experiment, address: str, dashboard_url: str | None)
     return "\n".join(lines)
 
 
-def _finish(experiment: Experiment, grid: tune.ResultGrid) -> tune.ResultGrid:
+def _finish(experiment: Experiment, grid: tune.ResultGrid, interrupted: bool = False) -> tune.ResultGrid:
+    """Reconcile the records; then, unless a Ctrl-C stopped the sweep (SweepInterrupted: no
+    after-sweep step, no validation on a half-done search), the search's last steps."""
     reconcile(experiment, grid)
+    if interrupted:
+        raise interrupt.SweepInterrupted(experiment.uri, grid)
     tune_side(experiment.sweep).after_sweep(experiment.sweep, experiment.uri)
     searched = search_of(experiment.sweep).validation(experiment.sweep)
     if searched is not None:  # the held-out validation: a second Tune phase of the same experiment
