@@ -236,7 +236,9 @@ def test_r3_driver_killed_under_optuna_resumes_with_every_trial_once(tmp_path, r
         f"{len(rerun)} finished trials trained again ({len(replayed)} restored by Tune as running, "
         f"answered from the journal)"))
     assert set(tune_before) <= set(tune_after) and len(tune_after) == 6
-    assert all(status == "TERMINATED" for status, _ in tune_after.values())
+    assert all(status == "TERMINATED" for status, _ in tune_after.values()), (
+        {t: (status, last.get(REPLAYED), last.get("timestamp")) for t, (status, last) in tune_after.items()},
+        run.stdout[-4000:], run.stderr[-4000:])
     assert len(ids) == len(set(ids)) == 6 and not lost
     assert sorted(exported) == sorted(ids)
     for trial_id, record in first.items():  # finished trials were not rerun: same record, same Tune result

@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the editable install may predate the packages' __init__ files
 
 from orchestrator.law import fit as law  # noqa: E402
+from orchestrator.law.grouping import GroupFit  # noqa: E402
 from orchestrator.law.capacity import CapacityEstimate, required_capacity  # noqa: E402
 from orchestrator.law.grouping import fit_groups  # noqa: E402
 from orchestrator.law.uncertainty import LOLO_MAX_LENGTHS, fit_law  # noqa: E402
@@ -407,7 +408,7 @@ def test_fit_groups_in_params_and_round_trip():
     group = groups["qwen"]
     assert group.fit.capacity_variable == mn.TRAINABLE_PARAMS
     assert group.fit.alpha == pytest.approx(by_rank["qwen"].fit.alpha, rel=1e-6)  # only C differs
-    back = law.GroupFit.from_dict(json.loads(json.dumps(group.to_dict(), allow_nan=False)))
+    back = GroupFit.from_dict(json.loads(json.dumps(group.to_dict(), allow_nan=False)))
     assert back == group
 
 
@@ -493,4 +494,4 @@ def test_fit_groups_fits_the_requested_response_and_reports_the_honest_bits():
     assert by_drop.fit.alpha == pytest.approx(TRUE["alpha"], abs=0.05)
     assert by_delta.bits_above_chance_per_param_max == 2.0 and by_delta.certified_bits_per_param_mean == 0.5
     assert by_delta.loss_chance == pytest.approx(CHANCE_509)
-    assert law.GroupFit.from_dict(json.loads(json.dumps(by_delta.to_dict()))) == by_delta
+    assert GroupFit.from_dict(json.loads(json.dumps(by_delta.to_dict()))) == by_delta

@@ -153,6 +153,11 @@ def _add_reading_commands(sub) -> None:
                             "Ray, found in memlaw_live.json, 10 s connect timeout), else the fit from storage")
         p.add_argument("--sweep", help="which sweep (default: the only one)")
         p.add_argument("--json", action="store_true")
+        if name == "law":
+            p.add_argument("--robust", action="store_true",
+                           help="with --experiment: also fit each group by Besiroglu et al.'s robust recipe (Huber "
+                                "loss on log residuals, multi-start L-BFGS, cell bootstrap) and say where the two "
+                                "estimators disagree (docs/science.md §5)")
         _add_strict(p)
         p.set_defaults(func=func)
 
@@ -199,6 +204,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code = args.func(args)
+    except BrokenPipeError:  # `memlaw law ... | head`: the reader left; no traceback, the exit of a Unix tool killed by SIGPIPE
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + 13
     finally:
         if "ray" in sys.modules:  # Ray may have created its token file during the command
             tighten_token_file()

@@ -57,14 +57,14 @@ def cmd_best(args: argparse.Namespace) -> int:
 
 
 # -- the law -------------------------------------------------------------------------------------
-def _report_from_experiment(path: str) -> dict:
+def _report_from_experiment(path: str, robust: bool = False) -> dict:
     """The fit from storage, with the files its record log could not use under "damaged"."""
     from orchestrator.report.law_report import build_report
     from orchestrator.records.journal import LAW_FOLDER, RecordLog
 
     sweep = open_experiment(path).sweep
     log = RecordLog.for_experiment(path)
-    report = build_report(sweep.name, log.all(), sweep.fit)
+    report = build_report(sweep.name, log.all(), sweep.fit, robust=robust)
     report["sweep_config"] = sweep.to_dict()
     report["damaged"] = [d.to_dict() for d in log.damaged]
     report["damaged_in"] = f"{path.rstrip('/')}/{LAW_FOLDER}"
@@ -126,7 +126,7 @@ def _get_report(args: argparse.Namespace) -> dict:
     if args.live:
         raise ConfigError([Problem("--live", "goes with --experiment DIR (the running sweep's folder)")])
     if args.experiment:
-        return _report_from_experiment(args.experiment)
+        return _report_from_experiment(args.experiment, robust=getattr(args, "robust", False))  # plan has none
     if args.dashboard:
         return _report_from_dashboard(args.dashboard, args.sweep, args.insecure_http)
     from orchestrator.tune.live_query import ask
@@ -138,6 +138,10 @@ def cmd_law(args: argparse.Namespace) -> int:
     from orchestrator.report.law_report import flat_fits, format_report
     from orchestrator.experiment.live_file import NotLive
 
+    if args.robust and (args.live or not args.experiment):
+        print("error: --robust refits from storage: it goes with --experiment DIR, without --live (the live actor "
+              "refits by least squares only)", file=sys.stderr)
+        return EXIT_BAD_INPUT
     try:
         report = _get_report(args)
     except ConfigError as err:
@@ -179,7 +183,7 @@ MAX_PLAN_TOKENS = 10**12
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from orchestrator.law.capacity import required_capacity
-    from orchestrator.law.fit import GroupFit
+    from orchestrator.law.grouping import GroupFit
     from orchestrator.experiment.live_file import NotLive
 
     if not 1 <= args.tokens <= MAX_PLAN_TOKENS:

@@ -177,45 +177,6 @@ class LawFit:
         return cls(**{f.name: _tupled(data[f.name]) for f in dataclasses.fields(cls) if f.name in data})
 
 
-@dataclass(frozen=True)
-class GroupFit:
-    """The law for one group of records (a model, a dataset, a method), with its summary figures."""
-
-    group: str
-    """The opaque label from each row's "group" key."""
-    fit: LawFit
-    n_rows: int
-    """Rows in the group, usable or not."""
-    bits_per_param_mean: float | None
-    """Mean bits absorbed per adapter parameter over valid rows (saturated ones included)."""
-    loss_init_mean: float | None
-    """Mean L_init (nats) over valid rows."""
-    params_per_rank: float | None
-    """Median trainable_params / rank: converts a capacity in parameters back to a rank."""
-    bits_above_chance_per_param_mean: float | None = None
-    """Mean bits above chance (trainables/information.py) per adapter parameter over every finished row."""
-    bits_above_chance_per_param_max: float | None = None
-    certified_bits_per_param_mean: float | None = None
-    """Mean certified bits (tokens with p > 0.5 × log2 |V_cand|) per adapter parameter."""
-    loss_chance: float | None = None
-    """ln |V_cand| of the group's data (nats per token)."""
-    bits_above_chance_per_param_unsaturated_mean: float | None = None
-    """The same mean over unsaturated rows (final loss >= ln 2, the fit's cut): what the demo reports."""
-    cells_rising: int | None = None
-    """Fitted (unsaturated, valid) cells whose median ΔL(T)/ΔL(T/2) > 1.05 (trainables/convergence.py): ΔL
-    was still rising when the budget ran out, so the fit is of ΔL at T steps, not of a plateau."""
-    cells_ratio_known: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        out = {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "fit"}
-        return {**out, "fit": self.fit.to_dict()}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> GroupFit:
-        fields = {f.name: data[f.name] for f in dataclasses.fields(cls) if f.name != "fit" and f.name in data}
-        return cls(**fields, fit=LawFit.from_dict(data["fit"]))
-
-
 # -- which records a fit uses; comparability -----------------------------------------------------
 
 

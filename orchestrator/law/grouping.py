@@ -4,7 +4,7 @@ The results actor, `memlaw law`, the plot and the reproduction hand it rows: eac
 metrics and its "group" label (same model, data kind, random share, placement and method;
 orchestrator/records/journal.py law_rows, orchestrator/records/trial_record.py). fit_groups splits
 the rows by label, fits each group with covariance intervals (fit_law, uncertainty.py) and
-summarises it in a GroupFit (fit.py). It imports fit.py and uncertainty.py only.
+summarises it in a GroupFit (defined here). It imports fit.py and uncertainty.py only.
 
 Notation (fit.py's x, ℓ, ΔL, L_final, y; the bits are trainables/information.py's)
   per group, over its valid rows (finite x, ℓ, ΔL, L_final; ΔL, x, ℓ > 0):
@@ -24,16 +24,62 @@ A metric that is missing, None or not a number is NaN here: invalid in the fit, 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from orchestrator.law.fit import LN2, RESPONSES, GroupFit, _check_options, _invalid_mask
+from orchestrator.law.fit import LN2, RESPONSES, LawFit, _check_options, _invalid_mask, _plain, _tupled
+from orchestrator.law.robust_fit import RobustFit, fit_law_robust
 from orchestrator.law.uncertainty import fit_law
 from trainables import metric_names as mn
 from trainables.convergence import RISING_RATIO
+
+
+@dataclass(frozen=True)
+class GroupFit:
+    """The law for one group of records (a model, a dataset, a method), with its summary figures."""
+
+    group: str
+    """The opaque label from each row's "group" key."""
+    fit: LawFit
+    n_rows: int
+    """Rows in the group, usable or not."""
+    bits_per_param_mean: float | None
+    """Mean bits absorbed per adapter parameter over valid rows (saturated ones included)."""
+    loss_init_mean: float | None
+    """Mean L_init (nats) over valid rows."""
+    params_per_rank: float | None
+    """Median trainable_params / rank: converts a capacity in parameters back to a rank."""
+    bits_above_chance_per_param_mean: float | None = None
+    """Mean bits above chance (trainables/information.py) per adapter parameter over every finished row."""
+    bits_above_chance_per_param_max: float | None = None
+    certified_bits_per_param_mean: float | None = None
+    """Mean certified bits (tokens with p > 0.5 × log2 |V_cand|) per adapter parameter."""
+    loss_chance: float | None = None
+    """ln |V_cand| of the group's data (nats per token)."""
+    bits_above_chance_per_param_unsaturated_mean: float | None = None
+    """The same mean over unsaturated rows (final loss >= ln 2, the fit's cut): what the demo reports."""
+    cells_rising: int | None = None
+    """Fitted (unsaturated, valid) cells whose median ΔL(T)/ΔL(T/2) > 1.05 (trainables/convergence.py): ΔL
+    was still rising when the budget ran out, so the fit is of ΔL at T steps, not of a plateau."""
+    cells_ratio_known: int | None = None
+    left_out: tuple[tuple[float, float, str, int], ...] = ()
+    """(x, ℓ, reason, records) for each cell and reason the fit left records out: "saturated" (final loss
+    < ln 2), "y <= 0" (the response is not positive: with drop_below_chance, the trial ended at or above
+    chance), "not finite". A reader sees where the cut fell, not only how many records it took."""
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "fit"}
+        return {**out, "fit": self.fit.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> GroupFit:
+        fields = {f.name: _tupled(data[f.name]) for f in dataclasses.fields(cls) if f.name != "fit" and f.name in data}
+        return cls(**fields, fit=LawFit.from_dict(data["fit"]))
 
 
 def fit_groups(rows: Iterable[Mapping[str, Any]], *, capacity_variable: str = mn.RANK,
@@ -52,6 +98,20 @@ def fit_groups(rows: Iterable[Mapping[str, Any]], *, capacity_variable: str = mn
     for row in rows:
         by_group.setdefault(row["group"], []).append(row)
     return {group: _fit_group(group, by_group[group], capacity_variable, response) for group in sorted(by_group)}
+
+
+def robust_groups(rows: Iterable[Mapping[str, Any]], *, capacity_variable: str = mn.RANK,
+                  response: str = mn.DELTA_LOSS) -> dict[str, RobustFit]:
+    """fit_groups' groups fitted by the robust recipe (robust_fit.py): the same rows, filter and cells."""
+    by_group: dict[str, list[Mapping[str, Any]]] = {}
+    for row in rows:
+        by_group.setdefault(row["group"], []).append(row)
+    out = {}
+    for group in sorted(by_group):
+        cols = [np.array([_number(row.get(key)) for row in by_group[group]])
+                for key in (capacity_variable, mn.TARGET_TOKENS, response, mn.LOSS_FINAL)]
+        out[group] = fit_law_robust(*cols)
+    return out
 
 
 _GROUP_KEYS = (mn.RANK, mn.TRAINABLE_PARAMS, mn.TARGET_TOKENS, mn.DELTA_LOSS, mn.DROP_BELOW_CHANCE, mn.LOSS_FINAL,
@@ -85,7 +145,29 @@ def _fit_group(group: str, rows: list[Mapping[str, Any]], capacity_variable: str
         loss_chance=_finite_mean(cols[mn.LOSS_CHANCE][finite]),
         cells_rising=rising, cells_ratio_known=known,
         bits_above_chance_per_param_unsaturated_mean=_finite_mean(cols[mn.BITS_ABOVE_CHANCE_PER_PARAM][unsaturated]),
+        left_out=left_out_cells(*law_inputs),
     )
+
+
+def left_out_cells(x: np.ndarray, ell: np.ndarray, y: np.ndarray, loss_final: np.ndarray
+                   ) -> tuple[tuple[float, float, str, int], ...]:
+    """GroupFit.left_out: fit_law's filter (fit._usable_records) per record, counted by cell and reason."""
+    invalid = _invalid_mask(x, ell, y, loss_final)
+    placed = np.isfinite(x) & np.isfinite(ell)
+    reasons = np.where(~invalid, np.where(loss_final < LN2, "saturated", ""),
+                       np.where(np.isfinite(y) & np.isfinite(loss_final) & placed & (x > 0) & (ell > 0),
+                                "y <= 0", "not finite"))
+    counts: dict[tuple[float, float, str], int] = {}
+    for xi, li, reason in zip(x, ell, reasons):
+        if reason:
+            key = (float(xi), float(li), str(reason))
+            counts[key] = counts.get(key, 0) + 1
+    return tuple((xi, li, reason, n) for (xi, li, reason), n in sorted(counts.items(), key=_cell_order))
+
+
+def _cell_order(item: tuple[tuple[float, float, str], int]) -> tuple:
+    (xi, li, reason), _ = item
+    return (reason, math.inf if math.isnan(xi) else xi, math.inf if math.isnan(li) else li)
 
 
 def _cells_rising(cols: dict[str, np.ndarray], capacity_variable: str, fitted: np.ndarray) -> tuple[int, int]:

@@ -125,7 +125,10 @@ def _edge(excess, best: float, side: float, step: float) -> float | None:
         if not np.isfinite(value):
             return None
         if value >= 0.0:
-            return optimize.brentq(excess, min(inner, outer), max(inner, outer), xtol=1e-4 * step)
+            try:
+                return optimize.brentq(excess, min(inner, outer), max(inner, outer), xtol=1e-4 * step)
+            except ValueError:  # a refit between the brackets failed (NaN): no interval, never a crash
+                return None
         if abs(outer) >= EXPONENT_BOUND:
             return outer  # open on this side: the profile never rose far enough
         inner, step = outer, step * 1.5

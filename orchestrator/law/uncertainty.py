@@ -213,7 +213,8 @@ def _interval_fields(intervals: np.ndarray | None) -> dict[str, tuple[float, flo
     if intervals is None:
         return dict(C_ci=None, alpha_ci=None, beta_ci=None, b_ci=None)
     pairs = [tuple(float(v) for v in row) for row in intervals]
-    pairs[0] = (math.exp(pairs[0][0]), math.exp(pairs[0][1]))
+    with np.errstate(over="ignore"):  # an unidentified ln C can reach e^710 and beyond: inf, stored as None
+        pairs[0] = (float(np.exp(pairs[0][0])), float(np.exp(pairs[0][1])))
     return dict(zip(("C_ci", "alpha_ci", "beta_ci", "b_ci"), pairs))
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import time
 from typing import Any, Iterable
 
-from orchestrator.law.grouping import fit_groups
+from orchestrator.law.grouping import fit_groups, robust_groups
+from orchestrator.law.robust_fit import HUBER_DELTA, disagreements
 from orchestrator.config.sweep import FitConfig
 from orchestrator.records.identity import distinct
 from orchestrator.records.journal import law_rows
@@ -19,9 +20,12 @@ from trainables import metric_names as K
 from trainables.convergence import RISING_RATIO
 
 
-def build_report(sweep: str, records: Iterable[TrialRecord], fit: FitConfig = FitConfig()) -> dict[str, Any]:
+def build_report(sweep: str, records: Iterable[TrialRecord], fit: FitConfig = FitConfig(),
+                 robust: bool = False) -> dict[str, Any]:
     """Fit every group of finished trials, one record per configuration (orchestrator/records/
-    identity.py); count failures by category; name repeated and conflicting records."""
+    identity.py); count failures by category; name repeated and conflicting records. `robust` adds
+    each group's fit by the robust recipe (orchestrator/law/robust_fit.py; ~0.5 s a group, so never
+    in the live actor's refits) and where it disagrees with the least-squares fit."""
     records = list(records)
     seen = distinct(records)
     counted = seen.records
@@ -33,7 +37,9 @@ def build_report(sweep: str, records: Iterable[TrialRecord], fit: FitConfig = Fi
             failures[r.status] = failures.get(r.status, 0) + 1
         elif not r.ok:
             unfinished[r.status] = unfinished.get(r.status, 0) + 1
-    groups = fit_groups(law_rows(ok), capacity_variable=fit.capacity_variable, response=fit.response)
+    rows = law_rows(ok)
+    groups = fit_groups(rows, capacity_variable=fit.capacity_variable, response=fit.response)
+    robust_fits = robust_groups(rows, capacity_variable=fit.capacity_variable, response=fit.response) if robust else {}
     replicates = replicate_kinds(ok)
     ladder = ladders(ok)
     return {
@@ -50,9 +56,16 @@ def build_report(sweep: str, records: Iterable[TrialRecord], fit: FitConfig = Fi
         "conflicts": [c.to_dict() for c in seen.conflicts],
         "conflict_lines": [c.text() for c in seen.conflicts],
         "trial_ids": sorted(r.trial_id for r in records),
-        "groups": {label: {**g.to_dict(), "replicates": replicates.get(label)} for label, g in groups.items()},
+        "groups": {label: {**g.to_dict(), "replicates": replicates.get(label),
+                           **_robust_entry(g.fit, robust_fits.get(label))} for label, g in groups.items()},
         **({"budget_ladder": ladder} if ladder else {}),
     }
+
+
+def _robust_entry(least_squares, robust) -> dict[str, Any]:
+    if robust is None:
+        return {}
+    return {"robust": robust.to_dict(), "robust_disagrees": disagreements(least_squares, robust)}
 
 
 def replicate_kinds(records: list[TrialRecord]) -> dict[str, str]:
@@ -86,7 +99,8 @@ def flat_fits(report: dict[str, Any]) -> list[dict[str, Any]]:
                "bits_above_chance_per_param_unsaturated_mean": g.get("bits_above_chance_per_param_unsaturated_mean"),
                "certified_bits_per_param_mean": g.get("certified_bits_per_param_mean"),
                "cells_rising": g.get("cells_rising"), "cells_ratio_known": g.get("cells_ratio_known"),
-               "replicates": g.get("replicates"),
+               "replicates": g.get("replicates"), "left_out": g.get("left_out") or [],
+               "robust": g.get("robust"), "robust_disagrees": g.get("robust_disagrees"),
                "bits_per_param_mean": g["bits_per_param_mean"]}
         row.update({k: fit.get(k) for k in ("status", "message", "C", "alpha", "beta", "b", "r2", "mape",
                                             "n_points", "n_excluded", "n_invalid", "C_ci", "alpha_ci", "beta_ci",
@@ -138,6 +152,8 @@ def format_report(report: dict[str, Any]) -> str:
                      f"cells, dof {_num(row.get('dof'))} (+{row['n_excluded']} saturated, {row['n_invalid']} invalid)")
         if row.get("replicates"):
             lines.append(f"    replicates vary: {row['replicates']}")
+        lines += left_out_lines(row)
+        lines += robust_lines(row)
         lines += identification_lines(row)
         if row.get("cells_ratio_known"):
             lines.append(f"    {convergence_line(row)}")
@@ -146,6 +162,37 @@ def format_report(report: dict[str, Any]) -> str:
             lines.append(f"    not comparable: L_init is {_num(row['init_excess'], '.2f')} nats above chance, so part "
                          f"of every ΔL undoes overconfidence (fit.response: drop_below_chance fits only the drop)")
     return "\n".join(lines)
+
+
+def robust_lines(row: dict[str, Any]) -> list[str]:
+    """The robust recipe's exponents beside the least-squares ones, and a WARNING where they disagree."""
+    robust = row.get("robust")
+    if not robust:
+        return []
+    if robust["status"] != "ok":
+        return [f"    robust fit: {robust['status']}"]
+    lines = [f"    robust fit (Huber δ={HUBER_DELTA:g} on log residuals, multi-start L-BFGS, cell bootstrap of "
+             f"{robust['n_boot']}): alpha {_num(robust['alpha'])}{_ci(robust['alpha_ci'])}   "
+             f"beta {_num(robust['beta'])}{_ci(robust['beta_ci'])}   b {_num(robust['b'])}"]
+    for text in row.get("robust_disagrees") or []:
+        lines.append(f"    WARNING the estimators disagree on {text}: a few cells decide the least-squares fit "
+                     f"(docs/science.md §5)")
+    if not row.get("robust_disagrees"):
+        lines.append("    the estimators agree: each exponent inside the other's interval")
+    return lines
+
+
+def left_out_lines(row: dict[str, Any]) -> list[str]:
+    """Where the fit's cut fell (GroupFit.left_out): for each reason, the cells as x × ℓ (records)."""
+    by_reason: dict[str, list[str]] = {}
+    for x, ell, reason, n in row.get("left_out") or []:
+        by_reason.setdefault(reason, []).append(f"{_num(x)}×{_num(ell)}" + (f" ({n})" if n > 1 else ""))
+    meaning = {"saturated": "saturated (final loss < ln 2: ΔL capped by L_init − ln 2, not by capacity)",
+               "y <= 0": f"{_response_symbol(row.get('response'))} <= 0 (no relative error exists for it)",
+               "not finite": "not finite"}
+    symbol = "rank" if row.get("capacity_variable") == "rank" else "params"
+    return [f"    left out, {meaning.get(reason, reason)}: {len(cells)} cells ({symbol} × ℓ, records) "
+            f"{', '.join(cells)}" for reason, cells in sorted(by_reason.items())]
 
 
 def convergence_line(row: dict[str, Any]) -> str:

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from orchestrator.law.fit import GroupFit, LawFit
+from orchestrator.law.fit import LawFit
+from orchestrator.law.grouping import GroupFit
 from orchestrator.law.grouping import fit_groups
 from orchestrator.config.sweep import FitConfig
 from orchestrator.experiment.export import ExperimentRecords, read_experiment, write_output

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from orchestrator.law.capacity import required_capacity
-from orchestrator.law.fit import GroupFit
+from orchestrator.law.grouping import GroupFit
 from orchestrator.law.grouping import fit_groups
 from orchestrator.config.preflight import load_sweep
 from orchestrator.config.sweep import SweepConfig

@@ -272,7 +272,7 @@ class Adaptive(Grid):
         """Per group, the α/β interval widths against the stopping rule."""
         from orchestrator.law.adaptive_design import AdaptiveDesign
         from orchestrator.law.design_points import candidates_from_grid
-        from orchestrator.law.fit import GroupFit
+        from orchestrator.law.grouping import GroupFit
 
         design = AdaptiveDesign(candidates_from_grid(sweep_grid(sweep)), self.settings(sweep))
         lines = []
