@@ -52,3 +52,23 @@ def test_the_final_table_sorts_rank_then_length_and_shows_every_status():
         "   1  64    1      0.000      0.000  pruned",
         "   2  32    -          -          -  nan",
         "   2  64  3.5      0.250      0.500  ok"]
+
+
+def test_the_running_line_gives_each_trial_its_own_budget(capsys):
+    """A grid over budget.steps: the running line says step k of the trial's own steps, never the base
+    trial's (a 1200-step trial read 'step 100/150' before)."""
+    from types import SimpleNamespace
+
+    from ray.tune.experiment import Trial
+
+    from orchestrator.config.sweep import SweepConfig
+    from orchestrator.tune.tuner import RunningLine
+
+    sweep = SweepConfig.from_dict({"name": "ladder", "trial": {"model": {"name": "tiny-xs"},
+                                                                "budget": {"preset": "cpu", "steps": 150}},
+                                   "space": "law_grid_smoke", "space_overrides": {"budget.steps": [300, 1200]}})
+    trials = [SimpleNamespace(trial_id=f"t{steps}", status=Trial.RUNNING, config={"budget.steps": steps},
+                              last_result={K.STEP: 100, K.LOSS_FINAL: 2.5}) for steps in (300, 1200)]
+    RunningLine(sweep).report(trials, False)
+    line = capsys.readouterr().err
+    assert "step 100/300" in line and "step 100/1200" in line and "/150" not in line, line

@@ -117,13 +117,13 @@ class RunningLine(CLIReporter):
         if done or not running or key == self._last:
             return
         self._last = key
-        steps = self.sweep.base_trial.budget.steps
         parts = []
         for t in running:
-            result = t.last_result or {}
+            result, trial = t.last_result or {}, self.sweep.trial_config(t.config)
             step, loss = result.get(K.STEP), result.get(K.LOSS_FINAL)
-            where = f"step {step}/{steps}, loss {loss:.3g}" if step is not None and loss is not None else "starting"
-            parts.append(f"{sweep_output.trial_name(self.sweep.trial_config(t.config).to_dict())} ({where})")
+            where = (f"step {step}/{trial.budget.steps}, loss {loss:.3g}" if step is not None and loss is not None
+                     else "starting")  # the trial's own budget: a grid may vary budget.steps
+            parts.append(f"{sweep_output.trial_name(trial.to_dict())} ({where})")
         done_n = sum(t.status in (Trial.TERMINATED, Trial.ERROR) for t in trials)
         _say(f"running {'; '.join(parts)}   [{done_n}/{max(self.total, len(trials))} done]")
 
