@@ -173,3 +173,29 @@ def test_trial_refuses_an_existing_trial_folder_unless_resume_or_force(tmp_path)
     stderr = one_error_line(memlaw("trial", str(trial), "--out", str(out), "--resume", "--set", "budget.steps=60"))
     assert f"--resume: the checkpoint in {out} was trained with another config (budget.steps 2 -> 60)" in stderr
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == files
+
+
+def test_nothing_to_resume_only_when_every_trial_of_tunes_state_terminated(tmp_path):
+    """issue 25 item 2: `memlaw resume` on a finished experiment says so before Ray starts; a state with a
+    trial not TERMINATED, or fewer trials than the sweep has, still resumes."""
+    from orchestrator.cli.sweep_commands import nothing_to_resume
+    from orchestrator.experiment.folder import open_experiment
+
+    uri = finished_experiment(tmp_path)
+    experiment = open_experiment(uri)
+    n = experiment.sweep.trial_count()
+
+    def state(statuses: list[str]) -> None:
+        trials = [[json.dumps({"trial_id": f"t{i}", "status": s}), "{}"] for i, s in enumerate(statuses)]
+        (Path(uri) / "experiment_state-2026-01-01_00-00-00.json").write_text(
+            json.dumps({"trial_data": trials, "runner_data": {}}))
+
+    assert nothing_to_resume(experiment) is None  # no Tune state at all: resume_problem's case
+    state(["TERMINATED"] * n)
+    said = nothing_to_resume(experiment)
+    assert said.startswith(f"memlaw resume: nothing to resume: all {n} trials of law finished")
+    assert f"memlaw law --experiment {uri}" in said
+    state(["TERMINATED"] * (n - 1) + ["ERROR"])
+    assert nothing_to_resume(experiment) is None
+    state(["TERMINATED"] * (n - 1))
+    assert nothing_to_resume(experiment) is None

@@ -106,9 +106,16 @@ def test_ctrl_c_then_resume_every_fitted_trial_spent_its_budget_and_a_copy_resum
     for history in histories:
         steps = [json.loads(line)[K.STEP] for line in history.read_text().splitlines()]
         assert steps == list(range(100, STEPS + 1, 100)), (history, steps)
+    # issue 25 item 2: the resume prints memlaw's lines, never Tune's boxed tables or its reporter warning
+    assert "╭" not in done.stdout and "│" not in done.stdout and "Trial status" not in done.stdout, done.stdout[-3000:]
+    assert "ignoring passed-in ProgressReporter" not in done.stdout + done.stderr
+    again = run("resume", str(copy))  # a finished experiment: answered before Ray starts
+    assert again.returncode == 0 and again.stdout.startswith("memlaw resume: nothing to resume: all 6 trials"), again
+    assert "Started a local Ray" not in again.stderr
     law = json.loads(run("law", "--experiment", str(copy), "--json").stdout)
     assert law["trials_accepted"] == 6 and law["report"]["trials_ok"] == 6
-    print_figure(request, f"Ctrl-C drill: {len(first)} records at the interrupt, {len(stopped)} stopped "
+    print_figure(request, f"Ctrl-C drill: the resume printed {len(done.stdout.splitlines())} lines on stdout; "
+                          f"{len(first)} records at the interrupt, {len(stopped)} stopped "
                           f"(steps {[r['metrics'].get(K.STEP) for r in stopped]} of {STEPS}); after resume of a "
                           f"copy: 6 ok, every one at {STEPS} steps; the original folder unchanged")
 

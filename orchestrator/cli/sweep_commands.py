@@ -172,6 +172,25 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 # -- resume --------------------------------------------------------------------------------------
+def nothing_to_resume(experiment) -> str | None:
+    """The answer when every trial finished (and the validation, if the search plans one, has its
+    summary): Ray need not start to find that out."""
+    from orchestrator.experiment.folder import read_validation_summary
+    from orchestrator.experiment.tune_state import trial_statuses
+    from orchestrator.search.kinds import search_of
+
+    sweep = experiment.sweep
+    statuses = trial_statuses(experiment.uri)
+    if statuses is None or len(statuses) < sweep.trial_count() or any(s != "TERMINATED" for s in statuses):
+        return None
+    validated = search_of(sweep).validation(sweep) is not None
+    if validated and read_validation_summary(experiment.uri) is None:
+        return None
+    return (f"memlaw resume: nothing to resume: all {len(statuses)} trials of {sweep.name} finished"
+            + (" and its held-out validation ended" if validated else "")
+            + f".\n  memlaw law --experiment {experiment.uri}        the fit, from storage")
+
+
 def resume_problem(uri: str) -> str | None:
     """Why `uri` cannot be resumed faithfully (checked before Ray starts), as the error to print: a
     folder it cannot write, or a missing or torn Tune state (Tune would train every trial again under
@@ -217,6 +236,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
     if problem := resume_problem(experiment.uri):
         print(problem, file=sys.stderr)
         return EXIT_BAD_INPUT
+    if done := nothing_to_resume(experiment):
+        print(done)
+        return 0
     from orchestrator.experiment.folder import ExperimentBusy
     from orchestrator.tune.tuner import resume_sweep
 

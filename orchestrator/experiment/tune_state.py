@@ -47,3 +47,18 @@ def state_problem(experiment_uri: str) -> str | None:
     if not all(isinstance(t, list) and len(t) == 2 for t in state["trial_data"]):
         return f"Tune's state {name} has a damaged trial entry"
     return None
+
+
+def trial_statuses(experiment_uri: str) -> list[str] | None:
+    """Each trial's status in Tune's newest state ("TERMINATED", "ERROR", "RUNNING", ...); None when
+    the state is missing or damaged (state_problem says why)."""
+    if state_problem(experiment_uri) is not None:
+        return None
+    state = json.loads(Store(experiment_uri).read_bytes(newest_state(experiment_uri)))
+    statuses = []
+    for trial, _ in state["trial_data"]:
+        try:
+            statuses.append(str((json.loads(trial) if isinstance(trial, str) else trial).get("status")))
+        except (ValueError, AttributeError):
+            return None
+    return statuses

@@ -218,6 +218,7 @@ def resume_sweep(experiment: Experiment, address: str | None = None, dashboard: 
         repoint_search_state(experiment.uri)  # a moved or copied experiment: new trials go where it is now
         # resume_errored: a trial stopped by a full disk is an error to Tune; a journaled failure
         # replays as one without training (trainable._replay_journaled), so only the former trains on
+        _reporter(sweep)  # the classic output engine, so the restored RunningLine prints, not Tune's tables
         tuner = tune.Tuner.restore(experiment.uri, trainable=_trainable(experiment), resume_errored=True,
                                    restart_errored=False, param_space=tune_side(sweep).param_space(sweep) or None)
         with _reachable(experiment, url), _storage_watched(experiment), interrupt.watch() as caught:
