@@ -199,3 +199,25 @@ def test_nothing_to_resume_only_when_every_trial_of_tunes_state_terminated(tmp_p
     assert nothing_to_resume(experiment) is None
     state(["TERMINATED"] * (n - 1))
     assert nothing_to_resume(experiment) is None
+
+
+def test_an_experiment_saved_under_an_older_default_still_opens(tmp_path):
+    """memlaw_sweep.json holds every search knob with the default of the memlaw that wrote it. When
+    validate_seeds' default moved from 5 to 7, every grid experiment saved before was refused as 'only
+    for search.kind optuna' by law, export, plot and resume. A saved sweep drops the knobs its kind does
+    not read; a sweep file a person writes is still refused for them."""
+    from orchestrator.config.sweep import SweepConfig
+    from orchestrator.experiment.folder import SWEEP_FILE, open_experiment
+    from trainables.schema import ConfigError
+
+    uri = finished_experiment(tmp_path)
+    saved = json.loads((Path(uri) / SWEEP_FILE).read_text())
+    saved["search"]["validate_seeds"] = 5
+    (Path(uri) / SWEEP_FILE).write_text(json.dumps(saved))
+    assert open_experiment(uri).sweep.search.kind == "grid"
+    with pytest.raises(ConfigError, match="validate_seeds: only for search.kind optuna"):
+        SweepConfig.from_dict(saved)
+    saved["search"]["no_such_knob"] = 1
+    (Path(uri) / SWEEP_FILE).write_text(json.dumps(saved))
+    with pytest.raises(ConfigError, match="no_such_knob"):
+        open_experiment(uri)

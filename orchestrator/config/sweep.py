@@ -32,7 +32,7 @@ from typing import Any, Callable, Literal, Mapping
 
 import search_spaces
 from orchestrator.config.cluster_file import cluster_problems
-from orchestrator.search.kinds import SearchConfig, resolve_trial, search_of
+from orchestrator.search.kinds import ALL_KNOBS, SEARCHES, SearchConfig, resolve_trial, search_of
 from orchestrator.records.storage import check_uri
 from trainables import metric_names as K
 from trainables.config import TrialConfig
@@ -106,6 +106,19 @@ class SweepConfig(Config):
     trial_memory_mb: float = spec(0.0, "resident-memory limit of a trial's process in MB (0: none), also asked "
                                        "of Ray as the trial's memory; a trial past it fails as oom",
                                   lo=0.0, hi=16 * 2**20)
+
+    @classmethod
+    def from_saved(cls, data: Any) -> SweepConfig:
+        """A sweep as an experiment saved it (memlaw_sweep.json). The file holds every search knob with
+        the default of the memlaw that wrote it; a knob its kind does not read was such a default (the
+        sweep was validated when it was saved), even where the default has changed since (validate_seeds
+        5 -> 7), so it is dropped here rather than refused as foreign, and old experiments still open."""
+        search = data.get("search") if isinstance(data, Mapping) else None
+        kind = search.get("kind", "grid") if isinstance(search, Mapping) else None
+        if isinstance(kind, str) and kind in SEARCHES:
+            read = SEARCHES[kind].knobs | {"kind"}
+            data = {**data, "search": {k: v for k, v in search.items() if k in read or k not in ALL_KNOBS}}
+        return cls.from_dict(data)
 
     @classmethod
     def from_dict(cls, data: Any, prefix: str = "", *, checks: Checks | None = None) -> SweepConfig:

@@ -126,7 +126,7 @@ def open_experiment(path: str) -> Experiment:
     if not store.exists(SWEEP_FILE):
         raise ConfigError([Problem("", f"{path}: not a memlaw experiment (no {SWEEP_FILE})")])
     try:
-        sweep = SweepConfig.from_dict(store.read_json(SWEEP_FILE))
+        sweep = SweepConfig.from_saved(store.read_json(SWEEP_FILE))
     except ValueError as err:  # ConfigError, or JSON that does not parse
         problems = err.problems if isinstance(err, ConfigError) else [Problem("", str(err))]
         raise ConfigError([Problem(f"{SWEEP_FILE}: {p.field}" if p.field else SWEEP_FILE, p.message)
