@@ -72,3 +72,25 @@ def test_the_running_line_gives_each_trial_its_own_budget(capsys):
     RunningLine(sweep).report(trials, False)
     line = capsys.readouterr().err
     assert "step 100/300" in line and "step 100/1200" in line and "/150" not in line, line
+
+
+def test_the_validation_phase_names_each_running_trial_by_method_and_seed(capsys):
+    """issue 25 item 3: the validation phase prints the sweep's running line (method, seed, step, k/n),
+    not Tune's status tables; its trials' configs are planned points."""
+    from types import SimpleNamespace
+
+    from ray.tune.experiment import Trial
+
+    from orchestrator.config.sweep import SweepConfig
+    from orchestrator.search.validation_plan import POINT
+    from orchestrator.tune.validation_phase import _reporter
+
+    sweep = SweepConfig.from_dict({"name": "opt", "trial": {"model": {"name": "tiny-xs"},
+                                                             "budget": {"preset": "cpu", "steps": 40}},
+                                   "space": "memft_optuna", "search": {"kind": "optuna"}, "num_samples": 4})
+    trials = [SimpleNamespace(trial_id="v1", status=Trial.RUNNING, last_result={K.STEP: 20, K.LOSS_FINAL: 1.5},
+                              config={POINT: {"method.name": "memft_sw", "seed": 100001}}),
+              SimpleNamespace(trial_id="v2", status=Trial.TERMINATED, last_result={}, config={POINT: {"seed": 7}})]
+    _reporter(sweep, total=24).report(trials, False)
+    line = capsys.readouterr().err
+    assert "memft_sw seed 100001 (step 20/40, loss 1.5)" in line and "[1/24 done]" in line, line

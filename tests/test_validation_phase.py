@@ -85,6 +85,8 @@ def test_validation_resumes_after_a_driver_kill_without_rerunning_finished_arms(
     assert [a["label"] for a in summary["arms"]] == ["SFT", "MemFT-OT", "top1"]
     assert all(a["seeds_done"] == 2 for a in summary["arms"])
     assert "held-out validation" in run.stdout and "verdict:" in run.stdout and "Pareto front" in run.stdout
+    # issue 25 item 3: memlaw's running line, never Tune's status tables, in the validation phase too
+    assert "== Status ==" not in run.stdout + run.stderr and "Trial status" not in run.stdout, run.stdout[-3000:]
     best = subprocess.run(memlaw_cmd("best", str(experiment), "--json"), capture_output=True, text=True, timeout=120)
     assert best.returncode == 0, best.stderr
     assert json.loads(best.stdout)["validation"]["verdict"] == summary["verdict"]

@@ -106,9 +106,12 @@ class RunningLine(CLIReporter):
     status header (the start block says where the experiment is; Tune's own header names its
     temporary driver_artifacts folder) and no final table (the sweep prints its own, from the records)."""
 
-    def __init__(self, sweep: SweepConfig, **kwargs):
+    def __init__(self, sweep: SweepConfig, resolve=None, label=None, total: int | None = None, **kwargs):
+        """`resolve(config)` -> the trial's TrialConfig (default: the sweep's trial_config) and
+        `label(trial_config)` -> its name (default: its axes): the validation phase passes its own."""
         super().__init__(**kwargs)
-        self.sweep, self.total = sweep, sweep.trial_count()
+        self.sweep, self.total = sweep, sweep.trial_count() if total is None else total
+        self.resolve, self.label = resolve, label
         self._last: tuple = ()
 
     def report(self, trials: list, done: bool, *sys_info: str) -> None:
@@ -119,11 +122,12 @@ class RunningLine(CLIReporter):
         self._last = key
         parts = []
         for t in running:
-            result, trial = t.last_result or {}, self.sweep.trial_config(t.config)
+            result, trial = t.last_result or {}, (self.resolve or self.sweep.trial_config)(t.config)
             step, loss = result.get(K.STEP), result.get(K.LOSS_FINAL)
             where = (f"step {step}/{trial.budget.steps}, loss {loss:.3g}" if step is not None and loss is not None
                      else "starting")  # the trial's own budget: a grid may vary budget.steps
-            parts.append(f"{sweep_output.trial_name(trial.to_dict())} ({where})")
+            name = self.label(trial) if self.label else sweep_output.trial_name(trial.to_dict())
+            parts.append(f"{name} ({where})")
         done_n = sum(t.status in (Trial.TERMINATED, Trial.ERROR) for t in trials)
         _say(f"running {'; '.join(parts)}   [{done_n}/{max(self.total, len(trials))} done]")
 

@@ -23,7 +23,6 @@ from orchestrator.experiment.folder import VALIDATION_SUMMARY_FILE as SUMMARY_FI
 from orchestrator.records.trial_record import TrialRecord
 from orchestrator.search.validation_plan import (ACTOR_SUFFIX, POINT, STUDY_ATTR, incomplete_text, make_plan, points,
                                                  progress, summarize_validation)
-from trainables import metric_names as K
 from trainables.schema import set_dotted
 
 
@@ -95,20 +94,19 @@ def _tuner(sweep: SweepConfig, experiment_uri: str, plan: dict[str, Any]):
                                   callbacks=[ResultsForwarder(sweep.name + ACTOR_SUFFIX, resolve)],
                                   failure_config=tune.FailureConfig(max_failures=sweep.max_failures),
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=1), verbose=1,
-                                  progress_reporter=_reporter()))
+                                  progress_reporter=_reporter(sweep, len(points(plan)))))
 
 
-def _reporter():
-    """The live table of the phase, every 15 s: the metrics that matter (no parameter columns: the
-    reporter cannot look up a dotted field inside the point, and dropped the whole table)."""
-    from ray.tune import CLIReporter
+def _reporter(sweep: SweepConfig, total: int):
+    """The phase's running line (the sweep's own, tuner.RunningLine), not Tune's status tables: every
+    REPORT_EVERY_S on stderr, each running trial named by its method and seed, and k/n done."""
+    from orchestrator.tune.tuner import REPORT_EVERY_S, RunningLine
 
-    from orchestrator.tune.sweep_output import LIVE_COLUMNS
-
-    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
-    return CLIReporter(parameter_columns=[],
-                       metric_columns=[*LIVE_COLUMNS, K.STABLE_CERTIFIED_FROM], max_report_frequency=15,
-                       max_progress_rows=40, sort_by_metric=False)
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # the classic engine, which takes a ProgressReporter
+    return RunningLine(sweep, resolve=lambda cfg: sweep.trial_config(cfg[POINT]),
+                       label=lambda trial: f"{trial.method.name} seed {trial.seed}", total=total,
+                       parameter_columns=[], metric_columns=[], max_report_frequency=REPORT_EVERY_S,
+                       sort_by_metric=False)
 
 
 def _reconcile(sweep: SweepConfig, actor, grid) -> None:
