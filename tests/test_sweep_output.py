@@ -62,7 +62,7 @@ def test_the_running_line_gives_each_trial_its_own_budget(capsys):
     from ray.tune.experiment import Trial
 
     from orchestrator.config.sweep import SweepConfig
-    from orchestrator.tune.tuner import RunningLine
+    from orchestrator.tune.running_line import RunningLine
 
     sweep = SweepConfig.from_dict({"name": "ladder", "trial": {"model": {"name": "tiny-xs"},
                                                                 "budget": {"preset": "cpu", "steps": 150}},

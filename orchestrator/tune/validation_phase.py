@@ -98,9 +98,9 @@ def _tuner(sweep: SweepConfig, experiment_uri: str, plan: dict[str, Any]):
 
 
 def _reporter(sweep: SweepConfig, total: int):
-    """The phase's running line (the sweep's own, tuner.RunningLine), not Tune's status tables: every
+    """The phase's running line (the sweep's own, running_line.RunningLine), not Tune's status tables: every
     REPORT_EVERY_S on stderr, each running trial named by its method and seed, and k/n done."""
-    from orchestrator.tune.tuner import REPORT_EVERY_S, RunningLine
+    from orchestrator.tune.running_line import REPORT_EVERY_S, RunningLine
 
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # the classic engine, which takes a ProgressReporter
     return RunningLine(sweep, resolve=lambda cfg: sweep.trial_config(cfg[POINT]),
