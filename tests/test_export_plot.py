@@ -22,8 +22,10 @@ sys.path.insert(0, str(ROOT))  # the editable install may predate the packages' 
 from orchestrator.experiment import export as ex  # noqa: E402
 from orchestrator.report import plot  # noqa: E402
 from orchestrator.config.sweep import FitConfig  # noqa: E402
-from orchestrator.records.journal import RecordLog  # noqa: E402
-from orchestrator.records.trial_record import RESULT_KEYS, TrialRecord, record_from_result  # noqa: E402
+from orchestrator.law.grouping import fit_groups  # noqa: E402
+from orchestrator.records.journal import RecordLog, law_rows  # noqa: E402
+from orchestrator.records.trial_record import (RESULT_KEYS, TrialRecord, config_hash,  # noqa: E402
+                                              record_from_result)
 from trainables import metric_names as K  # noqa: E402
 from trainables.config import TrialConfig  # noqa: E402
 
@@ -227,3 +229,121 @@ def test_plot_law_without_finished_trials_raises(tmp_path, records):
         failed = experiment(tmp_path, [r for r in records if not r.ok], "failed")
         plot.plot_law(failed, str(tmp_path / "b.png"))
     assert not (tmp_path / "a.png").exists() and not (tmp_path / "b.png").exists()
+
+
+# -- what the law panel draws (issue 25, item 9) -----------------------------------------------------
+
+TITLE = "tiny-s, random tokens, paper placement, SFT"
+
+
+def with_saturated_large_rank() -> list[TrialRecord]:
+    """synthetic_records plus rank 512 at ℓ 64, saturated: the law extrapolated to it is far above L_init."""
+    extra = record_from_result("x0512", "law", config(512, 64), result(512, 64, LOSS_INIT - 0.2, recall=1.0),
+                               status="ok", node_id="node-1")
+    return [r for r in synthetic_records() if r.ok] + [extra]
+
+
+def law_lines(ax, gid: str) -> list:
+    return [line for line in ax.get_lines() if line.get_gid() == gid]
+
+
+def test_the_law_is_never_drawn_above_l_init():
+    fig = plot.law_figure(with_saturated_large_rank())
+    law_ax = fig.axes[0]
+    fit = fit_groups(law_rows(with_saturated_large_rank()))["tiny-s|random|0|paper|sft"].fit
+    assert fit.status == "ok" and fit.predict(512, 64) > 2 * LOSS_INIT  # uncapped, the line would be there
+    lines = law_lines(law_ax, plot.FITTED_GID) + law_lines(law_ax, plot.EXTRAPOLATED_GID)
+    assert len(lines) == 4 + 6  # solid for the 4 fitted ranks; an extrapolation part for all 6 ranks
+    for line in lines:
+        y = np.asarray(line.get_ydata(), float)
+        assert np.nanmax(y) <= LOSS_INIT and np.nanmin(y) > 0
+    r512 = max(law_lines(law_ax, plot.EXTRAPOLATED_GID), key=lambda line: np.nanmax(line.get_ydata()))
+    y = np.asarray(r512.get_ydata(), float)
+    assert np.isnan(y[0]) and np.isfinite(y[-1])  # cut at short ℓ (above L_init), shown at long ℓ
+    assert any(f"{LOSS_INIT:.2f}" in text.get_text() for text in law_ax.get_legend().get_texts())
+
+
+def test_the_law_is_solid_only_over_the_lengths_it_was_fitted_on():
+    law_ax = plot.law_figure(with_saturated_large_rank()).axes[0]
+    solid = law_lines(law_ax, plot.FITTED_GID)
+    assert len(solid) == 4  # ranks 1, 2, 4, 8; ranks 16 and 512 only saturated: no fitted range
+    for line in solid:
+        assert (min(line.get_xdata()), max(line.get_xdata())) == (min(LENGTHS), max(LENGTHS))
+        assert line.get_linestyle() == "-"
+    solid_colours = {line.get_color() for line in solid}
+    dashed = law_lines(law_ax, plot.EXTRAPOLATED_GID)
+    assert len({line.get_color() for line in dashed} - solid_colours) == 2  # ranks 16 and 512: all dashed
+    for line in dashed:
+        x, y = np.asarray(line.get_xdata(), float), np.asarray(line.get_ydata(), float)
+        assert line.get_linestyle() == "--" and line.get_alpha() < 1
+        inside = (x > min(LENGTHS)) & (x < max(LENGTHS))
+        if line.get_color() in solid_colours:  # a fitted rank: dashed only beyond its fitted lengths
+            assert np.isnan(y[inside]).all()
+        else:  # a rank the fit never saw: a prediction wherever it is drawn (and under L_init)
+            assert np.isfinite(y[inside]).any()
+
+
+def test_log_ticks_read_as_plain_numbers():
+    fig = plot.law_figure([r for r in synthetic_records() if r.ok])
+    fig.canvas.draw()
+    law_ax = fig.axes[0]
+    for axis in (law_ax.xaxis, law_ax.yaxis):
+        texts = [t.get_text() for t in axis.get_ticklabels() + axis.get_ticklabels(minor=True)]
+        shown = [t for t in texts if t]
+        assert shown, "no tick labelled"
+        assert not any(mark in t for t in shown for mark in ("\\times", "^", "$", "e+")), shown
+        assert all(float(t) > 0 for t in shown)
+    assert {"100", "1000"} <= {t.get_text() for t in law_ax.xaxis.get_ticklabels()}
+    assert plot._plain_number(6.0) == "6" and plot._plain_number(0.05) == "0.05"
+    assert plot._plain_number(100000.0) == "100000" and plot._plain_number(0.30000000000000004) == "0.3"
+
+
+def test_an_axis_within_one_decade_labels_its_minor_ticks_plainly():
+    """Where ΔL spans less than a decade matplotlib labels minor ticks too: 6×10⁰ before, 6 now."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure()
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    ax.plot([3.0, 9.0], [3.0, 9.0])
+    ax.set(xscale="log", yscale="log", xlim=(3, 9), ylim=(3, 9))
+    plot._plain_log_ticks(ax.yaxis)
+    fig.canvas.draw()
+    plain = {t.get_text() for t in ax.yaxis.get_ticklabels(minor=True)} - {""}
+    assert {"4", "6"} <= plain and all(float(t) == int(t) for t in plain)
+    default = {t.get_text() for t in ax.xaxis.get_ticklabels(minor=True)} - {""}
+    assert any("\\times" in t for t in default)  # the x axis kept matplotlib's labels: what the fix replaces
+
+
+def test_panels_name_the_group_in_words():
+    fig = plot.law_figure([r for r in synthetic_records() if r.ok])
+    law_ax, recall_ax = fig.axes[:2]
+    assert law_ax.get_title().splitlines()[0] == TITLE and recall_ax.get_title().splitlines()[0] == TITLE
+    assert "|" not in law_ax.get_title()
+
+
+def test_groups_that_differ_in_budget_get_a_panel_each():
+    """The figure groups trials as the fit does (law_group_labels): a sweep over two budgets has two
+    law groups, and each is drawn with its own law (grouping by the bare label failed to find them)."""
+    records = []
+    for steps in (300, 600):
+        for r in synthetic_records(prefix=f"s{steps}-"):
+            if r.ok:
+                cfg = {**r.config, "budget": {**r.config["budget"], "steps": steps}}
+                records.append(TrialRecord(**{**r.to_dict(), "config": cfg, "config_hash": config_hash(cfg)}))
+    fig = plot.law_figure(records)
+    titles = [ax.get_title().splitlines()[0] for ax in fig.axes if ax.get_title()]
+    assert titles == [f"{TITLE}, budget.steps=300"] * 2 + [f"{TITLE}, budget.steps=600"] * 2
+
+
+@pytest.mark.parametrize("label, words", [
+    ("tiny-s|random|0|paper|sft", TITLE),
+    ("tiny-m|text|0.25|peft|memft_sw", "tiny-m, text with 25% random tokens, peft placement, MemFT sliding window"),
+    ("tiny-s|phonebook|0|paper|memft|budget.steps=300", "tiny-s, phone book, paper placement, MemFT, budget.steps=300"),
+    ("not a label", "not a label"),
+])
+def test_group_title(label, words):
+    from orchestrator.records.trial_record import group_title
+
+    assert group_title(label) == words

@@ -268,7 +268,7 @@ def test_r4_each_broken_trial_in_its_own_category_none_in_the_fit(tmp_path, requ
     from orchestrator.tune.ray_session import start_ray
     from orchestrator.tune.tuner import run_sweep
 
-    sweep = _sweep(tmp_path, "r4", max_failures=0, trial_timeout_s=60, trial_memory_mb=1536,
+    sweep = _sweep(tmp_path, "r4", max_failures=0, trial_timeout_s=20, trial_memory_mb=1536,
                    space_overrides={"inject_fault": list(R4_FAULTS), "adapter.rank": [2], "data.target_tokens": [32]},
                    trial={**R3_TRIAL, "inject_at_step": 3})
     start_ray(None, num_cpus=2)

@@ -109,7 +109,7 @@ def test_ctrl_c_then_resume_every_fitted_trial_spent_its_budget_and_a_copy_resum
     # issue 25 item 2: the resume prints memlaw's lines, never Tune's boxed tables or its reporter warning
     assert "╭" not in done.stdout and "│" not in done.stdout and "Trial status" not in done.stdout, done.stdout[-3000:]
     assert "ignoring passed-in ProgressReporter" not in done.stdout + done.stderr
-    again = run("resume", str(copy))  # a finished experiment: answered before Ray starts
+    again = run("resume", str(copy), "--verbose")  # finished: answered before Ray starts (--verbose: Ray would say so)
     assert again.returncode == 0 and again.stdout.startswith("memlaw resume: nothing to resume: all 6 trials"), again
     assert "Started a local Ray" not in again.stderr
     law = json.loads(run("law", "--experiment", str(copy), "--json").stdout)
@@ -186,7 +186,7 @@ def test_two_runs_at_once_and_reruns_are_refused_before_ray_starts(tmp_path, req
         assert time.monotonic() < deadline and first.poll() is None
         time.sleep(0.2)
     t0 = time.monotonic()
-    second = run("sweep", str(sweep_file), "--resume")
+    second = run("sweep", str(sweep_file), "--resume", "--verbose")  # --verbose: a Ray start would show
     refused_s = time.monotonic() - t0
     assert second.returncode == 2, second.stderr
     assert "in use by another memlaw run" in second.stderr and f"pid {first.pid}" in second.stderr

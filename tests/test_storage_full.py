@@ -24,7 +24,7 @@ from orchestrator.records.journal import RecordLog
 from orchestrator.records.trial_record import FAILURES
 
 TRIAL = {"model": {"name": "tiny-xs"}, "adapter": {"placement": "paper", "rank": 1},
-         "data": {"kind": "random", "target_tokens": 32}, "budget": {"preset": "cpu", "steps": 600},
+         "data": {"kind": "random", "target_tokens": 32}, "budget": {"preset": "cpu", "steps": 300},
          "eval": {"every": 100}}
 
 

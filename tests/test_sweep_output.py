@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from orchestrator.search.trial_label import law_point
 from orchestrator.tune.sweep_output import duration, eta_s, fit_line, trial_line, trial_table
 from trainables import metric_names as K
 
 
-def _config(rank: int, ell: int) -> dict:
-    return {"adapter": {"rank": rank}, "data": {"target_tokens": ell}}
+def _config(rank: int, ell: int, sequences: int = 1) -> dict:
+    return {"adapter": {"rank": rank}, "data": {"target_tokens": ell, "num_sequences": sequences}}
+
+
+GRID_KEYS = (K.DELTA_LOSS, K.FRAC_P_GT_HALF, K.GREEDY_EXACT_MATCH)
 
 
 def test_eta_is_this_runs_rate_times_what_is_left():
@@ -20,10 +24,30 @@ def test_eta_is_this_runs_rate_times_what_is_left():
 
 def test_a_trial_line_has_progress_axes_metrics_status_and_eta():
     metrics = {K.DELTA_LOSS: 4.7669, K.FRAC_P_GT_HALF: 0.0078, K.GREEDY_EXACT_MATCH: 0.0}
-    line = trial_line(3, 16, _config(4, 128), metrics, "ok", elapsed_s=45.0, eta=195.0)
-    assert line == " 3/16 done  rank 4 x l 128: ΔL 4.77, certified 0.01, greedy EM 0.00, ok   elapsed 45s, ETA 3m15s"
-    assert trial_line(1, 2, _config(1, 32), {}, "failed", 5.0, None).endswith("ΔL -, certified -, greedy EM -, "
-                                                                              "failed   elapsed 5s, ETA -")
+    line = trial_line(3, 16, law_point(_config(4, 128)), metrics, GRID_KEYS, "ok", elapsed_s=45.0, eta=195.0)
+    assert line == " 3/16 done  rank 4 x ℓ 128: ΔL 4.77, certified 0.01, greedy EM 0.00, ok   elapsed 45s, ETA 3m15s"
+    assert trial_line(1, 2, "x", {}, GRID_KEYS, "failed", 5.0, None).endswith(
+        "ΔL -, certified -, greedy EM -, failed   elapsed 5s, ETA -")
+
+
+def test_a_trial_is_named_by_the_l_of_the_law_and_a_search_trial_by_its_knobs_and_objectives():
+    """issue 25 item 4: the Optuna example's lines read 'rank 4 x l 32' (per sequence, 8 sequences: the
+    law's ℓ is 256) and showed neither the method, its knobs nor the search's objectives."""
+    from orchestrator.config.sweep import SweepConfig
+    from orchestrator.search.kinds import search_of
+
+    assert law_point(_config(2, 32, sequences=8)) == "rank 2 x ℓ 256 (8 seq x 32)"
+    sweep = SweepConfig.from_dict({"name": "opt", "trial": {"model": {"name": "tiny-xs"}}, "space": "memft_optuna",
+                                   "search": {"kind": "optuna", "metrics": ["greedy_token_acc", "stable_certified_from"],
+                                              "modes": ["max", "min"]}, "num_samples": 4})
+    kind = search_of(sweep)
+    memft = sweep.trial_config({"method.name": "memft", "method.mix": 0.4213, "method.threshold_margin": 0.1337})
+    lr = sweep.trial_config({}).budget.lr
+    assert kind.trial_label(sweep, memft.to_dict()) == f"memft threshold_margin=0.134 mix=0.421 lr={lr:.3g}"
+    assert kind.trial_label(sweep, sweep.trial_config({"method.name": "memft_sw"}).to_dict()) == f"memft_sw lr={lr:.3g}"
+    line = trial_line(1, 4, "sft", {K.GREEDY_TOKEN_ACC: 0.4519, K.STABLE_CERTIFIED_FROM: 80}, kind.line_metrics(sweep),
+                      "ok", 9.0, None)
+    assert "sft: greedy token acc 0.452, stable_certified_from 80, ok" in line, line
 
 
 def _report(status="ok"):
@@ -47,7 +71,7 @@ def test_the_final_table_sorts_rank_then_length_and_shows_every_status():
                {"trial_id": "c", "config": _config(1, 64), "status": "pruned",
                 "metrics": {K.DELTA_LOSS: 1.0, K.FRAC_P_GT_HALF: 0.0, K.GREEDY_EXACT_MATCH: 0.0}}]
     assert trial_table(records).splitlines() == [
-        "rank   l   ΔL  certified  greedy EM  status",
+        "rank   ℓ   ΔL  certified  greedy EM  status",
         "----  --  ---  ---------  ---------  ------",
         "   1  64    1      0.000      0.000  pruned",
         "   2  32    -          -          -  nan",

@@ -14,10 +14,12 @@ import torch
 
 from conftest import EXAMPLES, memlaw_cmd
 from trainables import metric_names as K
+from trainables.adapters import load_adapter
 from trainables.backends import SingleProcess
 from trainables.config import TrialConfig
 from trainables.memorize import MemorizationTrial, greedy_decode, latest_checkpoint, train
-from trainables.model import load_adapter, load_base
+from trainables.model import load_base
+from trainables.resolved import resolved_here
 
 
 def small_cfg(**over) -> TrialConfig:
@@ -49,7 +51,7 @@ def test_tiny_example_reaches_full_recall_and_certificate_implies_exact(tmp_path
     assert (result[K.DELTA_LOSS_HALF_STEP], result[K.DELTA_LOSS_HALF]) == (half, half_delta)
     assert result[K.CONVERGENCE_RATIO] == result[K.DELTA_LOSS] / half_delta
     assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
-    assert TrialConfig.from_yaml(str(tmp_path / "config.yaml")) == cfg
+    assert TrialConfig.from_yaml(str(tmp_path / "config.yaml")) == resolved_here(cfg)  # the values it used
 
 
 def _hand_rolled_greedy(model, prompt, n):
@@ -91,7 +93,7 @@ def test_paper_adapter_saves_and_loads_in_peft_format(tmp_path):
     with torch.no_grad():
         expected = trial.model(input_ids=batch.ids, attention_mask=batch.attn).logits
     base, _ = load_base(cfg.model, "float32", torch.device("cpu"))
-    loaded = load_adapter(base, tmp_path / "adapter")
+    loaded = load_adapter(tmp_path / "adapter", base)
     with torch.no_grad():
         got = loaded(input_ids=batch.ids, attention_mask=batch.attn).logits
     torch.testing.assert_close(got, expected)

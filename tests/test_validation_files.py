@@ -107,7 +107,7 @@ def test_a_sweep_cannot_take_a_folder_inside_another_experiment(tmp_path, capsys
     sweep.write_text(yaml.safe_dump({"name": name, "trial": {"model": {"name": "tiny-xs"}}, "space": "law_grid_smoke",
                                      "storage_path": str(storage.parent)}))
     before = sorted(str(p) for p in uri.rglob("*"))
-    assert cli.main(["sweep", str(sweep)]) == EXIT_BAD_INPUT
+    assert cli.main(["sweep", str(sweep), "--verbose"]) == EXIT_BAD_INPUT  # --verbose: a Ray start would show
     err = capsys.readouterr().err
     assert f"{storage} lies inside the experiment {uri}" in err and "Started a local Ray" not in err
     assert sorted(str(p) for p in uri.rglob("*")) == before

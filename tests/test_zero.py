@@ -229,10 +229,11 @@ def _load_without_deepspeed(cfg: TrialConfig, folder: Path) -> int:
     """Load a zero trial's final adapter on a fresh base model in this process; its parameter count."""
     import torch
 
-    from trainables.model import load_adapter, load_base
+    from trainables.adapters import load_adapter
+    from trainables.model import load_base
 
     base, _ = load_base(cfg.model, cfg.dtype, torch.device("cpu"))
-    model = load_adapter(base, folder)
+    model = load_adapter(folder, base)
     return sum(p.numel() for name, p in model.named_parameters() if "lora_" in name)
 
 

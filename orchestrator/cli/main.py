@@ -2,8 +2,8 @@
 
     memlaw demo                                   the CPU law sweep, end to end, on a local Ray
     memlaw trial FILE.yaml [--set k=v ...] [--out DIR] [--json] [--resume | --force]
-    memlaw sweep FILE.yaml [--address auto|ray://... | --dashboard] [--storage URI] [--name NAME]
-    memlaw resume PATH [--address ... | --dashboard]
+    memlaw sweep FILE.yaml [--address auto|ray://... | --dashboard] [--storage URI] [--name NAME] [--verbose]
+    memlaw resume PATH [--address ... | --dashboard] [--verbose]
     memlaw submit FILE.yaml --dashboard URL [--storage URI] [--name NAME]   the sweep as a Ray Job
     memlaw best PATH [--json]                     a search's best trials or Pareto front, and its validation
     memlaw law (--experiment PATH | --address ADDR | --dashboard URL [--insecure-http]) [--sweep NAME] [--json]
@@ -87,6 +87,7 @@ def _add_running_commands(sub) -> None:
     p.add_argument("--file", help=argparse.SUPPRESS)
     p.add_argument("--storage", help="where the experiment goes (default memlaw-runs)")
     p.add_argument("--name", help="sweep name (default from the file)")
+    _add_verbose(p)
     p.set_defaults(func=cmd_demo)
 
     p = _with_fields(sub, "sweep", "sweep", help="run a sweep file on Ray Tune")
@@ -99,6 +100,7 @@ def _add_running_commands(sub) -> None:
                        help="continue the existing experiment of this sweep (the same sweep file; see also memlaw resume)")
     reuse.add_argument("--new", action="store_true",
                        help="if the experiment exists, start a fresh one under the next free name NAME-2, NAME-3, ...")
+    _add_verbose(p)
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("best", help="a search's best trials or Pareto front, and its held-out validation")
@@ -111,6 +113,7 @@ def _add_running_commands(sub) -> None:
     p = sub.add_parser("resume", help="continue an interrupted sweep from its experiment folder")
     p.add_argument("path", help="the experiment folder (storage_path/name)")
     _add_where_to_run(p)
+    _add_verbose(p)
     p.set_defaults(func=cmd_resume)
 
     p = _with_fields(sub, "submit", "sweep", help="start a sweep as a Ray Job on a running cluster (Jobs API)")
@@ -122,6 +125,11 @@ def _add_running_commands(sub) -> None:
     p.add_argument("--storage", help="override storage_path: an absolute path every node sees, or s3://, gs://")
     p.add_argument("--name", help="override the sweep name")
     p.set_defaults(func=cmd_submit)
+
+
+def _add_verbose(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--verbose", action="store_true",
+                   help="show Ray's, Tune's and Optuna's own log lines here (default: EXPERIMENT/memlaw/library.log)")
 
 
 def _add_where_to_run(p: argparse.ArgumentParser) -> None:

@@ -236,7 +236,9 @@ def _write_failed(out: str, err: OSError) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from orchestrator.experiment.export import check_writable, export, export_format, read_experiment
+    from orchestrator.experiment.export import (CSV_PROVENANCE_SUFFIX, check_writable, export, export_format,
+                                                read_experiment)
+    from orchestrator.experiment.provenance import read_runs
 
     try:
         export_format(args.out)  # input errors first, before anything is read: one line, exit 2
@@ -254,13 +256,19 @@ def cmd_export(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     except OSError as err:
         return _write_failed(args.out, err)
-    print(f"memlaw export: {n} trials -> {args.out}")
+    beside = "" if export_format(args.out) == ".parquet" else f" (provenance: {args.out}{CSV_PROVENANCE_SUFFIX})"
+    print(f"memlaw export: {n} trials -> {args.out}{beside}")
+    _, no_runs = read_runs(args.path)
+    if no_runs:  # an experiment made before runs were recorded: its export says so in its metadata too
+        print(f"memlaw export: note: run provenance {no_runs}", file=sys.stderr)
     return 0
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
     from orchestrator.experiment.export import check_writable, read_experiment
     from orchestrator.report.plot import plot_law
+    from orchestrator.report.search_plot import plot_search
+    from orchestrator.search.kinds import search_of
 
     try:
         sweep = open_experiment(args.path).sweep
@@ -276,7 +284,10 @@ def cmd_plot(args: argparse.Namespace) -> int:
     if report_damage(loaded.log_folder, loaded.damaged, args.strict):
         return EXIT_BAD_INPUT
     try:
-        paths = plot_law(args.path, args.out, fit=sweep.fit, loaded=loaded)
+        if search_of(sweep).law_reason(sweep):  # a search: its front, history and importances, not a law
+            paths = plot_search(args.path, args.out, sweep.search.metrics, sweep.search.modes, loaded, sweep.name)
+        else:
+            paths = plot_law(args.path, args.out, fit=sweep.fit, loaded=loaded)
     except ValueError as err:  # no finished trial to plot, `out` names a folder
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -27,7 +27,7 @@ def _load_sweep_or_exit(path: str, **overrides):
         return None
 
 
-def _summarize_sweep(experiment, grid, interrupted: bool = False) -> None:
+def _summarize_sweep(experiment, grid, interrupted: bool = False, logs: str | None = None) -> None:
     from orchestrator.tune import results_actor
     from orchestrator.report.law_report import format_report, format_search_report
     from orchestrator.search.kinds import search_of
@@ -53,7 +53,9 @@ def _summarize_sweep(experiment, grid, interrupted: bool = False) -> None:
     print(f"  memlaw {'best' if result else 'law --experiment'} {uri}        the "
           f"{'best trials' if result else 'fit'}, from storage", file=sys.stderr)
     print(f"  memlaw export {uri} --out results.parquet", file=sys.stderr)
-    print(f"  memlaw plot {uri} --out law.png", file=sys.stderr)
+    print(f"  memlaw plot {uri} --out {'search' if result else 'law'}.png", file=sys.stderr)
+    if logs:
+        print(logs, file=sys.stderr)
 
 
 def interrupted_line(sweep, grid) -> str:
@@ -115,19 +117,30 @@ def _run_or_resume(sweep, args, resume: bool, new: bool) -> int:
         return EXIT_BAD_INPUT
     from orchestrator.tune.tuner import resume_sweep, run_sweep
 
-    try:
-        grid = (resume_sweep(experiment, address=args.address, dashboard=args.dashboard) if continuing
-                else run_sweep(experiment.sweep, address=args.address, dashboard=args.dashboard))
-    except ExperimentBusy as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except StorageFailed as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_STORAGE
-    except SweepInterrupted as stop:
-        _summarize_sweep(experiment, stop.grid, interrupted=True)
-        return EXIT_INTERRUPTED
-    _summarize_sweep(experiment, grid)
+    return _train(experiment, args, lambda: (
+        resume_sweep(experiment, address=args.address, dashboard=args.dashboard) if continuing
+        else run_sweep(experiment.sweep, address=args.address, dashboard=args.dashboard)))
+
+
+def _train(experiment, args, run) -> int:
+    """Run `run()` (a sweep or its resume) with Ray's, Tune's and Optuna's log lines in the
+    experiment's library log (tune/library_log.py) and end it as memlaw does; the exit code."""
+    from orchestrator.tune import library_log
+    from orchestrator.experiment.folder import ExperimentBusy
+
+    with library_log.routed(experiment.uri, experiment.sweep.name, getattr(args, "verbose", False)) as logs:
+        try:
+            grid = run()
+        except ExperimentBusy as err:
+            print(f"error: {err}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        except StorageFailed as err:
+            print(f"error: {err}", file=sys.stderr)
+            return EXIT_STORAGE
+        except SweepInterrupted as stop:
+            _summarize_sweep(experiment, stop.grid, interrupted=True, logs=library_log.closing_line(logs))
+            return EXIT_INTERRUPTED
+        _summarize_sweep(experiment, grid, logs=library_log.closing_line(logs))
     return 0
 
 
@@ -239,22 +252,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
     if done := nothing_to_resume(experiment):
         print(done)
         return 0
-    from orchestrator.experiment.folder import ExperimentBusy
     from orchestrator.tune.tuner import resume_sweep
 
-    try:
-        grid = resume_sweep(experiment, address=args.address, dashboard=args.dashboard)
-    except ExperimentBusy as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except StorageFailed as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_STORAGE
-    except SweepInterrupted as stop:
-        _summarize_sweep(experiment, stop.grid, interrupted=True)
-        return EXIT_INTERRUPTED
-    _summarize_sweep(experiment, grid)
-    return 0
+    return _train(experiment, args, lambda: resume_sweep(experiment, address=args.address, dashboard=args.dashboard))
 
 
 # -- demo and reproduce --------------------------------------------------------------------------
@@ -277,18 +277,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         sweep = ex.free_name(sweep)
     print(f"memlaw demo: {sweep.trial_count()} trials of {sweep.space} on a local Ray (CPU); results in "
           f"{sweep.experiment_uri}", file=sys.stderr)
-    try:
-        grid = run_sweep(sweep)
-    except ex.ExperimentBusy as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except StorageFailed as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_STORAGE
-    except SweepInterrupted as stop:
-        _summarize_sweep(ex.Experiment.of(sweep), stop.grid, interrupted=True)
-        return EXIT_INTERRUPTED
-    _summarize_sweep(ex.Experiment.of(sweep), grid)
+    code = _train(ex.Experiment.of(sweep), args, lambda: run_sweep(sweep))
+    if code:
+        return code
     from orchestrator.report.plot import plot_law
 
     png = os.path.join(sweep.experiment_uri, "law.png")

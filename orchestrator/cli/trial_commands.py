@@ -102,10 +102,22 @@ def _checkpoint_mismatch(cfg, out: Path, checkpoint: Path) -> str | None:
         before = flatten(yaml.safe_load((out / "config.yaml").read_text(encoding="utf-8")) or {})
     except (OSError, yaml.YAMLError, AttributeError):
         before = {}
-    now = flatten(cfg.to_dict())
-    fields = [f"{k} {before[k]!r} -> {now.get(k)!r}" for k in sorted(before) if before[k] != now.get(k)]
+    now, used = flatten(cfg.to_dict()), flatten(_as_run(cfg).to_dict())  # config.yaml holds the values used
+    fields = [f"{k} {before[k]!r} -> {now.get(k)!r}" for k in sorted(before)
+              if before[k] != now.get(k) and before[k] != used.get(k)]
     return (f"the checkpoint in {out} was trained with another config ({'; '.join(fields) or 'fields unknown'}); "
             f"nothing was changed: resume with the same file and --set values, or use --force to start over")
+
+
+def _as_run(cfg):
+    """`cfg` with its run-time choices filled in as a trial here makes them (trainables/resolved.py),
+    or `cfg` itself when they cannot be made (a model that does not load, no GPU for device: cuda)."""
+    from trainables.resolved import resolved_here
+
+    try:
+        return resolved_here(cfg)
+    except (ConfigError, OSError, ValueError):
+        return cfg
 
 
 def _run_trial(cfg, out: Path, args: argparse.Namespace, answer=None) -> int:

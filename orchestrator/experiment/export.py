@@ -14,9 +14,12 @@ spreadsheet. One row per trial (TrialRecord.to_row), sorted by trial id, columns
 Failed trials are rows too, with their status, so an export counts faults as well as results.
 
 Parquet is the faithful format: it keeps integers, booleans and nulls, and its schema metadata
-carries provenance under the key b"memlaw" (sweeps, export time, memlaw version, row count, source).
-CSV is for people: it has no metadata, and `read_export` can only infer its types, except for the
-provenance and group columns, which always come back as text (a trial id "00042" stays "00042").
+carries provenance under the key b"memlaw" (sweeps, export time, memlaw version, row count, source,
+and `runs`: the experiment's provenance.json, what each run ran on, orchestrator/experiment/provenance.py;
+an experiment made before runs were recorded has `runs: []` and `runs_note: "none recorded: ..."`).
+CSV is for people: it has no metadata, so the same provenance goes beside it, `<out>.provenance.json`;
+`read_export` can only infer a CSV's types, except for the provenance and group columns, which always
+come back as text (a trial id "00042" stays "00042").
 
 What does not survive a round trip (both formats): a metric that is None, NaN or absent is one
 empty cell, so it comes back absent; metric keys outside RESULT_KEYS are not exported; an empty
@@ -32,11 +35,11 @@ import json
 import os
 import posixpath
 from datetime import datetime, timezone
-from importlib import metadata as importlib_metadata
 from typing import Any, Iterable
 
 import pandas as pd
 
+from orchestrator.experiment.provenance import memlaw_version, read_runs
 from orchestrator.records.journal import LAW_FOLDER, Damage, RecordLog
 from orchestrator.records.trial_record import RESULT_KEYS, TrialRecord
 from orchestrator.records.storage import Store, split_uri
@@ -44,6 +47,8 @@ from orchestrator.records.storage import Store, split_uri
 FORMATS = (".parquet", ".csv")
 #: Key of the provenance JSON in a Parquet file's schema metadata.
 METADATA_KEY = b"memlaw"
+#: What a CSV export's provenance file is called: the CSV's name plus this.
+CSV_PROVENANCE_SUFFIX = ".provenance.json"
 _PROVENANCE = tuple(f.name for f in dataclasses.fields(TrialRecord) if f.name not in ("config", "metrics"))
 #: Columns that are text whatever they look like (derived from TrialRecord's annotations).
 TEXT_COLUMNS = tuple(f.name for f in dataclasses.fields(TrialRecord) if f.type in ("str", "str | None")) + (
@@ -133,15 +138,18 @@ def check_writable(out: str) -> None:
 
 def export(experiment_path: str, out: str, loaded: ExperimentRecords | None = None) -> int:
     """Write every record of the experiment to `out` (.parquet or .csv, local path or URI); rows written.
-    `loaded`: the experiment already read with read_experiment (the CLI reads it once, to report damage)."""
+    `loaded`: the experiment already read with read_experiment (the CLI reads it once, to report damage).
+    A CSV's provenance goes to `<out>.provenance.json`, written after the CSV: a CSV that could not be
+    written leaves no provenance file claiming it."""
     suffix = export_format(out)
     records = (loaded or read_experiment(experiment_path)).records
     frame = records_frame(records)
+    provenance = _provenance(records, experiment_path)
     if suffix == ".parquet":
-        data = _parquet_bytes(frame, _provenance(records, experiment_path))
+        write_output(out, _parquet_bytes(frame, provenance))
     else:
-        data = frame.to_csv(index=False).encode()
-    write_output(out, data)
+        write_output(out, frame.to_csv(index=False).encode())
+        write_output(out + CSV_PROVENANCE_SUFFIX, (json.dumps(provenance, indent=1) + "\n").encode())
     return len(frame)
 
 
@@ -159,16 +167,16 @@ def write_output(out: str, data: bytes) -> None:
 
 
 def _provenance(records: list[TrialRecord], experiment_path: str) -> dict[str, Any]:
-    try:
-        version = importlib_metadata.version("memlaw")
-    except importlib_metadata.PackageNotFoundError:
-        version = None
+    """The export's own facts (memlaw_version: the exporting memlaw) and the runs that made the records."""
+    runs, runs_note = read_runs(experiment_path)
     return {
         "sweeps": sorted({r.sweep for r in records}),
         "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "memlaw_version": version,
+        "memlaw_version": memlaw_version(),
         "rows": len(records),
         "experiment": experiment_path,
+        "runs": runs,
+        "runs_note": runs_note,
     }
 
 
@@ -195,11 +203,15 @@ def read_export(path: str) -> list[TrialRecord]:
 
 
 def export_metadata(path: str) -> dict[str, Any]:
-    """The provenance a Parquet export carries (see module docstring); {} when it has none."""
+    """The provenance of an export (see module docstring): a Parquet file's own metadata, a CSV's
+    `<path>.provenance.json`; {} when it has none."""
     import pyarrow.parquet as pq
 
     if export_format(path) != ".parquet":
-        raise ValueError(f"{path!r}: only Parquet exports carry metadata")
+        try:
+            return json.loads(_read_bytes(path + CSV_PROVENANCE_SUFFIX))
+        except FileNotFoundError:
+            return {}
     schema = pq.read_schema(io.BytesIO(_read_bytes(path)))
     blob = (schema.metadata or {}).get(METADATA_KEY)
     return json.loads(blob) if blob else {}

@@ -2,6 +2,7 @@
 
     <storage_path>/<name>/
       memlaw_sweep.json      the validated sweep that runs here (what `memlaw resume` continues)
+      provenance.json        what each run (the start, every resume) ran on (orchestrator/experiment/provenance.py)
       memlaw/                the records journal, snapshot and fit (orchestrator/records/journal.py)
       optuna.journal         the Optuna study of an optuna sweep (optuna_storage; optuna-dashboard opens it)
       <trial folders>        Tune's, each with memlaw_trial/ (config, evals, result.json, adapter)

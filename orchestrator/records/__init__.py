@@ -6,5 +6,5 @@
     storage_failure  a full, read-only or forbidden disk told apart from other errors; the space reserve
     storage        local paths and object-store URIs behind one small Store, atomic writes
 
-The bottom layer with law: imports only trainables' pure modules (metric names, schema).
+The bottom layer with law: imports only trainables' pure modules (metric names, schema, file modes).
 """

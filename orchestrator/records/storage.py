@@ -1,8 +1,9 @@
 """Atomic files in an experiment's storage: a local path or an fsspec URI (s3://, gs://, ...).
 
 A file memlaw owns is always either its old version or its new one, never a torn mix:
-- local paths: write a temp file in the same folder, fsync it, `os.replace` it into place, fsync
-  the folder (so the rename survives a power cut);
+- local paths: write a temp file in the same folder, give it the mode the umask says (mkstemp's
+  0600 would follow it into place: trainables/file_modes.py), fsync it, `os.replace` it into place,
+  fsync the folder (so the rename survives a power cut);
 - object stores: one PUT of the whole object, which the store makes visible atomically.
 
 Constructing a Store creates nothing: a folder is made by the first write into it, so the
@@ -20,6 +21,8 @@ import os
 import posixpath
 import tempfile
 from typing import Any
+
+from trainables.file_modes import file_mode
 
 KNOWN_REMOTE_SCHEMES = ("s3", "gs", "gcs", "abfs", "az", "hdfs", "memory", "file")
 
@@ -114,6 +117,7 @@ class Store:
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=self.root)
         try:
             with os.fdopen(fd, "wb") as fh:
+                os.fchmod(fd, file_mode())  # before the fsync, so the mode is as durable as the bytes
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())

@@ -123,6 +123,33 @@ def group_label(config: Mapping[str, Any]) -> str:
     return "|".join(parts)
 
 
+#: GROUP_FIELDS' values in words, for group_title; a value not listed is shown as it is.
+_DATA_WORDS = {"random": "random tokens", "text": "text", "phonebook": "phone book"}
+_METHOD_WORDS = {"sft": "SFT", "memft": "MemFT", "memft_sw": "MemFT sliding window",
+                 "memft_curriculum": "MemFT curriculum"}
+
+
+def group_title(label: str) -> str:
+    """A law group's label as a person reads it, for figures: "tiny-s|random|0|paper|sft" becomes
+    "tiny-s, random tokens, paper placement, SFT". The label itself stays the key everywhere else
+    (JSON reports, `--group`, exports), so this only ever reads one; a law_group_labels suffix (the
+    pooling fields that differ) is kept as it is, after the words. Why from the label and not the
+    config: the fit, the report and the plot hold labels. Anything not made by group_label comes back
+    unchanged."""
+    parts = label.split("|", len(GROUP_FIELDS))
+    if len(parts) < len(GROUP_FIELDS):
+        return label
+    model, kind, share, placement, method, *rest = parts
+    data = _DATA_WORDS.get(kind, kind)
+    try:
+        if float(share) > 0:  # text with random tokens mixed in (the data's random_share)
+            data += f" with {float(share):.0%} random tokens"
+    except ValueError:
+        pass
+    words = [model, data, f"{placement} placement", _METHOD_WORDS.get(method, method), *rest]
+    return ", ".join(words)
+
+
 def pooling_values(config: Mapping[str, Any]) -> dict[str, Any]:
     """The POOLING_FIELDS of one config, by dotted name ("method.*": every method knob but its name)."""
     out: dict[str, Any] = {}

@@ -1,12 +1,16 @@
 """The law figure of a sweep as one PNG: ΔL against ℓ with the fitted law, and greedy recall. No Ray.
 
-Layout: one row of two panels per law group (records.group_label), all in the one file `out`, so a
-sweep has a single figure whatever its groups:
+Layout: one row of two panels per law group (the fit's groups: records.law_group_labels), all in the
+one file `out`, so a sweep has a single figure whatever its groups. Titles name a group in words
+(records.group_title: "tiny-s, random tokens, paper placement, SFT"), log ticks read as plain numbers.
 
     left   ΔL (delta_loss, nats) against ℓ (target_tokens), log-log, one colour per LoRA rank.
            Filled markers: finished trials the fit uses; hollow markers: saturated trials
            (loss_final < ln 2), which the fit leaves out (docs/science.md §5). Lines: the fitted law per
-           rank (dashed for a rank whose trials all saturated), with R², α and β in the title. A
+           rank, solid over the ℓ the fit used at that rank, dashed and faded beyond (extrapolation: all
+           of it for a rank whose trials all saturated), and never above the group's largest L_init
+           (dotted): ΔL = L_init − L_final cannot exceed L_init, so a law extrapolated into saturated
+           cells is cut off there rather than drawn where no trial can be. R², α and β in the title. A
            group without an "ok" fit still shows its points, and its title says why there is no law.
     right  greedy exact match (greedy_exact_match, the fraction of sequences reproduced verbatim)
            over rank (rows) × ℓ (columns), the mean over repeats. Exact match rather than token
@@ -22,22 +26,26 @@ from __future__ import annotations
 import io
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from orchestrator.law.fit import LawFit
-from orchestrator.law.grouping import GroupFit
-from orchestrator.law.grouping import fit_groups
 from orchestrator.config.sweep import FitConfig
 from orchestrator.experiment.export import ExperimentRecords, read_experiment, write_output
+from orchestrator.law.fit import LN2, LawFit
+from orchestrator.law.grouping import fit_groups
 from orchestrator.records.journal import law_rows
-from orchestrator.records.trial_record import TrialRecord
+from orchestrator.records.trial_record import TrialRecord, group_title, law_group_labels
 from trainables import metric_names as K
 
-LN2 = math.log(2.0)
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 RECALL_METRIC = K.GREEDY_EXACT_MATCH
 _PANEL_INCHES = (6.0, 4.5)
 _DPI = 110
+#: The gid of each law line's two parts, so a reader of the figure (the tests) can tell them apart.
+FITTED_GID, EXTRAPOLATED_GID = "law-fitted", "law-extrapolated"
 
 
 @dataclass(frozen=True)
@@ -56,12 +64,31 @@ def plot_law(experiment_path: str, out: str, fit: FitConfig = FitConfig(),
     finished = [r for r in (loaded or read_experiment(experiment_path)).records if r.ok]
     if not finished:
         raise ValueError(f"no finished trials in {experiment_path!r}: nothing to plot")
+    buffer = io.BytesIO()
+    law_figure(finished, fit).savefig(buffer, format="png", dpi=_DPI)
+    write_output(out, buffer.getvalue())
+    return [out]
+
+
+def law_figure(finished: list[TrialRecord], fit: FitConfig = FitConfig()) -> Figure:
+    """The figure of these finished records (a matplotlib Figure on an Agg canvas): what plot_law
+    saves, returned whole so that its lines and labels can be read back. Records are grouped by the
+    fit's own labels (law_group_labels), so each panel shows exactly the trials its law was fitted on."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     fits = fit_groups(law_rows(finished), capacity_variable=fit.capacity_variable, response=fit.response)
     groups: dict[str, list[TrialRecord]] = {}
-    for record in finished:
-        groups.setdefault(record.group, []).append(record)
-    write_output(out, _render(groups, fits))
-    return [out]
+    for record, label in zip(finished, law_group_labels([r.config for r in finished])):
+        groups.setdefault(label, []).append(record)
+    width, height = _PANEL_INCHES
+    fig = Figure(figsize=(2 * width, height * len(groups)), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(groups), 2, squeeze=False)
+    for row, label in enumerate(sorted(groups)):
+        _draw_law(axes[row, 0], group_title(label), groups[label], fits[label].fit)
+        _draw_recall(fig, axes[row, 1], group_title(label), recall_grid(groups[label]))
+    return fig
 
 
 def recall_grid(records: list[TrialRecord], metric: str = RECALL_METRIC) -> RecallGrid:
@@ -83,51 +110,48 @@ def recall_grid(records: list[TrialRecord], metric: str = RECALL_METRIC) -> Reca
 # -- drawing ---------------------------------------------------------------------------------------
 
 
-def _render(groups: dict[str, list[TrialRecord]], fits: dict[str, GroupFit]) -> bytes:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    width, height = _PANEL_INCHES
-    fig = Figure(figsize=(2 * width, height * len(groups)), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(len(groups), 2, squeeze=False)
-    for row, label in enumerate(sorted(groups)):
-        _draw_law(axes[row, 0], label, groups[label], fits[label].fit)
-        _draw_recall(fig, axes[row, 1], label, recall_grid(groups[label]))
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=_DPI)
-    return buffer.getvalue()
-
-
-def _draw_law(ax, label: str, records: list[TrialRecord], fit: LawFit) -> None:
+def _draw_law(ax, title: str, records: list[TrialRecord], fit: LawFit) -> None:
     """Points per rank (hollow when saturated), the mean ± one standard deviation over seeds where a
     cell has several, and, with an ok fit, the law as one line per rank. y is the fitted response."""
     from matplotlib.lines import Line2D
 
     capacity = fit.capacity_variable
-    cols = _columns(records, (K.RANK, capacity, K.TARGET_TOKENS, fit.response, K.LOSS_FINAL))
+    ceiling_key, ceiling_name, y_name = ((K.LOSS_INIT, "L_init", "ΔL") if fit.response == K.DELTA_LOSS
+                                         else (K.LOSS_REF, "L_ref", "drop"))
+    cols = _columns(records, (K.RANK, capacity, K.TARGET_TOKENS, fit.response, K.LOSS_FINAL, ceiling_key))
     ell, delta = cols[K.TARGET_TOKENS], cols[fit.response]
     drawable = np.isfinite(cols[K.RANK]) & (ell > 0) & (delta > 0)
     ranks = np.unique(cols[K.RANK][drawable])
     colours = _rank_colours(len(ranks))
     ell_line = _line_lengths(ell[drawable])
+    ceilings = cols[ceiling_key][drawable & np.isfinite(cols[ceiling_key])]
+    ceiling = float(ceilings.max()) if ceilings.size else math.inf  # y = ceiling − L_final <= ceiling
     for rank, colour in zip(ranks, colours):
         mine = drawable & (cols[K.RANK] == rank)
         saturated = mine & (cols[K.LOSS_FINAL] < LN2)
-        used = mine & ~saturated
+        # What fit_law used (fit._usable_records): unsaturated, with a positive finite capacity.
+        used = mine & (cols[K.LOSS_FINAL] >= LN2) & (cols[capacity] > 0) & np.isfinite(cols[capacity])
         ax.scatter(ell[used], delta[used], color=colour, s=30, zorder=3, label=f"r = {rank:g}")
         ax.scatter(ell[saturated], delta[saturated], facecolors="none", edgecolors=colour, s=30, zorder=3)
         _draw_spread(ax, ell[mine], delta[mine], colour)
         if fit.status == "ok":
-            _draw_law_line(ax, fit, float(np.median(cols[capacity][mine])), ell_line, colour,
-                           extrapolated=not used.any())
-    handles, labels = ax.get_legend_handles_labels()
-    hollow = Line2D([], [], marker="o", ls="", markerfacecolor="none", markeredgecolor="grey",
-                    label="saturated (L_final < ln 2)")
-    ax.legend(handles=[*handles, hollow], fontsize=7, loc="best")
+            fitted = (float(ell[used].min()), float(ell[used].max())) if used.any() else None
+            _draw_law_line(ax, fit, float(np.median(cols[capacity][mine])), ell_line, colour, fitted, ceiling)
+    handles, _ = ax.get_legend_handles_labels()
+    handles.append(Line2D([], [], marker="o", ls="", markerfacecolor="none", markeredgecolor="grey",
+                          label="saturated (L_final < ln 2)"))
+    if fit.status == "ok":
+        handles += [Line2D([], [], color="grey", lw=1.4, label="law, over the fitted ℓ"),
+                    Line2D([], [], color="grey", lw=1.0, ls="--", alpha=0.5, label="law, extrapolated")]
+    if math.isfinite(ceiling):
+        handles.append(ax.axhline(ceiling, color="grey", ls=":", lw=1.0,
+                                  label=f"largest {ceiling_name} = {ceiling:.2f} ({y_name} ≤ {ceiling_name})"))
+    ax.legend(handles=handles, fontsize=7, loc="best")
     y_label = "ΔL (nats per token)" if fit.response == K.DELTA_LOSS else "drop below chance L_ref − L_final (nats/token)"
     ax.set(xscale="log", yscale="log", xlabel="ℓ (target tokens)", ylabel=y_label)
-    ax.set_title(f"{label}\n{_fit_caption(fit)}", fontsize=9)
+    _plain_log_ticks(ax.xaxis)
+    _plain_log_ticks(ax.yaxis)
+    ax.set_title(f"{title}\n{_fit_caption(fit)}", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
 
 
@@ -140,11 +164,44 @@ def _draw_spread(ax, ell: np.ndarray, y: np.ndarray, colour) -> None:
                         color=colour, capsize=3, lw=1, zorder=2)
 
 
-def _draw_law_line(ax, fit: LawFit, x: float, ell: np.ndarray, colour, *, extrapolated: bool) -> None:
-    """Dashed where the fit used no trial of this rank (all saturated): the line is then a prediction."""
-    predicted = fit.predict(np.full_like(ell, x), ell)
-    shown = predicted > 0  # a negative b can take the law below zero, which log axes cannot show
-    ax.plot(ell[shown], predicted[shown], color=colour, lw=1.2, ls="--" if extrapolated else "-")
+def _draw_law_line(ax, fit: LawFit, x: float, ell: np.ndarray, colour, fitted: tuple[float, float] | None,
+                   ceiling: float) -> None:
+    """The law at capacity x: solid over `fitted` (the ℓ range the fit used at this rank), dashed and
+    faded outside it, where it is a prediction (all of it when `fitted` is None: every trial of the rank
+    saturated). Cut (a gap, not clipped flat, which would read as a measured plateau) wherever it
+    leaves (0, ceiling]: above the largest L_init no trial can be, and log axes cannot show y <= 0
+    (a negative b can take the law there)."""
+    if ell.size == 0:
+        return
+    if fitted is not None:
+        ell = np.union1d(ell, fitted)  # the solid piece starts and ends exactly on the fitted ℓ
+    predicted = np.asarray(fit.predict(np.full_like(ell, x), ell), dtype=float)
+    shown = np.where((predicted > 0) & (predicted <= ceiling), predicted, np.nan)
+    strictly_inside = np.zeros(ell.shape, bool) if fitted is None else (ell > fitted[0]) & (ell < fitted[1])
+    ax.plot(ell, np.where(strictly_inside, np.nan, shown), color=colour, lw=1.0, ls="--", alpha=0.5,
+            gid=EXTRAPOLATED_GID)  # the fitted range's ends stay on it, so the two parts join
+    if fitted is not None:
+        inside = (ell >= fitted[0]) & (ell <= fitted[1])
+        ax.plot(ell[inside], shown[inside], color=colour, lw=1.4, gid=FITTED_GID)
+
+
+def _plain_log_ticks(axis) -> None:
+    """Log-axis tick labels as plain numbers (6, 20, 0.5, 1000), not matplotlib's mathtext 6×10⁰:
+    which ticks get a label stays matplotlib's LogFormatter choice (the decades, and some minor ticks
+    when the axis spans about a decade or less), only the text changes."""
+    from matplotlib.ticker import LogFormatter
+
+    class PlainLogFormatter(LogFormatter):
+        def __call__(self, x, pos=None):
+            return _plain_number(x) if super().__call__(x, pos) else ""
+
+    axis.set_major_formatter(PlainLogFormatter())
+    axis.set_minor_formatter(PlainLogFormatter())
+
+
+def _plain_number(x: float) -> str:
+    """6 -> "6", 0.05 -> "0.05", 100000 -> "100000": positional, six significant digits at most."""
+    return str(np.format_float_positional(float(f"{x:.6g}"), trim="-"))
 
 
 def _fit_caption(fit: LawFit) -> str:
@@ -163,7 +220,7 @@ def _num(value: float | None, fmt: str) -> str:
     return "-" if value is None else format(value, fmt)
 
 
-def _draw_recall(fig, ax, label: str, grid: RecallGrid) -> None:
+def _draw_recall(fig, ax, title: str, grid: RecallGrid) -> None:
     """Heatmap with small rank at the bottom (capacity grows upwards) and each cell's value written in."""
     masked = np.ma.masked_invalid(grid.values)
     image = ax.imshow(masked, origin="lower", aspect="auto", cmap="viridis", vmin=0.0, vmax=1.0)
@@ -174,7 +231,7 @@ def _draw_recall(fig, ax, label: str, grid: RecallGrid) -> None:
             ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7,
                     color="black" if value > 0.6 else "white")
     ax.set(xlabel="ℓ (target tokens)", ylabel="LoRA rank r")
-    ax.set_title(f"{label}\ngreedy exact match (mean over repeats)", fontsize=9)
+    ax.set_title(f"{title}\ngreedy exact match (mean over repeats)", fontsize=9)
     fig.colorbar(image, ax=ax, label=RECALL_METRIC)
 
 

@@ -1,17 +1,11 @@
-"""The machine a figure was measured on, in words (for docs/benchmarks.md and docs/reproduction.md)."""
+"""The machine a figure was measured on, in words (for docs/benchmarks.md and docs/reproduction.md).
+
+The facts are read in one place, orchestrator/experiment/provenance.py, which also records them for
+every run of an experiment; this module names the ones a figure's caption shows.
+"""
 
 from __future__ import annotations
 
-import platform
-from pathlib import Path
+from orchestrator.experiment.provenance import cpu_model
 
-
-def cpu_model() -> str:
-    """The CPU's model name (Linux's /proc/cpuinfo), else what `platform` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+__all__ = ["cpu_model"]

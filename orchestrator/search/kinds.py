@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 import search_spaces
+from orchestrator.search import trial_label
 from search_spaces.law_grid import GridSpace
 from search_spaces.memft import OptunaSpace, Param
 from trainables import metric_names as K
@@ -124,6 +125,8 @@ class SearchKind(Protocol):
     def scheduler_problem(self, sweep: SweepView) -> str | None: ...
     def validation(self, sweep: SweepView) -> set[str] | None: ...
     def law_reason(self, sweep: SweepView) -> str | None: ...
+    def trial_label(self, sweep: SweepView, config: dict[str, Any]) -> str: ...
+    def line_metrics(self, sweep: SweepView) -> tuple[str, ...]: ...
 
 
 ASHA_NEEDS = "asha needs search.kind: optuna with exactly one metric"
@@ -224,6 +227,14 @@ class Grid:
     def law_reason(self, sweep: SweepView) -> str | None:
         """None: a grid over rank and length is what the law is fitted on."""
         return None
+
+    def trial_label(self, sweep: SweepView, config: dict[str, Any]) -> str:
+        """A trial in the terminal: its point of the law (orchestrator/search/trial_label.py)."""
+        return trial_label.law_point(config)
+
+    def line_metrics(self, sweep: SweepView) -> tuple[str, ...]:
+        """The metrics a finished trial's line shows: what the law and its certificate read."""
+        return (K.DELTA_LOSS, K.FRAC_P_GT_HALF, K.GREEDY_EXACT_MATCH)
 
 
 class Adaptive(Grid):
@@ -389,6 +400,14 @@ class Optuna:
 
     def law_reason(self, sweep: SweepView) -> str | None:
         return NO_LAW.format(space=sweep.space, where=sweep.experiment_uri)
+
+    def trial_label(self, sweep: SweepView, config: dict[str, Any]) -> str:
+        """A trial in the terminal: its knob set, as `memlaw best` names it."""
+        return trial_label.knob_set(config)
+
+    def line_metrics(self, sweep: SweepView) -> tuple[str, ...]:
+        """The search's objectives, in its order."""
+        return tuple(sweep.search.metrics)
 
 
 def _param_problems(p: Param, where: str) -> list[Problem]:

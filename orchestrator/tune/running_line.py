@@ -13,7 +13,7 @@ from ray.tune import CLIReporter
 from ray.tune.experiment import Trial
 
 from orchestrator.config.sweep import SweepConfig
-from orchestrator.tune import sweep_output
+from orchestrator.search.kinds import search_of
 from trainables import metric_names as K
 
 REPORT_EVERY_S = 30
@@ -49,7 +49,7 @@ class RunningLine(CLIReporter):
             step, loss = result.get(K.STEP), result.get(K.LOSS_FINAL)
             where = (f"step {step}/{trial.budget.steps}, loss {loss:.3g}" if step is not None and loss is not None
                      else "starting")  # the trial's own budget: a grid may vary budget.steps
-            name = self.label(trial) if self.label else sweep_output.trial_name(trial.to_dict())
+            name = self.label(trial) if self.label else search_of(self.sweep).trial_label(self.sweep, trial.to_dict())
             parts.append(f"{name} ({where})")
         done_n = sum(t.status in (Trial.TERMINATED, Trial.ERROR) for t in trials)
         say(f"running {'; '.join(parts)}   [{done_n}/{max(self.total, len(trials))} done]")

@@ -64,8 +64,11 @@ class OptunaSide:
         from search_spaces.memft import define_by_run
 
         s = sweep.search
+        # Every option that Optuna's releases have defaulted differently is set here (Optuna 5 turned
+        # TPE's constant liar on and 4 had it off), so a sweep file means one study under either.
         sampler = (nsga2_sampler(s.seed) if s.sampler == "nsga2"
-                   else optuna.samplers.TPESampler(seed=s.seed))
+                   else optuna.samplers.TPESampler(seed=s.seed, n_startup_trials=10, multivariate=True,
+                                                   constant_liar=True))
         metric = list(s.metrics) if len(s.metrics) > 1 else s.metrics[0]
         mode = list(s.modes) if len(s.modes) > 1 else s.modes[0]
         storage = optuna_storage(experiment_uri, create=True)

@@ -2,12 +2,13 @@
 
     start_block(...)        one block at start: the experiment folder, Ray's address, the dashboard,
                             how to ask the live law from another shell
-    trial_line(...)         one line per finished trial: k/n, its rank x l, dL, certified share,
-                            greedy exact match, its status, elapsed and an ETA
+    trial_line(...)         one line per finished trial: k/n, its name and metrics (a grid: rank x ℓ,
+                            dL, certified share, greedy exact match; a search: its knob set and
+                            objectives), its status, elapsed and an ETA
     fit_line(report)        one line per group of the current fit (alpha, beta with 95 % intervals,
                             R^2, points): printed by the driver as the fit moves, and logged by the
                             results actor per refit (the dashboard shows it under the actor's logs)
-    trial_table(records)    the end-of-sweep table of every trial, rank x l sorted
+    trial_table(records)    the end-of-sweep table of every trial, rank x ℓ sorted
 
 ETA: (n - k) trials at the rate this run has finished them (k_run / elapsed), so a resumed
 sweep's earlier trials do not make the rate look faster than it is; concurrency is in the rate.
@@ -17,10 +18,9 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
+from orchestrator.search import trial_label
 from trainables import metric_names as K
 
-#: The axes a row is named by: (dotted config key, short label).
-AXES = (("adapter.rank", "rank"), ("data.target_tokens", "l"))
 # The metric columns of Tune's live table (the sweep's and the validation phase's).
 LIVE_COLUMNS = (K.STEP, K.LOSS_FINAL, K.DELTA_LOSS, K.BITS_ABOVE_CHANCE, K.FRAC_P_GT_HALF, K.GREEDY_EXACT_MATCH)
 
@@ -55,17 +55,23 @@ def eta_s(done_total: int, total: int, done_this_run: int, elapsed_s: float) -> 
     return max(0, total - done_total) * elapsed_s / done_this_run
 
 
-def trial_name(config: Mapping[str, Any]) -> str:
-    return " x ".join(f"{label} {_get(config, key)}" for key, label in AXES)
+#: Short names of the metrics a trial line shows; any other metric is shown by its own name.
+SHORT = {K.DELTA_LOSS: ("ΔL", ".3g"), K.FRAC_P_GT_HALF: ("certified", ".2f"), K.GREEDY_EXACT_MATCH: ("greedy EM", ".2f"),
+         K.GREEDY_TOKEN_ACC: ("greedy token acc", ".3f")}
 
 
-def trial_line(done_total: int, total: int, config: Mapping[str, Any], metrics: Mapping[str, Any], status: str,
-               elapsed_s: float, eta: float | None) -> str:
+def metric_text(metrics: Mapping[str, Any], keys: Iterable[str]) -> str:
+    """`ΔL 4.21, certified 0.88, greedy EM 0.50` for the given metric keys."""
+    return ", ".join(f"{SHORT.get(k, (k,))[0]} {_num(metrics.get(k), SHORT.get(k, (k, '.3g'))[1])}" for k in keys)
+
+
+def trial_line(done_total: int, total: int, name: str, metrics: Mapping[str, Any], keys: Iterable[str],
+               status: str, elapsed_s: float, eta: float | None) -> str:
+    """`k/n done  <name>: <metrics>, <status>   elapsed, ETA`; the name and metric keys are the
+    search kind's (orchestrator/search/kinds.py: trial_label, line_metrics)."""
     width = len(str(total))
-    return (f"{done_total:>{width}}/{total} done  {trial_name(config)}: ΔL {_num(metrics.get(K.DELTA_LOSS))}, "
-            f"certified {_num(metrics.get(K.FRAC_P_GT_HALF), '.2f')}, greedy EM "
-            f"{_num(metrics.get(K.GREEDY_EXACT_MATCH), '.2f')}, {status}   elapsed {duration(elapsed_s)}, "
-            f"ETA {duration(eta) if eta is not None else '-'}")
+    return (f"{done_total:>{width}}/{total} done  {name}: {metric_text(metrics, keys)}, {status}   "
+            f"elapsed {duration(elapsed_s)}, ETA {duration(eta) if eta is not None else '-'}")
 
 
 def _ci(pair: Any) -> str:
@@ -90,18 +96,19 @@ def fit_line(report: Mapping[str, Any]) -> list[str]:
 
 
 def _sort_key(record: Mapping[str, Any]) -> tuple:
-    values = [_get(record.get("config", {}), key) for key, _ in AXES]
+    values = [_get(record.get("config", {}), "adapter.rank"), trial_label.ell(record.get("config", {}))]
     return tuple((v is None, v if isinstance(v, (int, float)) else 0) for v in values) + (record["trial_id"],)
 
 
 def trial_table(records: Iterable[Mapping[str, Any]]) -> str:
-    """Every trial, rank then l: ΔL, certified share (p > 0.5), greedy exact match, status."""
+    """Every trial, rank then ℓ (over all sequences, as the law counts it): ΔL, certified share
+    (p > 0.5), greedy exact match, status."""
     rows = sorted(records, key=_sort_key)
-    header = ("rank", "l", "ΔL", "certified", "greedy EM", "status")
+    header = ("rank", "ℓ", "ΔL", "certified", "greedy EM", "status")
     body = []
     for r in rows:
         m = r.get("metrics") or {}
-        body.append((_num(_get(r["config"], "adapter.rank"), ""), _num(_get(r["config"], "data.target_tokens"), ""),
+        body.append((_num(_get(r["config"], "adapter.rank"), ""), _num(trial_label.ell(r["config"]), ""),
                      _num(m.get(K.DELTA_LOSS), ".4g"), _num(m.get(K.FRAC_P_GT_HALF), ".3f"),
                      _num(m.get(K.GREEDY_EXACT_MATCH), ".3f"), r["status"]))
     widths = [max(len(h), *(len(row[i]) for row in body)) if body else len(h) for i, h in enumerate(header)]

@@ -32,13 +32,13 @@ from orchestrator.experiment.folder import Experiment, exclusive_run, optuna_sto
 from orchestrator.experiment.live_file import clear_live, write_live
 from orchestrator.tune.moved_experiment import repoint_search_state
 from orchestrator.tune.ray_session import NAMESPACE, start_ray, token_hint
+from orchestrator.tune.run_provenance import record_this_run
 from orchestrator.records.journal import LAW_FOLDER
 from orchestrator.records.storage_failure import Reserve, StorageFailed
 from orchestrator.records.trial_record import completion_status, record_from_result
 from orchestrator.search.kinds import search_of
 from orchestrator.tune.searchers import tune_side
 from orchestrator.tune.trainable import memorize, memorize_zero
-from trainables import metric_names as K
 
 log = logging.getLogger(__name__)
 ZERO_DRIVER_CPU = 0.01  # a zero trial's Tune process only launches and waits for its ranks
@@ -76,9 +76,11 @@ class LawLines(tune.Callback):
         elapsed = time.time() - started
         total = max(self.total, len(self._done))
         eta = sweep_output.eta_s(len(self._done), total, self._done_this_run, elapsed)
-        config = self.sweep.trial_config(trial.config).to_dict()
-        _say(sweep_output.trial_line(len(self._done), total, config, trial.last_result or {}, status, elapsed, eta))
-        if search_of(self.sweep).law_reason(self.sweep):  # no law to print for this space
+        kind = search_of(self.sweep)
+        name = kind.trial_label(self.sweep, self.sweep.trial_config(trial.config).to_dict())
+        _say(sweep_output.trial_line(len(self._done), total, name, trial.last_result or {},
+                                     kind.line_metrics(self.sweep), status, elapsed, eta))
+        if kind.law_reason(self.sweep):  # no law to print for this space
             return
         if self._ref is None:  # the fit once the actor holds at least this many records
             self._ref = results_actor.find(self.sweep.name).report.remote(wait_s=10.0, at_least=len(self._done))
@@ -88,12 +90,23 @@ class LawLines(tune.Callback):
             return
         ready, _ = ray.wait([self._ref], timeout=0)
         if ready:
-            report, self._ref = ray.get(self._ref), None
-            lines = [*sweep_output.fit_line(report), *search_of(self.sweep).stopping_lines(self.sweep, report)]
-            if lines != self._last_fit:
-                self._last_fit = lines
-                for line in lines:
-                    _say(line)
+            self._print_fit(ray.get(self._ref))
+
+    def on_experiment_end(self, trials: list, **info) -> None:
+        """The fit of every finished trial, once more: a refit asked while another was pending was
+        skipped, so the last line could read 'law after 22 trials' for 24 (issue 25 item 10)."""
+        if self._done and not search_of(self.sweep).law_reason(self.sweep):
+            with contextlib.suppress(Exception):  # the actor gone: the end table says what storage holds
+                self._print_fit(ray.get(results_actor.find(self.sweep.name).report.remote(
+                    wait_s=10.0, at_least=len(self._done)), timeout=15))
+
+    def _print_fit(self, report: dict) -> None:
+        self._ref = None
+        lines = [*sweep_output.fit_line(report), *search_of(self.sweep).stopping_lines(self.sweep, report)]
+        if lines != self._last_fit:
+            self._last_fit = lines
+            for line in lines:
+                _say(line)
 
 
 def _prunes(sweep: SweepConfig) -> bool:
@@ -168,6 +181,7 @@ def run_sweep(sweep: SweepConfig, address: str | None = None, dashboard: bool = 
         url = start_ray(address, dashboard=dashboard)
         results_actor.get_or_create(sweep.name, experiment.uri, sweep.fit)  # before the folder says "experiment"
         experiment.save_sweep()
+        record_this_run(experiment.uri, resumed=False)  # provenance.json: what this run ran on
         with _reachable(experiment, url), _storage_watched(experiment), interrupt.watch() as caught:
             grid = build_tuner(experiment).fit()
         return _finish(experiment, grid, caught["interrupted"])
@@ -181,6 +195,7 @@ def resume_sweep(experiment: Experiment, address: str | None = None, dashboard: 
         url = start_ray(address, dashboard=dashboard)
         results_actor.get_or_create(sweep.name, experiment.uri, sweep.fit)
         repoint_search_state(experiment.uri)  # a moved or copied experiment: new trials go where it is now
+        record_this_run(experiment.uri, resumed=True)
         # resume_errored: a trial stopped by a full disk is an error to Tune; a journaled failure
         # replays as one without training (trainable._replay_journaled), so only the former trains on
         _reporter(sweep)  # the classic output engine, so the restored RunningLine prints, not Tune's tables
