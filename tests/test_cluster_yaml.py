@@ -78,3 +78,22 @@ def test_ray_is_pinned_once_and_installed_at_the_pin():
     """The image tags follow the pin (test above); the installed Ray is the pinned one, so a new Ray
     release cannot change what runs without a change here."""
     assert ray.__version__ == ray_pin()
+
+
+def test_the_lock_pins_every_dependency_inside_its_range_and_ray_at_the_pin():
+    """requirements.lock (issue 25 item 5): what `make install` and CI install. Every dependency and test
+    extra of pyproject.toml has exactly one pinned line, inside pyproject's range; Ray at the one pin."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    lines = [ln for ln in (REPO / "requirements.lock").read_text().splitlines() if ln and not ln.startswith("#")]
+    pins = dict(ln.split("==", 1) for ln in lines)
+    assert len(pins) == len(lines) and all("==" in ln for ln in lines), "one exact pin per line"
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    for spec in [*project["dependencies"], *project["optional-dependencies"]["test"]]:
+        req = Requirement(spec)
+        key = next((k for k in pins if k.lower().replace("_", "-") == req.name.lower().replace("_", "-")), None)
+        assert key is not None, f"{req.name} is not in requirements.lock"
+        assert req.specifier.contains(pins[key], prereleases=True), (req.name, pins[key], str(req.specifier))
+    assert pins["ray"] == ray_pin() and "+" not in pins["torch"]  # torch: no local tag, CPU and GPU alike

@@ -1,4 +1,5 @@
-"""Sweeps through the real CLI on a real local Ray: grid end to end, Optuna with failing trials,
+"""Sweeps through the real CLI on a real local Ray: Optuna with failing trials (the grid end to end,
+fit, export and plot, and a second demo: tests/test_readme_block.py),
 sweep validation, resume after a driver crash, and a two-node cluster."""
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import yaml
 
@@ -55,35 +55,6 @@ def test_sweep_validation_reports_every_problem_at_once(tmp_path):
     assert "space_overrides.adapter.rank" in text and "[1, 65536]" in text and "[1, 64]" in text, text
     run = run_cli("validate", str(path))
     assert run.returncode == 2 and "space_overrides.adapter.rank" in run.stderr
-
-
-@pytest.mark.slow  # a full CLI sweep
-def test_grid_sweep_end_to_end_fit_export_and_plot(tmp_path):
-    path = write_sweep(tmp_path)
-    run = run_cli("sweep", str(path))
-    assert run.returncode == 0, run.stderr[-3000:]
-    experiment = tmp_path / "runs" / "smoke"
-    records = RecordLog.for_experiment(str(experiment)).all()
-    assert len(records) == 6 and all(r.ok for r in records)
-    assert {(r.config["adapter"]["rank"], r.config["data"]["target_tokens"]) for r in records} == {
-        (r, n) for r in (1, 2, 4) for n in (32, 64)}
-    assert all(r.metrics[K.STEP] == 30 and r.node_id for r in records)
-
-    law = run_cli("law", "--experiment", str(experiment), "--json")
-    assert law.returncode == 0, law.stderr
-    report = json.loads(law.stdout)
-    assert report["trials_accepted"] == 6 and report["fits"][0]["group"] == records[0].group
-    assert "updated_at" in report["fits"][0] and "alpha" in report["fits"][0]
-
-    out = tmp_path / "results.parquet"
-    assert run_cli("export", str(experiment), "--out", str(out)).returncode == 0
-    frame = pd.read_parquet(out)
-    assert sorted(frame["trial_id"]) == sorted(r.trial_id for r in records)
-    assert frame["trial_id"].is_unique
-
-    png = tmp_path / "law.png"
-    assert run_cli("plot", str(experiment), "--out", str(png)).returncode == 0
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.slow  # a full CLI sweep
@@ -188,21 +159,3 @@ def test_a_two_node_cluster_runs_trials_on_both_nodes(tmp_path):
     finally:
         ray.shutdown()
         cluster.shutdown()
-
-
-@pytest.mark.slow  # two CLI demos
-def test_a_second_demo_is_a_new_experiment_never_merged_into_the_first(tmp_path):
-    """README: `memlaw demo` always starts a new experiment (issue 28 item 9)."""
-    sweep = tmp_path / "demo.yaml"
-    sweep.write_text(yaml.safe_dump({
-        "name": "demo", "trial": {"model": {"name": "tiny-xs"}, "adapter": {"placement": "paper", "rank": 1},
-                                  "data": {"kind": "random", "target_tokens": 16},
-                                  "budget": {"preset": "cpu", "steps": 20}, "eval": {"every": 10}},
-        "space": "law_grid_smoke", "resources": {"cpu": 1}, "max_concurrency": 2}))
-    for _ in range(2):
-        done = subprocess.run(memlaw_cmd("demo", "--file", str(sweep), "--storage", str(tmp_path / "runs")),
-                              capture_output=True, text=True, timeout=600)
-        assert done.returncode == 0, done.stderr[-3000:]
-    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["demo", "demo-2"]
-    for name in ("demo", "demo-2"):
-        assert len(RecordLog.for_experiment(str(tmp_path / "runs" / name)).all()) == 6

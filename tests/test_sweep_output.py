@@ -45,9 +45,13 @@ def test_a_trial_is_named_by_the_l_of_the_law_and_a_search_trial_by_its_knobs_an
     lr = sweep.trial_config({}).budget.lr
     assert kind.trial_label(sweep, memft.to_dict()) == f"memft threshold_margin=0.134 mix=0.421 lr={lr:.3g}"
     assert kind.trial_label(sweep, sweep.trial_config({"method.name": "memft_sw"}).to_dict()) == f"memft_sw lr={lr:.3g}"
-    line = trial_line(1, 4, "sft", {K.GREEDY_TOKEN_ACC: 0.4519, K.STABLE_CERTIFIED_FROM: 80}, kind.line_metrics(sweep),
-                      "ok", 9.0, None)
+    line = trial_line(1, 4, "sft", {K.GREEDY_TOKEN_ACC: 0.4519, K.STABLE_CERTIFIED_FROM: 80, K.STEP: 100},
+                      kind.line_metrics(sweep), "ok", 9.0, None)
     assert "sft: greedy token acc 0.452, stable_certified_from 80, ok" in line, line
+    # never certified within its 100 steps: the metric holds budget + 1, a censoring placeholder
+    never = trial_line(2, 4, "sft", {K.GREEDY_TOKEN_ACC: 0.1, K.STABLE_CERTIFIED_FROM: 101, K.STEP: 100},
+                       kind.line_metrics(sweep), "ok", 9.0, None)
+    assert "stable_certified_from > 100, ok" in never and "101" not in never, never
 
 
 def _report(status="ok"):

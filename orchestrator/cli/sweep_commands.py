@@ -259,6 +259,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 # -- demo and reproduce --------------------------------------------------------------------------
 DEMO_FILE = "law_grid_cpu.yaml"
+DEMO_NAME = "demo"
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -267,7 +268,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not Path(path).is_file():
         print(f"error: {path} not found: memlaw demo runs from a checkout of the memlaw repository", file=sys.stderr)
         return EXIT_BAD_INPUT
-    sweep = _load_sweep_or_exit(path, storage_path=args.storage, name=args.name)
+    # its own name, so that the README's `memlaw sweep examples/law_grid_cpu.yaml` after it is not refused
+    sweep = _load_sweep_or_exit(path, storage_path=args.storage, name=args.name or DEMO_NAME)
     if sweep is None:
         return EXIT_BAD_INPUT
     from orchestrator.experiment import folder as ex

@@ -232,4 +232,9 @@ def _validate_sweep(path: str) -> int:
     size = sweep.trial_count()  # adaptive: at most (its stopping rule may end it sooner)
     print(f"ok: {path} is a valid sweep {sweep.name!r}: {size} trials ({sweep.search.kind} over {sweep.space}), "
           f"storage {sweep.experiment_uri}")
+    from orchestrator.experiment.folder import exists
+
+    if exists(sweep.experiment_uri):  # valid, but `memlaw sweep` would refuse it as it stands
+        print(f"note: the experiment {sweep.experiment_uri} exists: `memlaw sweep {path}` needs --resume (continue "
+              f"it with this same file) or --new (a fresh experiment under the next free name)")
     return 0

@@ -60,9 +60,23 @@ SHORT = {K.DELTA_LOSS: ("ΔL", ".3g"), K.FRAC_P_GT_HALF: ("certified", ".2f"), K
          K.GREEDY_TOKEN_ACC: ("greedy token acc", ".3f")}
 
 
+#: Steps to an event: a trial where it never happened reports budget + 1 (or None), a placeholder
+#: set by the budget, shown as the bound it is (docs/science.md §3.6), never as a step.
+EVENT_STEPS = (K.STABLE_CERTIFIED_FROM, K.STEPS_TO_CERTIFIED)
+
+
+def _value(metrics: Mapping[str, Any], key: str) -> str:
+    value, fmt = metrics.get(key), SHORT.get(key, (key, ".3g"))[1]
+    last = metrics.get(K.STEP)
+    if key in EVENT_STEPS and isinstance(last, (int, float)) and (value is None or value > last):
+        return f"> {last:g}"
+    return _num(value, fmt)
+
+
 def metric_text(metrics: Mapping[str, Any], keys: Iterable[str]) -> str:
-    """`ΔL 4.21, certified 0.88, greedy EM 0.50` for the given metric keys."""
-    return ", ".join(f"{SHORT.get(k, (k,))[0]} {_num(metrics.get(k), SHORT.get(k, (k, '.3g'))[1])}" for k in keys)
+    """`ΔL 4.21, certified 0.88, greedy EM 0.50` for the given metric keys; a step to an event that
+    did not happen within the trial's steps reads `> 100`."""
+    return ", ".join(f"{SHORT.get(k, (k,))[0]} {_value(metrics, k)}" for k in keys)
 
 
 def trial_line(done_total: int, total: int, name: str, metrics: Mapping[str, Any], keys: Iterable[str],
