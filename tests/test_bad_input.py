@@ -141,6 +141,7 @@ def test_validate_rejects_in_process(path, capsys):
     _seen[kind_of(path)] += 1
 
 
+@pytest.mark.slow  # spawns the CLI: a fresh process: sys.modules there is the point
 def test_validation_never_imports_ray():
     """The whole corpus through `validate` in a fresh process where Ray (and DeepSpeed) cannot be
     imported: every file is refused with exit 2 and no traceback, and Ray is still not loaded. (In
@@ -165,6 +166,7 @@ def test_validation_never_imports_ray():
 
 
 # -- a sample through the real command line ------------------------------------------------------
+@pytest.mark.slow  # spawns the CLI: the exit code of a real `memlaw validate` process is the point
 @pytest.mark.parametrize("name", SUBPROCESS_SAMPLE)
 def test_validate_rejects_as_a_subprocess(name):
     path = CORPUS / name
@@ -244,6 +246,7 @@ def test_input_limits_refuse_at_once_in_bounded_memory(tmp_path, kind, request):
                           f"{figures['peak_mb'] - figures['extra_mb']:.0f} MB of the imports")
 
 
+@pytest.mark.slow  # spawns the CLI: each command in a memory-capped process
 def test_the_alias_bomb_is_refused_by_every_command_that_reads_a_file(tmp_path):
     """trial, sweep and validate read trial and sweep files through the same loader: exit 2 each."""
     bomb = str(CORPUS / "input-limit__alias-bomb.yaml")

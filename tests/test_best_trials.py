@@ -58,7 +58,7 @@ def test_the_plan_skips_sft_settings_and_pairs_seeds():
     plan = make_plan(sweep, records)
     assert [a["label"] for a in plan["arms"]] == [SFT, OT, "top1", "top2"]
     assert plan["arms"][2]["knobs"] == {"method.name": "memft", "method.mix": 0.4, "method.threshold_margin": 0.1}
-    assert plan["arms"][2]["search"] == {"trial_id": "a", "values": {EM: 0.9}}
+    assert plan["arms"][2]["search"] == {"trial_id": "a", "values": {EM: 0.9}, "last_step": None}
     assert len(plan["seeds"]) == 6 and len(points(plan)) == 4 * 6
     assert {p["seed"] for p in points(plan)} == set(plan["seeds"])
     assert all(p["seed"] == p["data.seed"] for p in points(plan))
@@ -159,3 +159,21 @@ def test_too_few_validation_seeds_still_run_and_an_old_experiment_still_opens(tm
     path.write_text(yaml.safe_dump({**SWEEP, "search": {**SWEEP["search"], "validate_seeds": 5},
                                     "storage_path": str(tmp_path)}))
     assert cli.main(["validate", str(path)]) == 0, capsys.readouterr().err
+
+
+def test_a_step_to_certification_that_never_came_is_a_bound_in_the_front_and_the_validation():
+    """stable_certified_from is budget + 1 on a trial that never certified: a placeholder set by the
+    budget, printed as '> 100' (its last step), never as the number 101 (issue 23, seen again in the
+    Optuna example's Pareto front)."""
+    from orchestrator.search.best_trials import format_best, value_text
+    from trainables import metric_names as K
+
+    section = {"kind": "pareto", "metrics": [K.GREEDY_TOKEN_ACC, K.STABLE_CERTIFIED_FROM], "modes": ["max", "min"],
+               "trials_ranked": 2, "rows": [
+                   {"trial_id": "a", "values": [0.5, 101], "knobs": {"method.name": "memft_sw"},
+                    "metrics": {K.STEP: 100}},
+                   {"trial_id": "b", "values": [0.25, 60], "knobs": {"method.name": "sft"}, "metrics": {K.STEP: 100}}]}
+    rows = format_best(section).splitlines()[2:]
+    assert rows[0].split()[:2] == ["0.5", ">"] and "> 100" in rows[0] and "101" not in rows[0]
+    assert rows[1].split()[:2] == ["0.25", "60"]
+    assert value_text(K.STEPS_TO_CERTIFIED, None, 200) == "> 200" and value_text(K.GREEDY_TOKEN_ACC, 0.25, 100) == "0.25"

@@ -151,6 +151,7 @@ def test_jobs_api_refusals_are_one_line_each(head):
     assert "asks for a Ray token (401)" in none
 
 
+@pytest.mark.slow  # spawns the CLI: the CLI process and its environment
 def test_an_unreachable_dashboard_and_a_missing_token_are_one_line_each(tmp_path):
     from ray_heads import free_port
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, memlaw_cmd, print_figure
+from conftest import REPO, memlaw_cmd, memlaw_in_process, print_figure
 from orchestrator.records.journal import JOURNAL, LAW_FOLDER, SNAPSHOT, RecordLog
 from test_records import law_records
 from test_structure import finished_experiment
@@ -28,7 +28,8 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
 
 
 def memlaw(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(memlaw_cmd(*args), capture_output=True, text=True, cwd=REPO, env=ENV, timeout=timeout)
+    """The CLI in this process (the read commands' behaviour is the point, not a subprocess)."""
+    return memlaw_in_process(*args, cwd=REPO, env={"HF_HUB_OFFLINE": "1"})
 
 
 def damage(uri: str) -> list[str]:

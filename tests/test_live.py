@@ -109,6 +109,7 @@ def check_dashboard(printed: str) -> None:
         assert json.loads(answer.read())["ray_version"]
 
 
+@pytest.mark.slow  # spawns the CLI: the CLI process and its deadline
 def test_an_unreachable_address_fails_within_the_timeout():
     t0 = time.monotonic()
     done = subprocess.run(memlaw_cmd("law", "--address", "127.0.0.1:1", "--json"), cwd=REPO, capture_output=True,
@@ -117,6 +118,7 @@ def test_an_unreachable_address_fails_within_the_timeout():
     assert time.monotonic() - t0 < 40
 
 
+@pytest.mark.slow  # spawns the CLI: the CLI process
 def test_live_without_a_running_sweep_gives_the_stored_fit(tmp_path):
     from test_structure import finished_experiment
 

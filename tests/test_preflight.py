@@ -3,12 +3,11 @@ by `memlaw validate` and `memlaw sweep`, naming storage_path, exit 2; validating
 
 from __future__ import annotations
 
-import subprocess
 
 import pytest
 import yaml
 
-from conftest import REPO, memlaw_cmd
+from conftest import REPO, memlaw_in_process
 
 
 def sweep_file(tmp_path, storage: str):
@@ -24,8 +23,7 @@ def sweep_file(tmp_path, storage: str):
 def test_unwritable_storage_is_refused_before_ray(tmp_path, command, where, reason):
     (tmp_path / "a-file").write_text("not a folder")
     storage = where if where.startswith("/") else str(tmp_path / where)
-    done = subprocess.run(memlaw_cmd(command, sweep_file(tmp_path, storage)), cwd=REPO, capture_output=True,
-                          text=True, timeout=120)
+    done = memlaw_in_process(command, sweep_file(tmp_path, storage), cwd=REPO)
     assert done.returncode == 2, done.stderr
     assert f"storage_path: cannot write the experiment folder {storage}/s: {reason}" in done.stderr
     assert "Ray" not in done.stderr
@@ -33,7 +31,6 @@ def test_unwritable_storage_is_refused_before_ray(tmp_path, command, where, reas
 
 def test_validating_a_sweep_creates_no_folder(tmp_path):
     storage = tmp_path / "new" / "deeper" / "runs"
-    done = subprocess.run(memlaw_cmd("validate", sweep_file(tmp_path, str(storage))), cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
+    done = memlaw_in_process("validate", sweep_file(tmp_path, str(storage)), cwd=REPO)
     assert done.returncode == 0, done.stderr
     assert not (tmp_path / "new").exists()

@@ -175,6 +175,7 @@ def test_dashboard_urls_that_may_carry_the_token(url, allowed):
         assert dashboard_url_problem(url, insecure_http=True) is None  # the explicit flag, and only it
 
 
+@pytest.mark.slow  # spawns the CLI: the CLI process
 def test_plain_http_to_another_host_is_refused_before_anything_is_sent():
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     run = subprocess.run(memlaw_cmd("law", "--dashboard", "http://10.255.255.1:8265", "--json"), capture_output=True,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, memlaw_cmd
+from conftest import REPO, memlaw_cmd, memlaw_in_process
 from orchestrator.config.sweep import SweepConfig
 from orchestrator.experiment.folder import SWEEP_FILE, Experiment, open_experiment
 from orchestrator.records.journal import RecordLog
@@ -45,6 +45,7 @@ def run_without_ray(*args: str) -> subprocess.CompletedProcess:
                           timeout=120)
 
 
+@pytest.mark.slow  # spawns the CLI: a process where Ray cannot be imported
 def test_law_export_and_plot_of_an_experiment_need_no_ray(tmp_path):
     uri = finished_experiment(tmp_path)
     law = run_without_ray("law", "--experiment", uri, "--json")
@@ -223,11 +224,43 @@ def test_importing_orchestrator_changes_no_environment():
 def test_field_docs_reach_help():
     from trainables.config import TrialConfig
 
-    trial = subprocess.run(memlaw_cmd("trial", "--help"), cwd=REPO, capture_output=True, text=True, timeout=60)
-    sweep = subprocess.run(memlaw_cmd("sweep", "--help"), cwd=REPO, capture_output=True, text=True, timeout=60)
+    trial, sweep = memlaw_in_process("trial", "--help"), memlaw_in_process("sweep", "--help")
     assert trial.returncode == 0 and sweep.returncode == 0
     for name, doc, _ in TrialConfig.field_docs():
         line = next(line for line in trial.stdout.splitlines() if line.split()[:1] == [name])
         assert doc[:40] in line
     for name, doc, _ in SweepConfig.field_docs():
         assert any(line.split()[:1] == [name] and doc[:40] in line for line in sweep.stdout.splitlines()), name
+
+
+def test_the_test_run_has_its_own_ray_token_and_temp_folder():
+    """issue 28 item 5: conftest gives the run its own token file and Ray temp folder before Ray is
+    imported; a Ray started here writes its session there and never reads ~/.ray/auth_token."""
+    import stat
+
+    from conftest import RAY_ISOLATION
+
+    token = Path(os.environ["RAY_AUTH_TOKEN_PATH"])
+    assert token.parent == RAY_ISOLATION and stat.S_IMODE(token.stat().st_mode) == 0o600
+    assert len(token.read_text()) == 64 and os.environ["RAY_AUTH_MODE"] == "token"
+    assert os.environ["RAY_TMPDIR"] == str(RAY_ISOLATION / "ray") and "RAY_AUTH_TOKEN" not in os.environ
+    from orchestrator.tune.ray_session import token_file
+
+    assert token_file() == str(token)  # memlaw's own reading of the token follows the path too
+
+
+def test_an_unmarked_test_that_spawns_the_cli_fails_and_a_slow_one_passes(pytester):
+    """issue 28 item 3: conftest's SlowWatch fails a test not marked slow that does what only slow
+    tests may (here: spawn the memlaw CLI); the same test marked slow passes. Run in a pytest of its own."""
+    pytester.makeconftest((REPO / "tests" / "conftest.py").read_text())
+    pytester.makeini("[pytest]\nmarkers =\n    slow: slow\n")
+    spawn = ("import subprocess, sys\n"
+             "def _cli():\n"
+             "    subprocess.run([sys.executable, '-m', 'orchestrator.cli.main', '--help'], capture_output=True,"
+             " check=True)\n")
+    pytester.makepyfile(test_spawns=spawn + "def test_unmarked():\n    _cli()\n\n"
+                        "import pytest\n@pytest.mark.slow\ndef test_marked():\n    _cli()\n\n"
+                        "def test_quiet():\n    subprocess.run([sys.executable, '-c', 'pass'], check=True)\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(["*test_unmarked is not marked slow but spawned the CLI*"])

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import memlaw_cmd
+from conftest import memlaw_cmd, memlaw_in_process
 from orchestrator.config.preflight import load_sweep
 from orchestrator.records.journal import RecordLog
 from trainables import metric_names as K
@@ -53,7 +53,7 @@ def test_sweep_validation_reports_every_problem_at_once(tmp_path):
         load_sweep(str(path))
     text = str(err.value)
     assert "space_overrides.adapter.rank" in text and "[1, 65536]" in text and "[1, 64]" in text, text
-    run = run_cli("validate", str(path))
+    run = memlaw_in_process("validate", str(path))
     assert run.returncode == 2 and "space_overrides.adapter.rank" in run.stderr
 
 

@@ -12,7 +12,7 @@ import time
 import pytest
 import torch
 
-from conftest import EXAMPLES, memlaw_cmd
+from conftest import EXAMPLES, memlaw_cmd, memlaw_in_process
 from trainables import metric_names as K
 from trainables.adapters import load_adapter
 from trainables.backends import SingleProcess
@@ -156,9 +156,7 @@ def test_bad_trial_files_fail_before_any_model_is_built(tmp_path, text, field, a
     cache = tmp_path / "cache"
     path = tmp_path / "bad.yaml"
     path.write_text(text + "\n")
-    env = {**os.environ, "MEMLAW_CACHE": str(cache)}
-    run = subprocess.run(memlaw_cmd("trial", str(path), "--out", str(tmp_path / "out")), capture_output=True,
-                         text=True, env=env, timeout=120)
+    run = memlaw_in_process("trial", str(path), "--out", str(tmp_path / "out"), env={"MEMLAW_CACHE": str(cache)})
     assert run.returncode == 2, run.stderr
     assert field in run.stderr and allowed in run.stderr, run.stderr
     assert not (cache / "models").exists() or not any((cache / "models").iterdir()), "a model was built"

@@ -28,7 +28,8 @@ from typing import Sequence
 from orchestrator.experiment.export import ExperimentRecords, write_output
 from orchestrator.experiment.folder import OPTUNA_FILE
 from orchestrator.records.trial_record import TrialRecord
-from orchestrator.search.best_trials import Ranked, knob_text, rank_trials
+from orchestrator.search.best_trials import EVENT_STEPS, Ranked, knob_text, rank_trials
+from trainables import metric_names as K
 
 _DPI = 110
 
@@ -60,7 +61,11 @@ def importances(experiment_path: str, study_name: str, metrics: Sequence[str]) -
 
     study = optuna.load_study(study_name=study_name, storage=JournalStorage(JournalFileBackend(path)))
     out: dict[str, dict[str, float] | str] = {}
+    finished = [t for t in study.trials if t.values is not None]
     for j, metric in enumerate(metrics):
+        if len({t.values[j] for t in finished}) < 2:  # fANOVA would split a constant evenly: no information
+            out[metric] = f"not computable: every finished trial has the same {metric}"
+            continue
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # ExperimentalWarning and friends: the panel says what it is
@@ -101,17 +106,31 @@ def _draw_front(ax, ranked: list[Ranked], metrics: Sequence[str], modes: Sequenc
         ax.set(xlabel="trials, best first", ylabel=metrics[0], title=f"best trials ({modes[0]})")
     else:
         for name, colour in colours.items():
-            pts = [r.values[:2] for r in ranked if r.knobs["method.name"] == name]
-            ax.scatter(*zip(*pts), color=colour, label=name, s=30)
+            label = name
+            for bound in (False, True):  # a censored step (never certified) is a bound: drawn as '^' at it
+                pts = [r.values[:2] for r in ranked if r.knobs["method.name"] == name and _censored(r, metrics) == bound]
+                if pts:
+                    ax.scatter(*zip(*pts), color=colour, label=label, s=40 if bound else 30,
+                               marker="^" if bound else "o", gid="censored" if bound else None)
+                    label = None
         front = sorted((r for r in ranked if r.front == 0), key=lambda r: r.values[0])
         ax.plot([r.values[0] for r in front], [r.values[1] for r in front], color="0.3", lw=1, gid="pareto-front")
         ax.scatter([r.values[0] for r in front], [r.values[1] for r in front], facecolors="none", edgecolors="k",
                    s=120, lw=1.2)
         for r in front:
             ax.annotate(knob_text(r.knobs), r.values[:2], fontsize=7, xytext=(4, 4), textcoords="offset points")
-        ax.set(xlabel=f"{metrics[0]} ({modes[0]})", ylabel=f"{metrics[1]} ({modes[1]})",
+        censored = sum(_censored(r, metrics) for r in ranked)
+        ax.set(xlabel=f"{metrics[0]} ({modes[0]})", ylabel=f"{metrics[1]} ({modes[1]})"
+               + ("\n^: not reached within the budget, drawn at budget + 1 (a bound)" if censored else ""),
                title=f"Pareto front: {len(front)} of {len(ranked)} trials (ringed)")
     ax.legend(fontsize=8, title="method")
+
+
+def _censored(r: Ranked, metrics: Sequence[str]) -> bool:
+    """Whether the second objective is a step to an event the trial never reached (budget + 1)."""
+    last = r.metrics.get(K.STEP)
+    return (len(metrics) > 1 and metrics[1] in EVENT_STEPS and isinstance(last, (int, float))
+            and r.values[1] > last)
 
 
 def _draw_history(ax, records: list[TrialRecord], metrics: Sequence[str], modes: Sequence[str]) -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 from orchestrator.records.trial_record import TrialRecord, flatten
+from trainables import metric_names as K
 from trainables.methods import METHODS
 
 
@@ -120,6 +121,18 @@ def _fmt(value: Any) -> str:
     return "-" if value is None else str(value)
 
 
+#: Steps to an event (certification): a trial where it never happened reports budget + 1, a
+#: placeholder set by the budget, so it is shown as the bound `> budget`, never as a step.
+EVENT_STEPS = (K.STABLE_CERTIFIED_FROM, K.STEPS_TO_CERTIFIED)
+
+
+def value_text(metric: str, value: Any, last_step: Any, fmt: str = ".3g") -> str:
+    """A metric's value for people; a step to an event past the trial's last step (or None) is `> last`."""
+    if metric in EVENT_STEPS and isinstance(last_step, (int, float)) and (value is None or value > last_step):
+        return f"> {last_step:g}"
+    return "-" if value is None else (format(value, fmt) if isinstance(value, float) else str(value))
+
+
 def knob_text(knobs: dict[str, Any]) -> str:
     """`memft mix=0.42 threshold_margin=0.1 lr=0.01`: the method and the knobs it sets away from their
     defaults (MemFT-OT reads `memft`), short."""
@@ -140,6 +153,7 @@ def format_best(section: dict[str, Any]) -> str:
     if not section["rows"]:
         lines.append("  no finished trial has a value for every objective yet")
     for row in section["rows"]:
-        values = "  ".join(f"{_fmt(v):>28}" for v in row["values"])
+        values = "  ".join(f"{value_text(m, v, row['metrics'].get(K.STEP)):>28}"
+                           for m, v in zip(section["metrics"], row["values"]))
         lines.append(f"  {values}  {row['trial_id'][:11]:<11}  {knob_text(row['knobs'])}")
     return "\n".join(lines)

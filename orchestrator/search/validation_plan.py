@@ -85,7 +85,8 @@ def make_plan(sweep: PlannedSweep, records: Iterable[TrialRecord], searched: Ite
     for i, r in enumerate(distinct_knob_sets(ranked, s.validate_top), start=1):
         knobs = {k: v for k, v in r.knobs.items() if k != "budget.lr" or k in searched}
         arms.append({"label": f"top{i}", "knobs": knobs,
-                     "search": {"trial_id": r.trial_id, "values": dict(zip(s.metrics, r.values))}})
+                     "search": {"trial_id": r.trial_id, "values": dict(zip(s.metrics, r.values)),
+                                "last_step": r.metrics.get(K.STEP)}})
     seeds = [SEED_BASE + i for i in range(s.validate_seeds)]
     metrics = list(METRICS) + [m for m in s.metrics if m not in METRICS]
     return {"arms": arms, "seeds": seeds, "metrics": metrics, "primary": primary_of(s.metrics, s.modes),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from orchestrator.search.best_trials import value_text
 from orchestrator.search.validation_censored import arm_text, order_text
 from trainables import metric_names as K
 
@@ -57,7 +58,7 @@ def format_validation(summary: Mapping[str, Any]) -> str:
     for arm in summary["arms"]:
         stats = arm["stats"]
         search = arm.get("search") or {}
-        score = ", ".join(f"{m} {v:.3g}" for m, v in (search.get("values") or {}).items())
+        score = ", ".join(f"{m} {value_text(m, v, search.get('last_step'))}" for m, v in (search.get("values") or {}).items())
         lines.append(f"  {arm['label']:<9} {arm['text']}   ({arm['seeds_done']} seeds done"
                      + (f", {arm['failed']} failed" if arm.get("failed") else "") + ")")
         lines.append("    " + "   ".join(f"{m} {_est(stats[m]['value'])}" for m in metrics if m in stats))

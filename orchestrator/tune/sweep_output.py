@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any, Iterable, Mapping
 
 from orchestrator.search import trial_label
+from orchestrator.search.best_trials import value_text
 from trainables import metric_names as K
 
 # The metric columns of Tune's live table (the sweep's and the validation phase's).
@@ -60,17 +61,8 @@ SHORT = {K.DELTA_LOSS: ("ΔL", ".3g"), K.FRAC_P_GT_HALF: ("certified", ".2f"), K
          K.GREEDY_TOKEN_ACC: ("greedy token acc", ".3f")}
 
 
-#: Steps to an event: a trial where it never happened reports budget + 1 (or None), a placeholder
-#: set by the budget, shown as the bound it is (docs/science.md §3.6), never as a step.
-EVENT_STEPS = (K.STABLE_CERTIFIED_FROM, K.STEPS_TO_CERTIFIED)
-
-
 def _value(metrics: Mapping[str, Any], key: str) -> str:
-    value, fmt = metrics.get(key), SHORT.get(key, (key, ".3g"))[1]
-    last = metrics.get(K.STEP)
-    if key in EVENT_STEPS and isinstance(last, (int, float)) and (value is None or value > last):
-        return f"> {last:g}"
-    return _num(value, fmt)
+    return value_text(key, metrics.get(key), metrics.get(K.STEP), SHORT.get(key, (key, ".3g"))[1])
 
 
 def metric_text(metrics: Mapping[str, Any], keys: Iterable[str]) -> str:
