@@ -117,7 +117,7 @@ def test_a_sweep_submitted_as_a_job_answers_through_the_dashboard(head, tmp_path
     logs = client.get_job_logs(job)
     assert status == "SUCCEEDED", logs[-3000:]
     seconds = time.monotonic() - t0
-    assert "2/2 done  rank 2 x l 32" in logs or "2/2 done  rank 1 x l 32" in logs, logs[-3000:]
+    assert "2/2 done  rank 2 x ℓ 32" in logs or "2/2 done  rank 1 x ℓ 32" in logs, logs[-3000:]
     assert "every trial of jobsweep" in logs and f"experiment   {tmp_path / 'runs' / 'jobsweep'}" in logs
     run = _law(head.url, "jobsweep", head.env)
     assert run.returncode == 0, run.stderr[-2000:]

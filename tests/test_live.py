@@ -82,7 +82,7 @@ def test_a_second_process_watches_the_accepted_count_grow(tmp_path, request):
     assert "driver_artifacts" not in printed and "== Status ==" not in printed  # Tune's header is not shown
     assert "6/6 done  rank " in printed and "ETA 0s" in printed
     table = printed[printed.index("every trial of live"):].splitlines()[1:9]
-    assert table[0].split() == ["rank", "l", "ΔL", "certified", "greedy", "EM", "status"]
+    assert table[0].split() == ["rank", "ℓ", "ΔL", "certified", "greedy", "EM", "status"]
     assert len([row for row in table[2:] if row.split()[-1:] == ["ok"]]) == 6, table
     print_figure(request, f"live law from a second process: accepted counts {seen}; query latency median "
                           f"{statistics.median(latencies):.2f} s over {len(latencies)} queries")
