@@ -23,6 +23,10 @@ TINY_PRESETS = ("tiny-xs", "tiny-s", "tiny-m", "tiny-l")
 #: only [0, 2**32 - 1]) or torch.manual_seed ([0, 2**64 - 1]); the narrower range holds for both.
 SEED_MAX = 2**32 - 1
 PACKAGE_PREFIX = "package:"
+#: loss_chunk_tokens' default: a chunk of 1024 target tokens holds 0.6 GB of fp32 logits on Qwen3's
+#: vocabulary (151,936), where the whole logits at ℓ = 10,000 take 6 GB; forwards over at most 1024
+#: positions run unchunked, as before.
+LOSS_CHUNK_TOKENS = 1024
 
 
 @dataclass(frozen=True)
@@ -171,6 +175,12 @@ class TrialConfig(Config):
                                     "and train from their cached output (exact; off: every forward runs the whole "
                                     "model). Used where exact: one process, a family in "
                                     "trainables/prefix_cache.py EXACT_FAMILIES, no dropout below the adapter")
+    loss_chunk_tokens: int = spec(LOSS_CHUNK_TOKENS, "in a forward whose logits would hold more than this many "
+                                  "positions (batch × padded length), run the LM head and the cross-entropy over at "
+                                  "most this many target tokens at a time, so the [positions, vocabulary] fp32 "
+                                  "logits never exist at once (exact; trainables/chunked_loss.py). 0: off. Used "
+                                  "with one whole model in one process and a family in CHUNKED_FAMILIES",
+                                  lo=0, hi=2**24)
     inject_fault: Literal["none", "nan", "inf", "error", "hang", "alloc"] = spec(
         "none", "fault drills and tests: make the trial fail on purpose at step `inject_at_step` (nan/inf: the "
                 "loss diverges; error: raises; hang: blocks; alloc: allocates memory until stopped)")

@@ -4,8 +4,9 @@
     cfg -> validate against the model's shape -> tokenizer -> targets -> base model (held by this
         worker when it can be: trainables.model.BASES) + LoRA -> the frozen prefix's hidden states
         (paper placement: trainables/prefix_cache.py) -> loss_init -> steps (the method's weights,
-        trainables/methods.py) -> evaluations (certificate every time, greedy decoding on a cadence
-        and at the end) -> result, adapter, checkpoints
+        trainables/methods.py; on long batches the head and the loss in chunks: trainables/chunked_loss.py)
+        -> evaluations (certificate every time, greedy decoding on a cadence and at the end) -> result,
+        adapter, checkpoints
 
 Each evaluation goes to `report(metrics, checkpoint_dir_or_None)`: the CLI prints it, the Tune
 trainable forwards it to Tune. Checkpoints hold the adapter (PEFT format), optimizer, scheduler,
@@ -37,6 +38,7 @@ from trainables import information, memft, metric_names as K, recall, resolved
 from trainables.adapters import save_adapter
 from trainables.backends import ADAPTER_FOLDER, SingleProcess, TrialBackend, rank_memory
 from trainables.certification import CertificationTrack
+from trainables.chunked_loss import forward_targets, plan_loss_chunk
 from trainables.convergence import ConvergenceTrack
 from trainables.config import TrialConfig
 from trainables.data import MemorizationSet, build_memorization_set, pack, random_candidates
@@ -133,25 +135,16 @@ class Corpus:
 
 
 # -- evaluation ----------------------------------------------------------------------------------
-def forward_targets(model, batch: Batch, with_correct: bool = True,
-                    prefix: PrefixCache | None = None) -> recall.TeacherForced:
-    """Teacher-forced results of one batch: through the whole model, or from the cached prefix up."""
-    if prefix is not None:
-        logits = prefix.logits(model, batch)
-    else:
-        logits = model(input_ids=batch.ids, attention_mask=batch.attn).logits
-    return recall.teacher_forced(logits, batch.ids, batch.prompt_lens, batch.target_lens, with_correct)
-
-
 def _pad_cat(parts: list[torch.Tensor], value: Any) -> torch.Tensor:
     width = max(p.shape[1] for p in parts)
     return torch.cat([torch.nn.functional.pad(p, (0, width - p.shape[1]), value=value) for p in parts])
 
 
 @torch.no_grad()
-def evaluate_teacher_forced(model, corpus: Corpus, prefix: PrefixCache | None = None) -> recall.TeacherForced:
+def evaluate_teacher_forced(model, corpus: Corpus, prefix: PrefixCache | None = None,
+                            chunk: int = 0) -> recall.TeacherForced:
     model.eval()
-    parts = [forward_targets(model, corpus.batch(rows), prefix=prefix) for rows in corpus.chunks()]
+    parts = [forward_targets(model, corpus.batch(rows), prefix=prefix, chunk=chunk) for rows in corpus.chunks()]
     return recall.TeacherForced(losses=_pad_cat([p.losses for p in parts], 0.0),
                                 correct=_pad_cat([p.correct for p in parts], False),
                                 mask=_pad_cat([p.mask for p in parts], False))
@@ -244,6 +237,7 @@ class MemorizationTrial:
         # The frozen prefix once (paper placement): every teacher-forced forward starts at the adapter.
         layer, self.prefix_note = plan_prefix_cache(cfg, self.model, self.corpus, whole)
         self.prefix = PrefixCache(self.model, layer, self.corpus) if layer is not None else None
+        self.loss_chunk, self.chunk_note = plan_loss_chunk(cfg, self.model, whole)  # trainables/chunked_loss.py
         self.window = memft.WindowState()
         self.order = np.random.default_rng([cfg.seed, 7]).permutation(self.data.num_sequences)
         self.step = 0
@@ -265,7 +259,7 @@ class MemorizationTrial:
         rows = memft.batch_for_step(self.step, pool, self.cfg.budget.batch_size, self.cfg.seed, start)
         self.model.train()
         tf = forward_targets(self.forward_model, self.corpus.batch(rows), with_correct=self.method.needs_correct,
-                             prefix=self.prefix)
+                             prefix=self.prefix, chunk=self.loss_chunk)
         weights = self.method.weights(m, tf, rows, self.window)
         loss = (tf.losses * (weights if weights is not None else 0.0)).sum()
         loss = inject_fault(self.cfg, self.step, loss)
@@ -281,7 +275,7 @@ class MemorizationTrial:
     # -- evaluation -------------------------------------------------------------------------------
     def evaluate(self, greedy: bool) -> tuple[dict[str, Any], list[dict] | None]:
         """Certificate always; greedy decoding (and the per-sequence rows) when asked."""
-        tf = evaluate_teacher_forced(self.model, self.corpus, self.prefix)
+        tf = evaluate_teacher_forced(self.model, self.corpus, self.prefix, self.loss_chunk)
         loss = recall.mean_loss(tf)
         if not math.isfinite(loss):
             raise TrialDiverged(f"evaluation loss is {loss} at step {self.step}")
@@ -333,7 +327,7 @@ class MemorizationTrial:
         return out
 
     def measure_init(self) -> None:
-        tf = evaluate_teacher_forced(self.model, self.corpus, self.prefix)
+        tf = evaluate_teacher_forced(self.model, self.corpus, self.prefix, self.loss_chunk)
         self.loss_init, self.init_losses = recall.mean_loss(tf), tf.losses.detach().cpu()
 
     # -- checkpoints -----------------------------------------------------------------------------

@@ -229,13 +229,19 @@ def resolve_device(name: str) -> torch.device:
 
 def load_base(cfg: ModelConfig, dtype: str, device: torch.device):
     """Load the frozen base model and its tokenizer, ready for exact greedy recall."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     source = resolve_source(cfg)
     kwargs: dict[str, Any] = {"gguf_file": cfg.gguf_file} if cfg.gguf_file else {}
     tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
     model = AutoModelForCausalLM.from_pretrained(source, dtype=getattr(torch, dtype), **kwargs)
-    model.to(device)
+    return frozen_for_recall(model.to(device), tokenizer), tokenizer
+
+
+def frozen_for_recall(model, tokenizer):
+    """`model` frozen, in eval mode, and set up for exact greedy recall (what load_base does after loading)."""
+    from transformers import GenerationConfig
+
     model.requires_grad_(False)
     model.eval()
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -243,7 +249,7 @@ def load_base(cfg: ModelConfig, dtype: str, device: torch.device):
     model.generation_config = GenerationConfig(do_sample=False, num_beams=1, eos_token_id=None,
                                                pad_token_id=pad, bos_token_id=None)
     model.config.eos_token_id = None
-    return model, tokenizer
+    return model
 
 
 # -- the base model once per worker ----------------------------------------------------------------
@@ -322,6 +328,12 @@ class BaseModels:
             if held.model is base:
                 held.user = weakref.ref(peft_model)
 
+    def hold(self, cfg: ModelConfig, dtype: str, device: torch.device, model: Any, tokenizer: Any) -> None:
+        """Hold a base built in memory as if it had been loaded for `cfg` (whose folder needs only its
+        config.json): bench/gpu_check.py builds a random-init 8B model on the GPU instead of writing and
+        reading 16 GB of weights. The model is prepared as load_base prepares a loaded one."""
+        self._keep(self.key(cfg, dtype, device), frozen_for_recall(model, tokenizer), tokenizer)
+
     def release(self) -> None:
         """Drop every held base (its memory returns once the last trial using it is gone)."""
         self._held.clear()
@@ -333,10 +345,13 @@ class BaseModels:
         model, tokenizer = load_base(cfg, dtype, device)
         self.loads += 1
         if hold and self.capacity > 0:
-            params = dict(model.named_parameters())
-            self._held[self.key(cfg, dtype, device)] = _HeldBase(
-                model, tokenizer, _module_layout(model), params, {k: p._version for k, p in params.items()})
+            self._keep(self.key(cfg, dtype, device), model, tokenizer)
         return model, tokenizer
+
+    def _keep(self, key: tuple, model: Any, tokenizer: Any) -> None:
+        params = dict(model.named_parameters())
+        self._held[key] = _HeldBase(model, tokenizer, _module_layout(model), params,
+                                    {k: p._version for k, p in params.items()})
 
     @staticmethod
     def _in_use(held: _HeldBase) -> bool:

@@ -7,7 +7,8 @@ keeps them on its device; every training and teacher-forced evaluation forward t
 k..n-1, the final norm and the head. Batches are rows of the corpus, so curriculum stages and batches
 drawn from a larger pool index the same cache: nothing is recomputed during a trial.
 
-How the suffix runs: through the model's own forward, with `inputs_embeds` = the cached states and
+How the suffix runs: through the model's own forward (or its decoder's, when the chunked loss of
+trainables/chunked_loss.py applies the head itself), with `inputs_embeds` = the cached states and
 the layers below k swapped for a pass-through for the duration of the call. The model itself then
 builds the causal / sliding-window masks (from the attention mask and the input shape), the position
 ids and the rotary embeddings, and indexes its per-layer attention types, exactly as it does for
@@ -144,6 +145,14 @@ class PrefixCache:
         states = self.hidden[batch.rows, : batch.ids.shape[1]]
         with self._suffix_only():
             return model(inputs_embeds=states, attention_mask=batch.attn, use_cache=False).logits
+
+    def last_hidden(self, model: nn.Module, batch: Any) -> torch.Tensor:
+        """The final hidden states of `batch` from layer k up, through the decoder without its head (the
+        chunked loss applies the head itself: trainables/chunked_loss.py). [B, S, d]"""
+        states = self.hidden[batch.rows, : batch.ids.shape[1]]
+        with self._suffix_only():
+            decoder = causal_lm(model).base_model
+            return decoder(inputs_embeds=states, attention_mask=batch.attn, use_cache=False).last_hidden_state
 
 
 def plan_prefix_cache(cfg: Any, model: nn.Module, corpus: Any, supported: bool) -> tuple[int | None, str]:
