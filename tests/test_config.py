@@ -307,14 +307,19 @@ def test_data_size_check_states_its_estimate_against_a_quarter_of_memory(monkeyp
 
     monkeypatch.setattr(config_module, "physical_memory_bytes", lambda: 8 * 10**9)
     data = {"kind": "random", "num_sequences": 100_000, "target_tokens": 1000, "prompt_tokens": 8}
-    fits = TrialConfig.from_dict({"data": data})  # 100,000 × 1008 × 16 B = 1.61 GB < 2 GB
+    whole = {"loss_chunk_tokens": 0}  # the whole logits at once (the chunked loss off)
+    fits = TrialConfig.from_dict({"data": data, **whole})  # 100,000 × 1008 × 16 B = 1.61 GB < 2 GB
     assert config_module.memory_problem(fits) is None
     full = config_module.memory_problem(fits, vocab=512)  # + 100,000 × 1008 × 512 × 4 B = 206 GB: 208 GB
     assert full.field == "data.num_sequences"
     assert "at least 208 GB" in full.message and "over the cap of 2 GB (25% of this machine's 8 GB)" in full.message
     assert "must be in [1, 961] at 1008 tokens a sequence" in full.message  # 2e9 // (1008 × (16 + 2048))
-    batched = TrialConfig.from_dict({"data": data, "budget": {"batch_size": 8}})
+    batched = TrialConfig.from_dict({"data": data, "budget": {"batch_size": 8}, **whole})
     assert config_module.memory_problem(batched, vocab=512) is None  # 1.61 GB + 8 × 1008 × 512 × 4 B
+    # the chunked loss (the default): one chunk's logits, 1024 × 512 × 4 B, whatever the batch
+    assert config_module.memory_problem(TrialConfig.from_dict({"data": data}), vocab=512) is None
+    near = TrialConfig.from_dict({"data": {**data, "num_sequences": 124_000}})
+    assert "logits of one loss chunk: 1024 positions × vocab 512" in config_module.memory_problem(near, 512).message
     with pytest.raises(ConfigError) as err:
         TrialConfig.from_dict({"data": {**data, "num_sequences": 200_000}})
     assert [p.field for p in err.value.problems] == ["data.num_sequences"]
@@ -330,7 +335,8 @@ def test_check_against_model_counts_the_logits_of_a_cpu_trial(monkeypatch):
     monkeypatch.setattr(config_module, "physical_memory_bytes", lambda: 8 * 10**9)
     data = {"kind": "random", "num_sequences": 10_000, "target_tokens": 1000}
     with pytest.raises(ConfigError) as err:
-        check_against_model(TrialConfig.from_dict({"model": {"name": "tiny-s"}, "data": data, "device": "cpu"}))
+        check_against_model(TrialConfig.from_dict({"model": {"name": "tiny-s"}, "data": data, "device": "cpu",
+                                                   "loss_chunk_tokens": 0}))
     assert [p.field for p in err.value.problems] == ["data.num_sequences"]
     assert "logits of one batch: 10000 × 1008 tokens × vocab 512 × 4 bytes" in str(err.value)
     check_against_model(TrialConfig.from_dict({"model": {"name": "tiny-s"}, "data": data,

@@ -252,7 +252,8 @@ def memory_problem(cfg: TrialConfig, vocab: int | None = None) -> Problem | None
     num_sequences × (prompt_tokens + target_tokens) × TOKEN_BYTES (phonebook: PHONEBOOK_TOKENS a
     sequence), plus, when `vocab` is given (the model's shape is known: check_against_model) the
     float32 logits of one training batch, batch × length × vocab × LOGIT_BYTES (batch_size, or every
-    sequence). The cap is MEMORY_SHARE of this machine's physical memory: a sweep's trials run
+    sequence), or of one loss chunk when the batch has more positions than loss_chunk_tokens (the
+    chunked loss, trainables/chunked_loss.py; a lower bound still where a family is not chunked). The cap is MEMORY_SHARE of this machine's physical memory: a sweep's trials run
     side by side, and the model, optimizer and activations need the rest. No cap where the
     memory cannot be read."""
     memory = physical_memory_bytes()
@@ -262,13 +263,17 @@ def memory_problem(cfg: TrialConfig, vocab: int | None = None) -> Problem | None
     length = PHONEBOOK_TOKENS if d.kind == "phonebook" else d.prompt_tokens + d.target_tokens
     per_sequence, fixed = length * TOKEN_BYTES, 0  # need = fixed + num_sequences × per_sequence
     parts = f"{d.num_sequences} sequences × {length} tokens × {TOKEN_BYTES} bytes (int64 ids and mask)"
-    if vocab:
+    chunk = cfg.loss_chunk_tokens
+    batch = d.num_sequences if batch_size is None else min(batch_size, d.num_sequences)
+    if vocab and chunk and batch * length > chunk:  # chunked loss: one chunk's logits at a time
+        fixed = chunk * vocab * LOGIT_BYTES
+        parts += f" + logits of one loss chunk: {chunk} positions × vocab {vocab} × {LOGIT_BYTES} bytes"
+    elif vocab:
         logits = length * vocab * LOGIT_BYTES  # of one sequence
         if batch_size is None:  # full batch: every sequence adds its logits
             per_sequence += logits
         else:
-            fixed = min(batch_size, d.num_sequences) * logits
-        batch = d.num_sequences if batch_size is None else min(batch_size, d.num_sequences)
+            fixed = batch * logits
         parts += f" + logits of one batch: {batch} × {length} tokens × vocab {vocab} × {LOGIT_BYTES} bytes"
     need, cap = fixed + d.num_sequences * per_sequence, int(memory * MEMORY_SHARE)
     if need <= cap:
