@@ -8,7 +8,9 @@ object, so a bench keeps its human output above that line:
 
 `figure` is the number the goal is about (a ratio wherever there is a baseline); `details.memlaw`
 and `details.baseline` are the two measured sides in words with units, shown in the table; other
-detail keys are kept in the JSON only.
+detail keys are kept in the JSON only, except `details.rows`: a list of further measurements of the
+same run, each {"title", "memlaw", "baseline", "figure", "unit", "goal", "met", "reason"}, shown as
+rows of their own below the bench's (bench/adaptive_vs_grid.py's CPU replay).
 """
 
 from __future__ import annotations

@@ -16,9 +16,17 @@ Per training step (batch 1, S = ℓ + prompt tokens, frozen bf16 base, adapter o
                    bf16 weights read once in the forward and once more for the blocks above the adapter
 Per trial: 2000 steps + the certificate (one forward) every 200 steps + greedy decoding of ℓ tokens at
 the end (memory-bound: each token reads every weight once). Per sweep: 10 ranks × 8 lengths; the rank
-changes the cost by the adapter's FLOPs only, so each length costs 10 identical trials.
+changes the cost by the adapter's FLOPs only, so each length costs 10 identical trials. The formulas
+live in orchestrator/law/trial_cost.py, where the adaptive design prices its candidates by them.
 
-    python bench/paper_cost.py [--mfu 0.35] [--overhead-ms 15] [--out docs/paper_scale.md]
+The document also prices the paper's own 16 × 13 grid (search space law_grid_paper_full) and gives what
+the cost-aware adaptive design is expected to spend on each grid: the distribution that
+bench/adaptive_vs_grid.py measured on its paper-size oracle, read from --adaptive (the JSON of
+bench/run_all.py, docs/benchmarks.json, or the bench's own --json line saved to a file). Hand-written
+blocks of the existing document between "<!-- BEGIN" and "<!-- END" lines are kept, at the end.
+
+    python bench/paper_cost.py [--mfu 0.35] [--overhead-ms 15] [--adaptive docs/benchmarks.json]
+                               [--out docs/paper_scale.md]
 """
 
 from __future__ import annotations
@@ -31,6 +39,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # runnable without an install
+
+from orchestrator.law import trial_cost  # noqa: E402  the formulas (the adaptive design prices trials by them)
 
 HF_CONFIGS = ROOT / "tests" / "data" / "hf_configs"
 PROMPT_TOKENS = 8  # data.prompt_tokens default
@@ -55,30 +65,27 @@ class Model:
     cached: bool = True  # the frozen prefix cached (trainables/prefix_cache.py): forwards start at the adapter
 
     @property
+    def shape(self) -> trial_cost.ModelShape:
+        return trial_cost.ModelShape(self.name, self.hidden, self.layers, self.intermediate, self.heads, self.kv_heads,
+                                     self.head_dim, self.vocab, self.adapter_layer, self.cached)
+
+    @property
     def forward_layers(self) -> int:
         """Blocks each training / certificate forward runs: those from the adapter up when cached."""
-        return self.layers - self.adapter_layer if self.cached else self.layers
+        return self.shape.forward_layers
 
     @property
     def block_params(self) -> float:
         """Parameters of one transformer block: attention (q, o full; k, v grouped) and the gated MLP."""
-        attn = self.hidden * self.heads * self.head_dim * 2 + self.hidden * self.kv_heads * self.head_dim * 2
-        return attn + 3 * self.hidden * self.intermediate
+        return self.shape.block_params
 
     @property
     def total_params(self) -> float:
-        return self.layers * self.block_params + 2 * self.vocab * self.hidden  # untied embedding and head
+        return self.shape.total_params  # untied embedding and head
 
 
-@dataclass(frozen=True)
-class GPU:
-    name: str
-    peak_flops: float  # dense bf16 tensor-core FLOP/s
-    bandwidth: float  # HBM bytes/s
-    memory_gb: float
-
-
-GPUS = (GPU("H100 SXM", 989e12, 3.35e12, 80), GPU("H200", 989e12, 4.8e12, 141))
+GPU = trial_cost.GPU
+GPUS = (trial_cost.H100, trial_cost.H200)
 
 
 def load_model(folder: str, adapter_layer: int, sweep_file: str, cached: bool = True) -> Model:
@@ -112,19 +119,15 @@ def sweep_axes(sweep_file: str) -> tuple[tuple[int, ...], tuple[int, ...], int, 
 
 def forward_flops(m: Model, s: int, layers: int) -> float:
     """Forward FLOPs of `layers` blocks plus the LM head on S tokens (causal attention)."""
-    attention = 2.0 * s * s * m.heads * m.head_dim
-    return layers * (2.0 * m.block_params * s + attention) + 2.0 * m.hidden * m.vocab * s
+    return trial_cost.forward_flops(m.shape, s, layers)
 
 
 def step_flops(m: Model, s: int) -> float:
-    above = m.layers - m.adapter_layer
-    return forward_flops(m, s, m.forward_layers) + forward_flops(m, s, above)
+    return trial_cost.step_flops(m.shape, s)
 
 
 def step_seconds(m: Model, s: int, gpu: GPU, mfu: float, overhead_s: float) -> float:
-    above = m.layers - m.adapter_layer
-    weight_bytes = 2.0 * (m.forward_layers + above) * m.block_params + 2 * 2.0 * m.vocab * m.hidden
-    return max(step_flops(m, s) / (gpu.peak_flops * mfu), weight_bytes / gpu.bandwidth) + overhead_s
+    return trial_cost.step_seconds(m.shape, s, gpu, mfu, overhead_s)
 
 
 def memory_gb(m: Model, s: int) -> float:
@@ -139,13 +142,8 @@ def memory_gb(m: Model, s: int) -> float:
 
 
 def trial_hours(m: Model, ell: int, gpu: GPU, mfu: float, overhead_s: float, steps: int, every: int) -> float:
-    s = ell + PROMPT_TOKENS
-    train = steps * step_seconds(m, s, gpu, mfu, overhead_s)
-    certificate = (steps // every) * (forward_flops(m, s, m.forward_layers) / (gpu.peak_flops * mfu) + overhead_s)
-    if m.cached:  # the prefix, once per trial (the hidden states entering the adapter's layer)
-        certificate += forward_flops(m, s, m.adapter_layer) / (gpu.peak_flops * mfu) + overhead_s
-    greedy = ell * (2.0 * m.total_params / gpu.bandwidth + overhead_s)  # one weight read per token
-    return (train + certificate + greedy) / 3600.0
+    """Training, the certificate every `every` steps, the cached prefix once, greedy decoding of ℓ tokens."""
+    return trial_cost.trial_seconds(m.shape, ell, gpu, mfu, overhead_s, steps, every, PROMPT_TOKENS) / 3600.0
 
 
 def model_section(m: Model, mfu: float, overhead_s: float) -> tuple[list[str], dict[str, float]]:
@@ -177,7 +175,115 @@ def model_section(m: Model, mfu: float, overhead_s: float) -> tuple[list[str], d
     return lines, totals
 
 
-def render(mfu: float, overhead_ms: float, cached: bool = True) -> str:
+def full_grid_section(mfu: float, overhead_s: float, cached: bool) -> tuple[list[str], float]:
+    """The paper's own 16 × 13 Qwen3-8B grid, per length; returns its lines and its H100 GPU-hours."""
+    from search_spaces.law_grid import PAPER_FULL_LENGTHS, PAPER_FULL_RANKS
+
+    m = load_model(*MODELS[0], cached=cached)
+    ranks, lengths = PAPER_FULL_RANKS, PAPER_FULL_LENGTHS
+    lines = ["## The paper's own grid: 16 ranks × 13 lengths (`space: law_grid_paper_full`)", "",
+             "The official repository's Qwen3-8B long-context SFT sweep on random tokens (docs/long_context_benchmark.md "
+             "of github.com/zjunlp/ParametricMemoryLaw): ranks " + ", ".join(map(str, ranks)) + " × lengths "
+             + ", ".join(map(str, lengths)) + f" = {len(ranks) * len(lengths)} trials, priced as above ({m.name}).",
+             "", "| ℓ | " + " | ".join(f"{g.name} s / step" for g in GPUS) + " | "
+             + " | ".join(f"{g.name} GPU-h per length ({len(ranks)} ranks)" for g in GPUS) + " |",
+             "|---|" + "---|" * (2 * len(GPUS))]
+    totals = {g.name: 0.0 for g in GPUS}
+    for ell in lengths:
+        hours = [len(ranks) * trial_hours(m, ell, g, mfu, overhead_s, STEPS, CERT_EVERY) for g in GPUS]
+        for g, h in zip(GPUS, hours):
+            totals[g.name] += h
+        lines.append(f"| {ell} | " + " | ".join(f"{step_seconds(m, ell + PROMPT_TOKENS, g, mfu, overhead_s):.3f}"
+                                              for g in GPUS) + " | " + " | ".join(f"{h:.2f}" for h in hours) + " |")
+    lines += ["", "**The full grid: " + ", ".join(f"{totals[g.name]:.1f} GPU-hours on {g.name}" for g in GPUS)
+              + ".**", ""]
+    return lines, totals[GPUS[0].name]
+
+
+ADAPTIVE_GRIDS = (("paper", "the paper's 16 × 13 (Qwen3-8B)"), ("qwen_example", "`examples/paper_qwen3_8b.yaml`"),
+                  ("llama_example", "`examples/paper_llama31_8b.yaml`"))
+
+
+def load_adaptive(path: Path) -> tuple[dict, str] | None:
+    """The paper-size results of bench/adaptive_vs_grid.py and the command that made them, or None."""
+    try:
+        text = path.read_text()
+        data = json.loads(text if path.suffix == ".json" else text.strip().splitlines()[-1])
+    except (OSError, ValueError, IndexError):
+        return None
+    if "outcomes" in data:  # bench/run_all.py's JSON
+        outcome = next((o for o in data["outcomes"] if o.get("script") == "adaptive_vs_grid.py"), None)
+        if outcome is None:
+            return None
+        data, command = outcome.get("result", {}), outcome.get("command", "python bench/adaptive_vs_grid.py")
+    else:
+        command = "python bench/adaptive_vs_grid.py --json"
+    paper = data.get("details", {}).get("paper")
+    return (paper, command) if paper else None
+
+
+def adaptive_section(found: tuple[dict, str] | None) -> list[str]:
+    """What the cost-aware adaptive design is expected to spend on each grid, from the benchmark."""
+    lines = ["## What a cost-aware adaptive sweep is expected to cost", ""]
+    if found is None:
+        return lines + ["No benchmark results found: run `python bench/adaptive_vs_grid.py --json` (or "
+                        "`bench/run_all.py`) and regenerate with `--adaptive`.", ""]
+    paper, command = found
+    run, _, note = command.partition(" (")
+    lines += [
+        f"Simulated, not measured: `{run}`{f' ({note}' if note else ''} runs the adaptive design (`search: {{kind: adaptive}}`, "
+        "orchestrator/law/adaptive_design.py) against orchestrator/law/paper_oracle.py, a sweep that answers each "
+        "(r, ℓ) from the paper's exponents (α 0.78, β 0.62, with the capacity edge through the middle of the "
+        "grid), multiplicative noise, saturation below ln 2 and the H100 trial times above. Per oracle seed the "
+        "full grid is fitted first, and the design stops once both 95 % interval widths are at most k times the "
+        "grid's own (k = 1.25 and 1): the GPU-hours it spent are a distribution over seeds, given as the median "
+        "and the 10th-90th percentiles. \"1 at once\" proposes after each result; \"16 at once\" keeps 16 trials "
+        "running, as the examples' `max_concurrency: 16` does. docs/science.md §8 has the design and what the "
+        "simulation leaves out (derived step times, every trial settled, no failures).", "",
+        "| sweep | noise | grid: trials, H100 GPU-h | grid's widths α / β (median) | adaptive at 1.25× widths: "
+        "GPU-h, median [q10, q90] | ratio | trials | at 1×: GPU-h, median [q10, q90] | ratio | reached 1× |",
+        "|---|---|---|---|---|---|---|---|---|---|"]
+    for key, label in ADAPTIVE_GRIDS:
+        for noise, summary in (paper.get(key) or {}).items():
+            g = summary["grid"]
+            for arm in [a for a in summary.get("arms", ["adaptive"]) if a in ("adaptive", "adaptive x16")]:
+                loose, tight = summary[f"1.25|{arm}"], summary[f"1|{arm}"]
+                at_once = "16 at once" if arm.endswith("x16") else "1 at once"
+                lines.append(
+                    f"| {label}, {at_once} | {float(noise):.0%} | {g['trials']}, {g['gpu_h']:.1f} | "
+                    f"{g['alpha_width_q'][2]:.3f} / {g['beta_width_q'][2]:.3f} | "
+                    f"{loose['gpu_h_q'][2]:.1f} [{loose['gpu_h_q'][0]:.1f}, {loose['gpu_h_q'][4]:.1f}] | "
+                    f"{loose['gpu_h_ratio_q'][2]:.2f}x | {loose['trials_q'][2]:.0f} | "
+                    f"{tight['gpu_h_q'][2]:.1f} [{tight['gpu_h_q'][0]:.1f}, {tight['gpu_h_q'][4]:.1f}] | "
+                    f"{tight['gpu_h_ratio_q'][2]:.2f}x | {tight['reached']}/{tight['seeds']} |")
+    lines += ["", "To run a grid adaptively, keep its space and set the search: `search: {kind: adaptive, alpha_tol: "
+              "0.05, beta_tol: 0.05, cost_budget_hours: 8}` stops when both widths are met or when the trials' "
+              "GPU-hours (measured where finished, FLOP-derived where running) would pass 8. The widths a full grid "
+              "reaches depend on the noise, as the table shows; choose the tolerances you need, not the grid's. With 16 "
+              "trials at once each proposal is chosen before the 15 others report (16 points are a fifth of an "
+              "80-point grid), and a rule met while others still run pays for them too, so on the example grids it saves far less than "
+              "one at a time; lower `max_concurrency` where GPU-hours matter more than wall time. The design's "
+              "intervals cover the true exponents less often than the full grid's on the small grids (optional "
+              "stopping; docs/science.md §8, docs/benchmarks.md).", ""]
+    return lines
+
+
+def keep_hand_written(old: str) -> list[str]:
+    """Blocks of the existing document between "<!-- BEGIN" and "<!-- END" lines, verbatim."""
+    blocks, block = [], None
+    for line in old.splitlines():
+        if line.startswith("<!-- BEGIN"):
+            block = [line]
+        elif block is not None:
+            block.append(line)
+            if line.startswith("<!-- END"):
+                blocks += [*block, ""]
+                block = None
+    return blocks
+
+
+def render(mfu: float, overhead_ms: float, cached: bool = True, adaptive: tuple[dict, str] | None = None,
+           kept: list[str] | None = None) -> str:
     models = [load_model(*spec, cached=cached) for spec in MODELS]
     sections, totals = [], {}
     for m in models:
@@ -233,6 +339,9 @@ def render(mfu: float, overhead_ms: float, cached: bool = True) -> str:
         "has not been run; the CPU measurements behind the cache and the base reuse are in docs/benchmarks.md "
         "(bench/prefix_cache_step.py, bench/sweep_base_reuse.py).",
         "",
+        *full_grid_section(mfu, overhead_ms / 1e3, cached)[0],
+        *adaptive_section(adaptive),
+        *(kept or []),
     ])
 
 
@@ -242,10 +351,15 @@ def main() -> None:
     parser.add_argument("--overhead-ms", type=float, default=15.0, help="fixed cost per step and per decoded token")
     parser.add_argument("--no-prefix-cache", action="store_true",
                         help="price every forward through all blocks (a trial with prefix_cache: false)")
+    parser.add_argument("--adaptive", default=str(ROOT / "docs" / "benchmarks.json"),
+                        help="bench/adaptive_vs_grid.py's results: bench/run_all.py's JSON or the bench's --json line")
     parser.add_argument("--out", default=str(ROOT / "docs" / "paper_scale.md"))
     args = parser.parse_args()
-    text = render(args.mfu, args.overhead_ms, cached=not args.no_prefix_cache)
-    Path(args.out).write_text(text)
+    out = Path(args.out)
+    kept = keep_hand_written(out.read_text()) if out.is_file() else []
+    text = render(args.mfu, args.overhead_ms, cached=not args.no_prefix_cache,
+                  adaptive=load_adaptive(Path(args.adaptive)), kept=kept)
+    out.write_text(text)
     print(text)
 
 

@@ -42,10 +42,17 @@ class GridSpace:
 
 PAPER_RANKS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 PAPER_LENGTHS = (50, 100, 200, 500, 1000, 2000, 5000, 10000)
+# The paper's own Qwen3-8B long-context SFT sweep on random tokens, 16 ranks x 13 lengths = 208 trials, as the
+# official repository's docs/long_context_benchmark.md lists it (github.com/zjunlp/ParametricMemoryLaw; its
+# Llama-3.1-8B sweep stops at 7000 tokens). Meant for search.kind: adaptive (docs/paper_scale.md).
+PAPER_FULL_RANKS = (1, 2, 4, 6, 8, 10, 12, 14, 16, 24, 32, 48, 64, 128, 256, 512)
+PAPER_FULL_LENGTHS = (50, 100, 200, 500, 1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000, 10000)
 
 GRIDS: dict[str, GridSpace] = {
     "law_grid_paper": GridSpace({"adapter.rank": PAPER_RANKS, "data.target_tokens": PAPER_LENGTHS},
                                 "the paper's long-context grid: ranks 1-512 x lengths 50-10k"),
+    "law_grid_paper_full": GridSpace({"adapter.rank": PAPER_FULL_RANKS, "data.target_tokens": PAPER_FULL_LENGTHS},
+                                     "the paper's own Qwen3-8B grid: 16 ranks 1-512 x 13 lengths 50-10k (208 trials)"),
     "law_grid_cpu": GridSpace({"adapter.rank": (1, 2, 4, 8), "data.target_tokens": (128, 256, 512, 1024)},
                               "a tiny-model law map that runs on 2 CPU cores in minutes"),
     "law_grid_smoke": GridSpace({"adapter.rank": (1, 2, 4), "data.target_tokens": (32, 64)},

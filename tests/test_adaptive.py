@@ -209,6 +209,39 @@ def test_candidates_predicted_saturated_or_hopeless_are_not_admissible():
         assert np.isfinite(scores.score[cands.index(p)]) == (why == "ok")
 
 
+def test_scores_per_second_are_the_gains_over_the_costs_and_uniform_costs_change_nothing():
+    from orchestrator.law.trial_cost import UniformCost
+
+    cands = design_points.candidates_from_values(RANKS, LENGTHS)
+    tried = [(1, 64), (1, 2048), (4, 256), (2, 1024), (8, 2048), (16, 1024)]
+    obs = _observations(tried)
+    fit = ad.fit_observations(obs)
+    s2 = ad.residual_variance(fit, obs)
+    untried = np.array([p not in tried for p in cands.points])
+    plain = ad.score_candidates(fit, s2, cands, untried, [], LOSS_INIT, 0.02)
+    costs = np.array([float(ell) for _, ell in cands.points])  # seconds grow with ℓ
+    priced = ad.score_candidates(fit, s2, cands, untried, [], LOSS_INIT, 0.02, costs)
+    ok = np.isfinite(plain.score)
+    np.testing.assert_allclose(priced.gain[ok], plain.score[ok])
+    np.testing.assert_allclose(priced.score[ok], plain.score[ok] / costs[ok])
+    assert priced.reason == plain.reason
+    # a uniform cost model proposes exactly what the cost-blind design proposes
+    uniform = Driver(AdaptiveLawSearcher(cands, ad.Settings(alpha_tol=0.06, beta_tol=0.06), 2,
+                                         cost=UniformCost(5.0))).run()
+    blind = Driver(make_searcher(max_concurrent=2, alpha_tol=0.06, beta_tol=0.06, cost_aware=False)).run()
+    assert uniform.proposals == blind.proposals
+
+
+def test_the_searcher_reads_wall_s_and_reports_its_spend():
+    searcher = make_searcher(max_concurrent=1)
+    config = searcher.suggest("a")
+    searcher.on_trial_complete("a", {**oracle(*point_of(config)), mn.WALL_S: 42.0})
+    assert searcher.state.observations["a"][mn.WALL_S] == 42.0
+    searcher.suggest("b")  # running: priced at the measured 42 s (one length measured, uniform prior)
+    status = searcher.status()
+    assert status["cost_spent"] == pytest.approx(84.0) and status["cost_budget"] == 0.0
+
+
 # -- the searcher over a whole run -----------------------------------------------------------------
 
 
@@ -355,6 +388,24 @@ def test_tuner_builds_the_adaptive_searcher():
     assert searcher.design.settings.alpha_tol == 0.1 and searcher.design.budget == 16
     assert searcher.max_concurrent == sweep.max_concurrency and len(searcher.design.initial) == 5
     assert kind.trial_count(sweep) == kind.tune_samples(sweep) == 16
+
+
+def test_the_flop_prior_prices_the_sweeps_own_trials():
+    from orchestrator.law import trial_cost
+    from orchestrator.tune.adaptive_search import flop_prior
+    from trainables.config import TrialConfig
+
+    trial = TrialConfig.from_dict({"model": {"name": "tiny-s"}, "budget": {"preset": "cpu", "steps": 300},
+                                   "eval": {"every": 50}})
+    prior = flop_prior(trial)
+    assert isinstance(prior, trial_cost.FlopCost) and (prior.steps, prior.eval_every) == (300, 50)
+    assert prior.shape.cached and prior.shape.adapter_layer == (2 * prior.shape.layers) // 3
+    short, long_ = prior.seconds([(1, 128), (1, 4096)])
+    assert long_ > short
+    peft = flop_prior(TrialConfig.from_dict({"model": {"name": "tiny-s"}, "adapter": {"placement": "peft"}}))
+    assert peft.shape.adapter_layer == 0 and not peft.shape.cached  # LoRA from layer 0 up: nothing to cache
+    unreadable = TrialConfig.from_dict({"model": {"name": "/no/such/model/folder"}})
+    assert flop_prior(unreadable) is None  # no prior: the design counts trials until they report wall_s
 
 
 def test_sweep_config_validates_adaptive_searches():

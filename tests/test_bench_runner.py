@@ -72,6 +72,18 @@ def test_table_has_one_row_per_bench_with_figures_goals_and_missing_benches():
     assert "highest 1.80 against 2 cores" in doc
 
 
+def test_a_bench_with_a_second_measurement_gets_a_second_row():
+    line = bench_result.result_line(
+        "adaptive", 0.21, "x", "<= 0.25x", True, memlaw="4.5 GPU-h", baseline="21.7 GPU-h",
+        rows=[{"title": "CPU replay", "memlaw": "10 trials", "baseline": "12 trials", "figure": 0.833, "unit": "x",
+               "goal": "<= 0.5x", "met": False, "reason": "a small grid"}])
+    doc = run_all.render([_outcome("adaptive_vs_grid.py", line)], MACHINE, "python bench/run_all.py", quick=False)
+    rows = [r for r in doc.splitlines() if r.startswith("| ") and "---" not in r]
+    assert rows[1].endswith("| 4.5 GPU-h | 21.7 GPU-h | 0.21x | <= 0.25x | yes |")
+    assert rows[2] == "| CPU replay | 10 trials | 12 trials | 0.833x | <= 0.5x | **no** |"
+    assert "- CPU replay: goal not met: measured 0.833x against <= 0.5x. Why: a small grid" in doc
+
+
 def test_a_missing_bench_file_is_a_row_not_a_crash(tmp_path, monkeypatch):
     ghost = run_all.Bench("no_such_bench.py", "a bench nobody wrote yet")
     outcome = run_all.run_bench(ghost, quick=True, experiment=None, log_dir=tmp_path)

@@ -31,7 +31,7 @@ SMOKE = {
 }
 #: A value other than the default for every knob, valid for the kinds that own it.
 OTHER_VALUE = {"sampler": "nsga2", "metrics": [K.WALL_S], "modes": ["min"], "seed": 7, "alpha_tol": 0.2,
-               "beta_tol": 0.2, "max_trials": 9, "initial_points": 8,
+               "beta_tol": 0.2, "max_trials": 9, "initial_points": 8, "cost_budget_hours": 2.0,
                "validate_top": 1, "validate_seeds": 3}
 
 

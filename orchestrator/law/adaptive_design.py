@@ -15,6 +15,8 @@ Notation (k candidates, m observations)
   j        ∂ρ/∂θ at a candidate, shape (4,): (P̂, P̂ ln r, −P̂ ln ℓ, 1) / f̂ with P̂ = f̂ − b, the
            observed ΔL of the not-yet-run point replaced by its prediction
   L₀       mean L_init over the observations (nats per target token)
+  c        (k,) predicted seconds of a trial at each candidate (trial_cost.py: a FLOP prior corrected by
+           the wall_s that finished trials measured); 1 per trial without a cost model
 
 Initial design: n0 space-filling points (orchestrator/law/design_points.py).
 
@@ -23,7 +25,13 @@ covariance): adding a run at a candidate adds the row j to J, so by Sherman–Mo
 
     Σ' = Σ − Σ j jᵀ Σ / (s² + jᵀ Σ j),
 
-and the candidate's score is the drop of var(α) + var(β), ((Σj)_α² + (Σj)_β²) / (s² + jᵀΣj). The
+and the candidate's gain is the drop of var(α) + var(β), ((Σj)_α² + (Σj)_β²) / (s² + jᵀΣj). Its score
+is gain / c: information per GPU-second (cost_aware, the default; per trial with cost_aware off or
+no cost model). Why per second: the stopping rule asks for a variance, and the bill is in seconds,
+so the greedy step that buys the most variance per second is the greedy solution of the budgeted
+design "reach the widths at the least cost" (Khuller, Moss & Naor's cost-benefit greedy for budgeted
+coverage; here the gains shrink as points are added, which is what makes greedy reasonable, though
+variance reduction is not exactly submodular). With trials of equal cost it is the old score. The
 observed ΔL never enters Σ', so points already proposed but still running are folded into Σ the
 same way before scoring (several proposals can be out at once without all landing on one point).
 Candidates already run or running are out, and so are those predicted saturated, L₀ − f̂ < ln 2
@@ -31,13 +39,17 @@ Candidates already run or running are out, and so are those predicted saturated,
 The largest score wins; scores within 1e-9 (relative) of it tie and the first in P's order wins.
 Without an "ok" fit the searcher falls back to space filling: the untried candidate farthest (in
 u, v) from every point tried so far, skipping points that a run observed saturated dominates
-(rank at least as large and ℓ at most as long: ΔL grows with r and falls with ℓ).
+(rank at least as large and ℓ at most as long: ΔL grows with r and falls with ℓ). Neither the
+initial design nor the space filling looks at c: before a fit there is no information to weigh
+against it (on the paper-size oracle, paper_oracle.py, the initial six took 2 % of the grid's GPU-hours).
 
 Stopping: when the 95 % intervals of α and β (LawFit.alpha_ci, beta_ci) are both no wider than
 their tolerances (neither exponent on a bound, and the fit has at least min_dof residual degrees
 of freedom: s² from 1-3 dof is too noisy, and on the synthetic law below stopping at dof 1-2 left
 half the runs with an interval missing a true exponent), when max_trials proposals have been made,
-or when no admissible candidate remains and nothing is running. When the tolerances are met while
+when the trials' cost would pass cost_budget seconds (measured where finished, predicted where
+running or failed; a candidate that would take the spend past it is not admissible), or when no
+admissible candidate remains and nothing is running. When the tolerances are met while
 trials still run, no new point is proposed and the rule is judged again once they report, so the
 final fit, which includes them, is the one that meets it.
 
@@ -57,14 +69,15 @@ import numpy as np
 
 from orchestrator.law.design_points import Candidates, Point, initial_design, point_key
 from orchestrator.law.fit import LN2, MIN_POINTS, LawFit
+from orchestrator.law.trial_cost import CostModel, UniformCost, with_measurements
 from orchestrator.law.uncertainty import fit_law
 from trainables import metric_names as mn
 
 #: A failed point is proposed at most this many times in all (the first try and one retry).
 MAX_TRIES = 2
 _TIE_RTOL = 1e-9
-STOP_REASONS = ("tolerance", "budget", "no_candidates")
-OBSERVATION_KEYS = (mn.RANK, mn.TARGET_TOKENS, mn.DELTA_LOSS, mn.LOSS_FINAL, mn.LOSS_INIT)
+STOP_REASONS = ("tolerance", "budget", "cost_budget", "no_candidates")
+OBSERVATION_KEYS = (mn.RANK, mn.TARGET_TOKENS, mn.DELTA_LOSS, mn.LOSS_FINAL, mn.LOSS_INIT, mn.WALL_S)
 
 
 # -- settings ------------------------------------------------------------------------------------
@@ -86,6 +99,10 @@ class Settings:
     """A candidate with predicted ΔL below this share of L₀ is not worth a trial."""
     min_dof: int = 4
     """The tolerance rule waits for a fit with at least this many residual degrees of freedom."""
+    cost_budget: float = 0.0
+    """Seconds of trials in all (the cost model's unit: GPU-seconds with one GPU a trial); 0: no limit."""
+    cost_aware: bool = True
+    """Score information per second of the cost model (True) or per trial (False)."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -99,6 +116,8 @@ class Settings:
             problems.append(f"min_dof must be >= 1, got {self.min_dof}")
         if not 0 <= self.hopeless_share < 1:
             problems.append(f"hopeless_share must be in [0, 1), got {self.hopeless_share}")
+        if not (math.isfinite(self.cost_budget) and self.cost_budget >= 0):
+            problems.append(f"cost_budget must be a finite number >= 0, got {self.cost_budget}")
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -113,8 +132,8 @@ class AdaptiveState:
     pending: dict[str, Point] = field(default_factory=dict)
     """trial id -> point, for proposals without a result yet (insertion order kept)."""
     observations: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """trial id -> {"point": [r, ℓ], rank, target_tokens, delta_loss, loss_final, loss_init} (None for
-    a missing or non-finite metric)."""
+    """trial id -> {"point": [r, ℓ], rank, target_tokens, delta_loss, loss_final, loss_init, wall_s} (None
+    for a missing or non-finite metric)."""
     failures: list[Point] = field(default_factory=list)
     """The point of every failed trial, one entry per failure."""
     n_proposed: int = 0
@@ -248,9 +267,11 @@ class Scores:
     predicted: np.ndarray
     """(k,) f̂, the predicted ΔL (nats)."""
     score: np.ndarray
-    """(k,) drop of var(α) + var(β); NaN where the candidate is not admissible."""
+    """(k,) drop of var(α) + var(β), per second of c when costs are given; NaN where not admissible."""
     reason: tuple[str, ...]
     """Per candidate: "ok", "tried", "saturated" (L₀ − f̂ < ln 2) or "hopeless" (f̂ < share · L₀)."""
+    gain: np.ndarray | None = None
+    """(k,) the drop of var(α) + var(β) itself (NaN where not admissible)."""
 
     def best(self) -> int | None:
         admissible = np.flatnonzero(np.isfinite(self.score))
@@ -262,9 +283,10 @@ class Scores:
 
 def score_candidates(
     fit: LawFit, s2: float, candidates: Candidates, untried: np.ndarray, running: Sequence[Point],
-    loss_init: float | None, hopeless_share: float,
+    loss_init: float | None, hopeless_share: float, costs: np.ndarray | None = None,
 ) -> Scores:
-    """Score untried candidates (mask (k,)) with Σ updated for the running points; see the docstring."""
+    """Score untried candidates (mask (k,)) with Σ updated for the running points; the gain per unit of
+    costs (k,) when given; see the module docstring."""
     theta = theta_of(fit)
     covariance = np.array(fit.covariance, dtype=float)
     for point in sorted(running, key=point_key):
@@ -277,10 +299,11 @@ def score_candidates(
         reason[untried & (predicted < hopeless_share * loss_init)] = "hopeless"
     reason[untried & ~(predicted > 0)] = "hopeless"
     ok = reason == "ok"
-    score = np.full(len(points), np.nan)
+    gain = np.full(len(points), np.nan)
     if ok.any():
-        score[ok] = variance_reduction(covariance, jacobian_rows(theta, points[ok]), s2)
-    return Scores(candidates.points, predicted, score, tuple(reason))
+        gain[ok] = variance_reduction(covariance, jacobian_rows(theta, points[ok]), s2)
+    score = gain if costs is None else gain / np.asarray(costs, dtype=float)
+    return Scores(candidates.points, predicted, score, tuple(reason), gain)
 
 
 # -- decisions -----------------------------------------------------------------------------------
@@ -301,12 +324,15 @@ class Decision:
 class AdaptiveDesign:
     """The policy: the initial design, the acquisition and the stopping rule over fixed candidates."""
 
-    def __init__(self, candidates: Candidates, settings: Settings | None = None):
+    def __init__(self, candidates: Candidates, settings: Settings | None = None, cost: CostModel | None = None):
         self.candidates = candidates
         self.settings = settings or Settings()
         self.budget = self.settings.max_trials or len(candidates.points)
         self.initial = initial_design(candidates, self.settings.initial_points, self.settings.seed)
+        self.prior = cost or UniformCost()
+        """The cost before any trial has measured one (trial_cost.py); UniformCost counts trials."""
         self._fit_cache: tuple[tuple[str, ...], LawFit] | None = None
+        self._cost_cache: tuple[tuple[str, ...], CostModel, np.ndarray] | None = None
 
     # -- the fit ---------------------------------------------------------------------------------
     def fit(self, state: AdaptiveState) -> LawFit:
@@ -315,6 +341,26 @@ class AdaptiveDesign:
         if self._fit_cache is None or self._fit_cache[0] != key:
             self._fit_cache = (key, fit_observations(state.observations.values()))
         return self._fit_cache[1]
+
+    # -- the cost --------------------------------------------------------------------------------
+    def cost_model(self, state: AdaptiveState) -> tuple[CostModel, np.ndarray]:
+        """The prior corrected by the finished trials' wall_s, and its (k,) seconds per candidate."""
+        key = tuple(sorted(state.observations))
+        if self._cost_cache is None or self._cost_cache[0] != key:
+            obs = list(state.observations.values())
+            model = with_measurements(self.prior, [o["point"] for o in obs], [o.get(mn.WALL_S) for o in obs])
+            self._cost_cache = (key, model, np.asarray(model.seconds([point_key(p) for p in self.candidates.points]),
+                                                       dtype=float))
+        return self._cost_cache[1], self._cost_cache[2]
+
+    def spent(self, state: AdaptiveState) -> float:
+        """Seconds of every proposal so far: measured where a trial reported wall_s, else predicted."""
+        model, _ = self.cost_model(state)
+        measured = [o.get(mn.WALL_S) for o in state.observations.values()]
+        guessed = [o["point"] for o, m in zip(state.observations.values(), measured) if m is None or m <= 0]
+        guessed += [*state.pending.values(), *state.failures]
+        known = sum(m for m in measured if m is not None and m > 0)
+        return float(known + (model.seconds([point_key(p) for p in guessed]).sum() if guessed else 0.0))
 
     @staticmethod
     def loss_init(state: AdaptiveState) -> float | None:
@@ -330,7 +376,11 @@ class AdaptiveDesign:
             return Decision("finish", reason="budget")
         if max_pending is not None and len(state.pending) >= max_pending:
             return Decision("wait", reason="concurrency limit")
+        _, costs = self.cost_model(state)
+        spent = self.spent(state)
         untried = self._untried(state)
+        if self.settings.cost_budget > 0:  # a candidate that would take the spend past the budget is out
+            untried &= spent + costs <= self.settings.cost_budget * (1 + 1e-12)
         for point in self.initial:
             index = self.candidates.index(point)
             if untried[index]:
@@ -340,14 +390,14 @@ class AdaptiveDesign:
             return Decision("wait", reason="the initial design has not all come back")
         fit = self.fit(state)
         if fit.status == "ok" and fit.covariance is not None:
-            status = self.stopping_status(fit, state.n_proposed)
+            status = self.stopping_status(fit, state.n_proposed, cost_spent=spent)
             if status["fired"] and state.pending:  # let the running trials confirm it: the final fit has them
                 return Decision("wait", reason=f"{status['reason']} met; waiting for running trials")
             if status["fired"]:
                 return Decision("finish", reason=status["reason"])
             scores = score_candidates(fit, residual_variance(fit, state.observations.values()), self.candidates,
                                       untried, list(state.pending.values()), self.loss_init(state),
-                                      self.settings.hopeless_share)
+                                      self.settings.hopeless_share, costs if self.settings.cost_aware else None)
             best = scores.best()
             if best is not None:
                 return Decision("propose", self.candidates.points[best], "adaptive", score=float(scores.score[best]))
@@ -357,7 +407,8 @@ class AdaptiveDesign:
                 return Decision("propose", self.candidates.points[best], "space_filling")
         if state.pending:
             return Decision("wait", reason="no admissible candidate until running trials report")
-        return Decision("finish", reason="no_candidates")
+        over = self.settings.cost_budget > 0 and bool((self._untried(state) & ~untried).any())
+        return Decision("finish", reason="cost_budget" if over else "no_candidates")
 
     def _untried(self, state: AdaptiveState) -> np.ndarray:
         """(k,) True where a candidate has no result, is not running and may still be tried."""
@@ -391,7 +442,8 @@ class AdaptiveDesign:
         return int(pool[int(np.flatnonzero(gap >= gap.max() - 1e-12)[0])])
 
     # -- stopping --------------------------------------------------------------------------------
-    def stopping_status(self, fit: LawFit, n_done: int, admissible: int | None = None) -> dict[str, Any]:
+    def stopping_status(self, fit: LawFit, n_done: int, admissible: int | None = None,
+                        cost_spent: float | None = None) -> dict[str, Any]:
         """Whether the stopping rule fires after n_done proposals, why, and how far each width is.
 
         Keys: fired (bool), reason (one of STOP_REASONS or None), fit_status, n_done, max_trials,
@@ -399,13 +451,16 @@ class AdaptiveDesign:
         alpha_excess, beta_excess (width − tolerance: ≤ 0 means met), alpha_ratio, beta_ratio
         (width / tolerance), exponents_at_bound (α or β on a solver bound: the widths then do not count).
         `admissible`, when given, is the number of candidates still worth a trial (0 fires no_candidates).
+        cost_spent, cost_budget: seconds spent (when given) and the budget (0: none); cost_budget fires once
+        the spend has reached it.
         """
         s = self.settings
         widths = {name: _width(getattr(fit, f"{name}_ci")) if fit.status == "ok" else None
                   for name in ("alpha", "beta")}
         at_bound = [p for p in ("alpha", "beta") if p in (fit.at_bound or ())]
         out: dict[str, Any] = {"fit_status": fit.status, "n_done": int(n_done), "max_trials": self.budget,
-                               "exponents_at_bound": at_bound, "dof": fit.dof, "min_dof": s.min_dof}
+                               "exponents_at_bound": at_bound, "dof": fit.dof, "min_dof": s.min_dof,
+                               "cost_spent": cost_spent, "cost_budget": s.cost_budget}
         met = not at_bound and (fit.dof or 0) >= s.min_dof
         for name, tol in (("alpha", s.alpha_tol), ("beta", s.beta_tol)):
             width = widths[name]
@@ -413,7 +468,8 @@ class AdaptiveDesign:
             out[f"{name}_excess"] = None if width is None else width - tol
             out[f"{name}_ratio"] = None if width is None else width / tol
             met = met and width is not None and width <= tol
-        reason = "tolerance" if met else "budget" if n_done >= self.budget else (
+        over = s.cost_budget > 0 and cost_spent is not None and cost_spent >= s.cost_budget
+        reason = "tolerance" if met else "budget" if n_done >= self.budget else "cost_budget" if over else (
             "no_candidates" if admissible == 0 else None)
         out["fired"], out["reason"] = reason is not None, reason
         return out

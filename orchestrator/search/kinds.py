@@ -75,6 +75,10 @@ class SearchConfig(Config):
     max_trials: int = spec(0, "adaptive: trials at most, retries included (0: the grid's size)", lo=0, hi=100000)
     initial_points: int = spec(6, "adaptive: space-filling points run before the first law-guided one",
                                lo=5, hi=100000)
+    cost_budget_hours: float = spec(0.0, "adaptive: stop once the trials' summed wall time would pass this many "
+                                         "hours (GPU-hours with one GPU a trial; measured where a trial finished, "
+                                         "predicted from FLOP counts where not; 0: no cost budget)",
+                                    lo=0.0, hi=1e6)
     validate_top: int = spec(3, "optuna: held-out validation of the k best knob sets, beside SFT and MemFT-OT "
                                 "(0: no validation)", lo=0, hi=100)
     validate_seeds: int = spec(7, "optuna: fresh seeds (adapter init and data) per validated arm; at least the "
@@ -241,7 +245,7 @@ class Adaptive(Grid):
     """Law-guided points of a grid space (orchestrator/law/adaptive_design.py); it stops on its own rule."""
 
     name = "adaptive"
-    knobs = frozenset({"seed", "alpha_tol", "beta_tol", "max_trials", "initial_points"})
+    knobs = frozenset({"seed", "alpha_tol", "beta_tol", "max_trials", "initial_points", "cost_budget_hours"})
 
     def knob_problems(self, search: SearchConfig) -> list[Problem]:
         if 0 < search.max_trials < search.initial_points:  # the budget must cover the initial design
@@ -277,7 +281,7 @@ class Adaptive(Grid):
 
         s = sweep.search
         return Settings(alpha_tol=s.alpha_tol, beta_tol=s.beta_tol, max_trials=s.max_trials,
-                        initial_points=s.initial_points, seed=s.seed)
+                        initial_points=s.initial_points, seed=s.seed, cost_budget=3600.0 * s.cost_budget_hours)
 
     def stopping_lines(self, sweep: SweepView, report: dict[str, Any]) -> list[str]:
         """Per group, the α/β interval widths against the stopping rule."""

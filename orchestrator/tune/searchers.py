@@ -46,10 +46,11 @@ class AdaptiveSide(GridSide):
         return {}
 
     def search_alg(self, sweep: SweepConfig, experiment_uri: str) -> Any:
-        from orchestrator.tune.adaptive_search import AdaptiveLawSearcher
+        from orchestrator.tune.adaptive_search import AdaptiveLawSearcher, flop_prior
 
         return AdaptiveLawSearcher.from_grid(sweep_grid(sweep), search_of(sweep).settings(sweep),
-                                             max_concurrent=sweep.max_concurrency)
+                                             max_concurrent=sweep.max_concurrency,
+                                             cost=flop_prior(sweep.base_trial))
 
 
 class OptunaSide:
