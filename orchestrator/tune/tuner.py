@@ -44,9 +44,13 @@ log = logging.getLogger(__name__)
 ZERO_DRIVER_CPU = 0.01  # a zero trial's Tune process only launches and waits for its ranks
 
 
+FIT_EVERY_S = 15.0
+
+
 class LawLines(tune.Callback):
     """The sweep's live lines (without blocking Tune): one per finished trial with k/n and an ETA,
-    then the fit from the results actor whenever it moved (orchestrator/tune/sweep_output.py)."""
+    then the fit from the results actor when it moved, at most every FIT_EVERY_S, and once more at
+    the end (orchestrator/tune/sweep_output.py). A line per trial doubled a resume's output."""
 
     def __init__(self, sweep: SweepConfig):
         self.sweep = sweep  # no stream kept: Tune pickles its callbacks with the run config
@@ -56,6 +60,7 @@ class LawLines(tune.Callback):
         self._done: set[str] = set()
         self._done_this_run = 0
         self._last_fit: list[str] = []
+        self._fit_at = 0.0  # when the fit was last asked for
 
     def on_step_begin(self, iteration: int, trials: list, **info) -> None:
         if self._started is None:  # this run's start (also after a restore: the ETA's rate is this run's)
@@ -82,7 +87,8 @@ class LawLines(tune.Callback):
                                      kind.line_metrics(self.sweep), status, elapsed, eta))
         if kind.law_reason(self.sweep):  # no law to print for this space
             return
-        if self._ref is None:  # the fit once the actor holds at least this many records
+        if self._ref is None and time.time() - getattr(self, "_fit_at", 0.0) >= FIT_EVERY_S:
+            self._fit_at = time.time()  # the fit once the actor holds at least this many records
             self._ref = results_actor.find(self.sweep.name).report.remote(wait_s=10.0, at_least=len(self._done))
 
     def on_step_end(self, iteration: int, trials: list, **info) -> None:
