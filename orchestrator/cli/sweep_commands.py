@@ -240,18 +240,19 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
     try:
         experiment = open_experiment(args.path)
-        problems = model_problems(experiment.sweep)  # it trains again: the model must be at hand
-        if problems:
-            raise ConfigError(problems)
     except ConfigError as err:
         print_error(args.path, err)
         return EXIT_BAD_INPUT
     if problem := resume_problem(experiment.uri):
         print(problem, file=sys.stderr)
         return EXIT_BAD_INPUT
-    if done := nothing_to_resume(experiment):
+    if done := nothing_to_resume(experiment):  # before the model check: that imports torch (seconds)
         print(done)
         return 0
+    problems = model_problems(experiment.sweep)  # it trains again: the model must be at hand
+    if problems:
+        print_error(args.path, ConfigError(problems))
+        return EXIT_BAD_INPUT
     from orchestrator.tune.tuner import resume_sweep
 
     return _train(experiment, args, lambda: resume_sweep(experiment, address=args.address, dashboard=args.dashboard))
