@@ -197,7 +197,7 @@ def test_two_runs_at_once_and_reruns_are_refused_before_ray_starts(tmp_path, req
 
     again = run("sweep", str(sweep_file))
     assert again.returncode == 2 and "already exists" in again.stderr and "--new" in again.stderr
-    changed = write_sweep(tmp_path, name="once", trial={**TRIAL, "budget": {"preset": "cpu", "steps": 400}},
+    changed = write_sweep(tmp_path, name="once", trial={**TRIAL, "budget": {"preset": "cpu", "steps": 100}},
                           space_overrides=two)
     refused = run("sweep", str(changed), "--resume")
     assert refused.returncode == 2 and "trial.budget.steps" in refused.stderr, refused.stderr
