@@ -206,7 +206,7 @@ def test_r3_driver_killed_under_optuna_resumes_with_every_trial_once(tmp_path, r
     import pandas as pd
 
     from conftest import memlaw_cmd, print_figure
-    from orchestrator.tune.optuna_study import FAILED_REASON, TUNE_TRIAL_ID
+    from orchestrator.tune.optuna_study import ANSWERED_FROM, FAILED_REASON, TUNE_TRIAL_ID
     from orchestrator.tune.trainable import REPLAYED
 
     path = tmp_path / "r3.yaml"
@@ -263,9 +263,15 @@ def test_r3_driver_killed_under_optuna_resumes_with_every_trial_once(tmp_path, r
         assert again.ended_at == record.ended_at and again.metrics == record.metrics
     assert not rerun, f"finished trials run again after resume: {rerun}"
     assert optuna.trial.TrialState.RUNNING not in states, [(t.number, t.state) for t in studied]
-    complete = [t.user_attrs.get(TUNE_TRIAL_ID) for t in studied if t.state == optuna.trial.TrialState.COMPLETE]
+    trained = [t for t in studied if ANSWERED_FROM not in t.user_attrs]  # repeats are answered, not trained
+    complete = [t.user_attrs.get(TUNE_TRIAL_ID) for t in trained if t.state == optuna.trial.TrialState.COMPLETE]
     assert sorted(complete) == sorted(tune_after), "each Tune trial must be exactly one COMPLETE Optuna trial"
-    orphans = [t for t in studied if t.user_attrs.get(TUNE_TRIAL_ID) not in tune_after]
+    by_tune = {t.user_attrs.get(TUNE_TRIAL_ID): t for t in trained}
+    for repeat in (t for t in studied if ANSWERED_FROM in t.user_attrs):  # told its earlier trial's outcome
+        source = by_tune[repeat.user_attrs[ANSWERED_FROM]]
+        assert repeat.params == source.params and (repeat.state != optuna.trial.TrialState.COMPLETE
+                                                   or repeat.values == source.values), (repeat, source)
+    orphans = [t for t in trained if t.user_attrs.get(TUNE_TRIAL_ID) not in tune_after]
     assert all(t.state == optuna.trial.TrialState.FAIL and t.user_attrs[FAILED_REASON] for t in orphans)
 
 
