@@ -117,7 +117,7 @@ def flop_model(config: Any, cached: bool):
 
     return Model("Qwen3 (random init)", config.hidden_size, config.num_hidden_layers, config.intermediate_size,
                  config.num_attention_heads, config.num_key_value_heads, config.head_dim, config.vocab_size,
-                 default_paper_layer(config.num_hidden_layers), "", cached)
+                 default_paper_layer(config.num_hidden_layers), cached=cached)
 
 
 # -- measuring -----------------------------------------------------------------------------------

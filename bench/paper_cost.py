@@ -34,7 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,37 +51,11 @@ A10G_GB = 24.0  # cluster.yaml's gpu.spot.* nodes (g5: NVIDIA A10G)
 
 
 @dataclass(frozen=True)
-class Model:
-    name: str
-    hidden: int
-    layers: int
-    intermediate: int
-    heads: int
-    kv_heads: int
-    head_dim: int
-    vocab: int
-    adapter_layer: int
-    sweep_file: str
-    cached: bool = True  # the frozen prefix cached (trainables/prefix_cache.py): forwards start at the adapter
+class Model(trial_cost.ModelShape):
+    """A paper model's shape (orchestrator/law/trial_cost.py, the cost model's one place) and the
+    example sweep that runs it."""
 
-    @property
-    def shape(self) -> trial_cost.ModelShape:
-        return trial_cost.ModelShape(self.name, self.hidden, self.layers, self.intermediate, self.heads, self.kv_heads,
-                                     self.head_dim, self.vocab, self.adapter_layer, self.cached)
-
-    @property
-    def forward_layers(self) -> int:
-        """Blocks each training / certificate forward runs: those from the adapter up when cached."""
-        return self.shape.forward_layers
-
-    @property
-    def block_params(self) -> float:
-        """Parameters of one transformer block: attention (q, o full; k, v grouped) and the gated MLP."""
-        return self.shape.block_params
-
-    @property
-    def total_params(self) -> float:
-        return self.shape.total_params  # untied embedding and head
+    sweep_file: str = ""
 
 
 GPU = trial_cost.GPU
@@ -90,10 +64,8 @@ GPUS = (trial_cost.H100, trial_cost.H200)
 
 def load_model(folder: str, adapter_layer: int, sweep_file: str, cached: bool = True) -> Model:
     c = json.loads((HF_CONFIGS / folder / "config.json").read_text())
-    return Model(folder.replace("--", "/"), c["hidden_size"], c["num_hidden_layers"], c["intermediate_size"],
-                 c["num_attention_heads"], c["num_key_value_heads"],
-                 c.get("head_dim") or c["hidden_size"] // c["num_attention_heads"], c["vocab_size"],
-                 adapter_layer, sweep_file, cached)
+    shape = Model.from_hf_config(c, adapter_layer, cached, name=folder.replace("--", "/"))
+    return replace(shape, sweep_file=sweep_file)
 
 
 MODELS = (
@@ -119,15 +91,15 @@ def sweep_axes(sweep_file: str) -> tuple[tuple[int, ...], tuple[int, ...], int, 
 
 def forward_flops(m: Model, s: int, layers: int) -> float:
     """Forward FLOPs of `layers` blocks plus the LM head on S tokens (causal attention)."""
-    return trial_cost.forward_flops(m.shape, s, layers)
+    return trial_cost.forward_flops(m, s, layers)
 
 
 def step_flops(m: Model, s: int) -> float:
-    return trial_cost.step_flops(m.shape, s)
+    return trial_cost.step_flops(m, s)
 
 
 def step_seconds(m: Model, s: int, gpu: GPU, mfu: float, overhead_s: float) -> float:
-    return trial_cost.step_seconds(m.shape, s, gpu, mfu, overhead_s)
+    return trial_cost.step_seconds(m, s, gpu, mfu, overhead_s)
 
 
 def memory_gb(m: Model, s: int) -> float:
@@ -143,7 +115,7 @@ def memory_gb(m: Model, s: int) -> float:
 
 def trial_hours(m: Model, ell: int, gpu: GPU, mfu: float, overhead_s: float, steps: int, every: int) -> float:
     """Training, the certificate every `every` steps, the cached prefix once, greedy decoding of ℓ tokens."""
-    return trial_cost.trial_seconds(m.shape, ell, gpu, mfu, overhead_s, steps, every, PROMPT_TOKENS) / 3600.0
+    return trial_cost.trial_seconds(m, ell, gpu, mfu, overhead_s, steps, every, PROMPT_TOKENS) / 3600.0
 
 
 def model_section(m: Model, mfu: float, overhead_s: float) -> tuple[list[str], dict[str, float]]:

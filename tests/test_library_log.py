@@ -41,3 +41,14 @@ def test_verbose_leaves_the_libraries_as_they_are(tmp_path):
 def test_an_object_store_experiment_logs_under_the_users_cache(monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", str(tmp_path))
     assert log_path("s3://bucket/runs/exp", "exp") == str(tmp_path / ".cache" / "memlaw" / "logs" / "exp.log")
+
+
+def test_an_unwritable_log_leaves_the_lines_in_the_terminal_and_says_why(tmp_path, capsys):
+    """A disk that cannot take the log file (here: a file where its folder must go) never stops the sweep."""
+    uri = tmp_path / "exp"
+    uri.mkdir()
+    (uri / "memlaw").write_text("a file, not a folder")
+    with routed(str(uri), "exp", verbose=False) as handler:
+        assert handler is None and closing_line(handler) is None
+    err = capsys.readouterr().err
+    assert f"cannot write {uri / 'memlaw' / 'library.log'}" in err and "log lines stay here" in err, err

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, not_here
 from orchestrator.experiment import export as ex
 from orchestrator.experiment import provenance as pv
 from test_export_plot import experiment, synthetic_records
@@ -68,7 +68,8 @@ def _git(*args: str, cwd: Path = REPO) -> str:
 
 def test_the_commit_is_the_checkouts_head_and_dirty_when_modified():
     if shutil.which("git") is None or not (REPO / ".git").exists():
-        pytest.skip("memlaw does not run from a git checkout here")
+        not_here("memlaw does not run from a git checkout here (an installed copy has no commit to record; "
+                 "run the tests in a clone)")
     commit, dirty = pv.git_state()
     assert pv.CHECKOUT == REPO.resolve()
     assert commit == _git("rev-parse", "HEAD")

@@ -14,29 +14,27 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from orchestrator.records.trial_record import flatten
 from orchestrator.search.best_trials import knob_text, method_knobs
 
 
-def _get(config: Mapping[str, Any], dotted: str) -> Any:
-    node: Any = config
-    for part in dotted.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return None
-        node = node[part]
-    return node
+def rank(config: Mapping[str, Any]) -> Any:
+    """r of the law: the adapter's LoRA rank (None where the config has none)."""
+    return flatten(config).get("adapter.rank")
 
 
 def ell(config: Mapping[str, Any]) -> Any:
     """ℓ of the law: target tokens per sequence times sequences (the per-sequence value if not a count)."""
-    per_seq, n_seq = _get(config, "data.target_tokens"), _get(config, "data.num_sequences") or 1
+    flat = flatten(config)
+    per_seq, n_seq = flat.get("data.target_tokens"), flat.get("data.num_sequences") or 1
     return per_seq * n_seq if isinstance(per_seq, int) and isinstance(n_seq, int) else per_seq
 
 
 def law_point(config: Mapping[str, Any]) -> str:
     """`rank r x ℓ total`, with `(n seq x per-seq)` when the data has several sequences."""
-    rank, per_seq = _get(config, "adapter.rank"), _get(config, "data.target_tokens")
-    n_seq = _get(config, "data.num_sequences") or 1
-    return f"rank {rank} x ℓ {ell(config)}" + (f" ({n_seq} seq x {per_seq})" if n_seq != 1 else "")
+    flat = flatten(config)
+    per_seq, n_seq = flat.get("data.target_tokens"), flat.get("data.num_sequences") or 1
+    return f"rank {rank(config)} x ℓ {ell(config)}" + (f" ({n_seq} seq x {per_seq})" if n_seq != 1 else "")
 
 
 def knob_set(config: Mapping[str, Any]) -> str:

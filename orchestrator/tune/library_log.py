@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 from typing import Iterator
 
 from orchestrator.records.storage import split_uri
@@ -55,8 +56,14 @@ def routed(experiment_uri: str, name: str, verbose: bool) -> Iterator[_Counting 
 
     optuna.logging.get_logger("optuna")  # Optuna adds its default handler on first use: let it, then take it off
     path = log_path(experiment_uri, name)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    handler = _Counting(path, encoding="utf-8")
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        handler = _Counting(path, encoding="utf-8")
+    except OSError as err:  # a full or read-only disk: the lines stay in the terminal, and it says why
+        print(f"memlaw: cannot write {path} ({err.strerror or err}): Ray's, Tune's and Optuna's log lines stay "
+              "here", file=sys.stderr)
+        yield None
+        return
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     saved = {lib: (logging.getLogger(lib).handlers[:], logging.getLogger(lib).propagate) for lib in LIBRARIES}
     for library in LIBRARIES:

@@ -26,15 +26,6 @@ from trainables import metric_names as K
 LIVE_COLUMNS = (K.STEP, K.LOSS_FINAL, K.DELTA_LOSS, K.BITS_ABOVE_CHANCE, K.FRAC_P_GT_HALF, K.GREEDY_EXACT_MATCH)
 
 
-def _get(config: Mapping[str, Any], dotted: str) -> Any:
-    node: Any = config
-    for part in dotted.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
 def _num(value: Any, fmt: str = ".3g") -> str:
     return "-" if value is None else format(value, fmt)
 
@@ -102,7 +93,7 @@ def fit_line(report: Mapping[str, Any]) -> list[str]:
 
 
 def _sort_key(record: Mapping[str, Any]) -> tuple:
-    values = [_get(record.get("config", {}), "adapter.rank"), trial_label.ell(record.get("config", {}))]
+    values = [trial_label.rank(record.get("config", {})), trial_label.ell(record.get("config", {}))]
     return tuple((v is None, v if isinstance(v, (int, float)) else 0) for v in values) + (record["trial_id"],)
 
 
@@ -114,7 +105,7 @@ def trial_table(records: Iterable[Mapping[str, Any]]) -> str:
     body = []
     for r in rows:
         m = r.get("metrics") or {}
-        body.append((_num(_get(r["config"], "adapter.rank"), ""), _num(trial_label.ell(r["config"]), ""),
+        body.append((_num(trial_label.rank(r["config"]), ""), _num(trial_label.ell(r["config"]), ""),
                      _num(m.get(K.DELTA_LOSS), ".4g"), _num(m.get(K.FRAC_P_GT_HALF), ".3f"),
                      _num(m.get(K.GREEDY_EXACT_MATCH), ".3f"), r["status"]))
     widths = [max(len(h), *(len(row[i]) for row in body)) if body else len(h) for i, h in enumerate(header)]
