@@ -100,7 +100,7 @@ def main() -> None:
              figure >= GOAL, memlaw=f"{1 / main_row['cached_s']:.2f} steps/s cached (l = {main_row['l']})",
              baseline=f"{1 / main_row['hand_s']:.2f} steps/s hand loop, {1 / main_row['uncached_s']:.2f} uncached",
              setup=f"SmolLM2-135M r=8 at layer 20/30, 1 sequence, 1 thread, {args.rounds}x{args.steps} steps",
-             rows=rows)
+             lengths=rows)  # not "rows": run_all reads details.rows as extra table rows
 
 
 if __name__ == "__main__":

