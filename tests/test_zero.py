@@ -6,7 +6,7 @@ Why the single-process comparison may be tight: every rank trains on the same ba
 averaged gradient is the single-process gradient up to the order of the fp32 additions in the
 gradient reduction and in the global-norm clip (both over 2 ranks); AdamW is elementwise. On
 these trials the two agreed within 3.5e-7 relative in every loss (ZeRO-2; 2.8e-7 with ZeRO-3) and
-exactly in every count; we allow 1e-4 for a chaotic 60-step trajectory on other CPUs.
+exactly in every count (2026-12-06); the bound is ZERO_REL_TOL = 1e-6, the README's promise.
 """
 
 from __future__ import annotations
@@ -41,6 +41,9 @@ ZERO_TRIAL = {
     "eval": {"every": 20},
 }
 LOSSES = (K.LOSS_INIT, K.LOSS_FINAL, K.DELTA_LOSS)
+#: The README's promise for a zero trial against one process: every loss within this relative gap
+#: (measured: ZeRO-2 3.5e-7, ZeRO-3 2.8e-7; fp32 reductions in another order, nothing larger).
+ZERO_REL_TOL = 1e-6
 COUNTS = (K.FRAC_P_GT_HALF, K.FRAC_SEQUENCES_CERTIFIED, K.GREEDY_TOKEN_ACC, K.GREEDY_EXACT_MATCH,
           K.TF_TOKEN_ACC, K.STEPS_TO_CERTIFIED, K.TRAINABLE_PARAMS, K.STEP)
 
@@ -166,7 +169,7 @@ def test_zero2_trial_matches_single_process(tmp_path, request):
     assert m[K.LOSS_FINAL] < m[K.LOSS_INIT] - 1.0, m  # it learned
     worst = 0.0
     for key in LOSSES:
-        assert single[key] == pytest.approx(m[key], rel=1e-4), key  # sharded = one process
+        assert single[key] == pytest.approx(m[key], rel=ZERO_REL_TOL), key  # sharded = one process
         worst = max(worst, abs(single[key] - m[key]) / abs(single[key]))
     for key in COUNTS:
         assert m.get(key) == single.get(key), key
@@ -211,7 +214,7 @@ def test_zero3_trials_match_single_process_and_survive_a_killed_rank(tmp_path, r
     worst = 0.0
     for key in LOSSES:
         assert clean.metrics[key] == pytest.approx(m[key], rel=1e-6), key  # resumed = uninterrupted
-        assert single[key] == pytest.approx(m[key], rel=1e-4), key  # sharded = one process
+        assert single[key] == pytest.approx(m[key], rel=ZERO_REL_TOL), key  # sharded = one process
         worst = max(worst, abs(single[key] - m[key]) / abs(single[key]))
     for key in COUNTS:
         assert clean.metrics.get(key) == m.get(key) == single.get(key), key
