@@ -23,7 +23,7 @@ TRIAL = {"model": {"name": "tiny-xs"}, "adapter": {"placement": "paper", "rank":
          "data": {"kind": "random", "target_tokens": 32}, "budget": {"preset": "cpu", "steps": 200},
          "eval": {"every": 100}, "inject_at_step": 150}
 #: Each hanging trial holds the sweep live this long (its time limit): the window one query must land in.
-HANG_S = 20
+HANG_S = 15
 
 
 def query(experiment) -> tuple[dict, str, float]:
