@@ -188,8 +188,9 @@ def _add_reading_commands(sub) -> None:
                         "runs everything again)")
     p.add_argument("--experiment", help="use this finished law grid instead of running examples/law_grid_cpu.yaml")
     p.add_argument("--smollm2", action="store_true",
-                   help="also the law on SmolLM2-135M (random tokens, 3 ranks x 3 lengths, and a semantic-density "
-                        "axis): 19 min on 2 quiet cores, measured")
+                   help="also the SmolLM2-135M study (examples/*_smollm2.yaml: beta at rank 1 over 4 lengths x 3 "
+                        "fresh-data replicates, ranks 2 and 4 x 2 lengths x 2 replicates, 600 steps each, and a "
+                        "semantic-density axis): about an hour on 2 cores (63 min measured), reused once finished")
     p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("validate", help="check a trial or sweep file without running it")

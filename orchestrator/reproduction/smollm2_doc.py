@@ -88,6 +88,11 @@ def comparison_lines(facts: dict[str, Any]) -> list[str]:
     return [_row(head), "|" + "---|" * len(head), *(_row(r) for r in rows)]
 
 
+def _range(pair: Any) -> str:
+    """An interval on its own in a table cell ("-" when not computed)."""
+    return interval(pair).strip() or "-"
+
+
 def _row(values: tuple[str, ...]) -> str:
     return "| " + " | ".join(values) + " |"
 
@@ -159,9 +164,9 @@ def fit_lines(groups: dict[str, Any]) -> list[str]:
             if fit["status"] != "ok":
                 lines.append(f"| {response} | no fit: {fit['status']} |" + " |" * 12)
                 continue
-            lines.append(f"| {response} | {num(fit['alpha'])}{interval(fit['alpha_ci'])} | {interval(fit.get('alpha_profile_ci'))} | "
-                         f"{interval(fit.get('alpha_over_b'))} | {num(fit['beta'])}{interval(fit['beta_ci'])} | "
-                         f"{interval(fit.get('beta_profile_ci'))} | {interval(fit.get('beta_over_b'))} | {num(fit['C'])} | "
+            lines.append(f"| {response} | {num(fit['alpha'])}{interval(fit['alpha_ci'])} | {_range(fit.get('alpha_profile_ci'))} | "
+                         f"{_range(fit.get('alpha_over_b'))} | {num(fit['beta'])}{interval(fit['beta_ci'])} | "
+                         f"{_range(fit.get('beta_profile_ci'))} | {_range(fit.get('beta_over_b'))} | {num(fit['C'])} | "
                          f"{num(fit['b'])}{interval(fit.get('b_ci'))} | {fit.get('n_cells')} ({fit.get('dof')}) | "
                          f"{num(fit['r2'], '.4f')} | {num(fit['mape'], '.2f')} % | {num(fit['lolo_mape'], '.2f')} % | "
                          f"{num(fit.get('lack_of_fit_p'), '.3g')} |")
