@@ -79,7 +79,7 @@ def cell_facts(records: list[TrialRecord]) -> list[dict[str, Any]]:
         out.append({"rank": rank, "tokens": tokens, "trials": len(group),
                     **{k: _mean(v) for k, v in values.items()},
                     "delta_loss_range": [min(dl), max(dl)] if dl else None,
-                    "saturated": sum(v < np.log(2) for v in values[K.LOSS_FINAL])})
+                    "saturated": int(sum(v < np.log(2) for v in values[K.LOSS_FINAL]))})
     return out
 
 

@@ -50,7 +50,9 @@ def settled_text(g: dict[str, Any], ladder: str) -> str:
 def _exponent(fit: dict[str, Any], name: str) -> tuple[str, str]:
     over_b = fit.get(f"{name}_over_b")
     span = f"{num(over_b[0])}–{num(over_b[1])}" if over_b else "-"
-    flag = {True: " (identified)", False: " (**not identified**)", None: ""}[fit.get("identified")]
+    # "identified" only says b does not trade against the exponent; a wide interval still says the cells
+    # do not pin it down, so only the failure is flagged and the range speaks for itself.
+    flag = " (**not identified**)" if fit.get("identified") is False else ""
     return f"{num(fit[name])}{interval(fit.get(name + '_ci'))}", span + (flag if over_b else "")
 
 
