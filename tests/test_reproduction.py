@@ -180,6 +180,10 @@ def test_the_smollm2_section_prints_bounds_replicate_slopes_and_the_held_out_ran
     for heading in ("### 6a. The cells", "### 6b. β alone, at rank 1", "### 6c. The 2-D law", "### 6d. The law's form"):
         assert heading in doc
     assert "**ΔL here is ΔL at 20 steps**" in doc
+    import json
+
+    # the document is re-rendered from its JSON facts (reproduction.json): every figure must survive the trip
+    assert smollm2_section(json.loads(json.dumps(study, default=str))) == smollm2_section(study)
     table = "\n".join(comparison_lines({"law": {"groups": {}}, "smollm2_study": study}))
     assert "| the paper | Qwen3-8B / Llama-3.1-8B-Instruct (bf16) |" in table
     assert "| 20 steps | AdamW lr 0.01, linear, no warm-up |" in table and "tiny-xs (random init, fp32)" in table
