@@ -29,7 +29,8 @@ def test_the_slope_recovers_beta_and_its_interval_covers_it():
     fit = length_slope(_rows(beta=0.6))
     assert fit.status == "ok" and fit.dof == 2 and len(fit.slopes) == 3 and fit.lengths == LENGTHS
     assert fit.beta_ci[0] < 0.6 < fit.beta_ci[1] and fit.beta == pytest.approx(0.6, abs=0.1)
-    assert "per-replicate slopes" in fit.message and "offset b is 0" in fit.message
+    assert "per-replicate slopes" in fit.message and "of ΔL" in fit.message and "offset b is 0" in fit.message
+    assert "of the drop below chance" in length_slope(_rows(), response="the drop below chance").message
 
 
 def test_null_no_length_dependence_gives_a_beta_near_zero_whose_interval_holds_zero():

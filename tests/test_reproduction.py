@@ -176,6 +176,7 @@ def test_the_smollm2_section_prints_bounds_replicate_slopes_and_the_held_out_ran
     assert study["setup"]["steps"] == [20] and study["setup"]["replicates"] == [1]
     assert study["slope"]["status"] in ("one_replicate", "too_few_lengths") and study["slope"]["beta_ci"] is None
     assert study["held_out"]["rank"] == 4
+    assert study["slope_drop"]["response"] == "the drop below chance" and study["slope_drop"]["beta_ci"] is None
     doc = "\n".join(smollm2_section(study))
     for heading in ("### 6a. The cells", "### 6b. β alone, at rank 1", "### 6c. The 2-D law", "### 6d. The law's form"):
         assert heading in doc
@@ -187,6 +188,7 @@ def test_the_smollm2_section_prints_bounds_replicate_slopes_and_the_held_out_ran
     table = "\n".join(comparison_lines({"law": {"groups": {}}, "smollm2_study": study}))
     assert "| the paper | Qwen3-8B / Llama-3.1-8B-Instruct (bf16) |" in table
     assert "| 20 steps | AdamW lr 0.01, linear, no warm-up |" in table and "tiny-xs (random init, fp32)" in table
+    assert "slope of ΔL (§6b)" in table and "slope of the drop below chance (§6b)" in table
     assert "Not run" in "\n".join(smollm2_section(None))
 
 

@@ -65,8 +65,9 @@ class LengthSlope:
         return asdict(self)
 
 
-def length_slope(rows: Iterable[tuple[Hashable, float, float, float]]) -> LengthSlope:
-    """β from rows (replicate, ℓ, ΔL, final loss) of one rank; never raises on bad data.
+def length_slope(rows: Iterable[tuple[Hashable, float, float, float]], response: str = "ΔL") -> LengthSlope:
+    """β from rows (replicate, ℓ, y, final loss) of one rank; never raises on bad data. y is ΔL, or
+    another response such as the drop below chance (named by `response` in the message).
 
     Rows with a non-finite value, ΔL <= 0 or ℓ <= 0 are left out (they carry no slope). Statuses:
     "ok"; "one_replicate" (a slope without an interval); "too_few_lengths" (fewer than two common
@@ -74,7 +75,7 @@ def length_slope(rows: Iterable[tuple[Hashable, float, float, float]]) -> Length
     """
     cells = _cells(rows)
     if not cells:
-        return LengthSlope("no_rows", "no finite rows with ΔL > 0 and ℓ > 0: no slope")
+        return LengthSlope("no_rows", f"no finite rows with {response} > 0 and ℓ > 0: no slope")
     saturated = tuple(SaturatedCell(rep, ell, y) for (rep, ell), (y, lf) in sorted(cells.items()) if lf < LN2)
     replicates = sorted({rep for rep, _ in cells})
     every = sorted({ell for _, ell in cells})
@@ -85,7 +86,7 @@ def length_slope(rows: Iterable[tuple[Hashable, float, float, float]]) -> Length
         return LengthSlope("too_few_lengths", f"{len(common)} length(s) unsaturated in every replicate "
                            f"(saturated cells are bounds, not points): a slope needs two", **base)
     slopes = tuple((rep, _slope(common, [cells[(rep, ell)][0] for ell in common])) for rep in replicates)
-    return _estimate(slopes, base)
+    return _estimate(slopes, base, response)
 
 
 def _cells(rows: Iterable[tuple[Hashable, float, float, float]]) -> dict[tuple[str, float], tuple[float, float]]:
@@ -105,11 +106,11 @@ def _slope(ells: list[float], ys: list[float]) -> float:
     return float(np.polyfit(np.log(ells), np.log(ys), 1)[0])
 
 
-def _estimate(slopes: tuple[tuple[str, float], ...], base: dict[str, Any]) -> LengthSlope:
+def _estimate(slopes: tuple[tuple[str, float], ...], base: dict[str, Any], response: str) -> LengthSlope:
     values = np.array([s for _, s in slopes])
     beta = float(-values.mean())
     span = f"ℓ {base['lengths'][0]:g}–{base['lengths'][-1]:g}"
-    local = "the local slope −d ln ΔL / d ln ℓ; it is the law's β only where the offset b is 0"
+    local = f"of {response}: the local slope −d ln y / d ln ℓ, the law's β only where its offset b is 0"
     if len(values) < 2:
         return LengthSlope("one_replicate", f"β ≈ {beta:.3g} from one replicate over {span}: no interval "
                            f"without a second fresh-data replicate ({local})", beta=beta, slopes=slopes, **base)

@@ -3,7 +3,9 @@ and the figures it reads from them. Reads storage only; the sweeps run through r
 
 The claim is built in the order a reviewer trusts it:
   1. β alone, at rank 1 over ℓ 32–256 with fresh-data replicates, as per-replicate slopes
-     (orchestrator/law/length_slope.py), where one dimension needs no offset b to be pinned down;
+     (orchestrator/law/length_slope.py), of ΔL (the paper's response) and of the drop below chance:
+     a base that starts above chance pays the same nats at every ℓ, a part of ΔL that does not scale with ℓ and
+     flattens ΔL's slope, so the two slopes say how much of β that offset makes;
   2. the 2-D law on the β study's cells plus the map's (ranks 2 and 4), with the identifiability
      report of uncertainty.fit_law (profile intervals, exponents over b's interval, lack of fit);
   3. the law's form out of sample: fitted on ranks below HOLD_OUT_RANK, it predicts that rank's cells
@@ -57,14 +59,20 @@ def study_facts(beta: str, law_map: str) -> dict[str, Any]:
     cols = {key: np.array([_number(row.get(key)) for row in rows]) for key in (K.RANK, K.TARGET_TOKENS,
                                                                               K.DELTA_LOSS, K.LOSS_FINAL)}
     x, ell, y, lf = cols[K.RANK], cols[K.TARGET_TOKENS], cols[K.DELTA_LOSS], cols[K.LOSS_FINAL]
-    slope_rows = [((r.config.get("data") or {}).get("seed"), r.metrics.get(K.TARGET_TOKENS),
-                   _number(r.metrics.get(K.DELTA_LOSS)), _number(r.metrics.get(K.LOSS_FINAL)))
-                  for r in _finished((beta,)) if r.metrics.get(K.RANK) == 1]
+    rank1 = [r for r in _finished((beta,)) if r.metrics.get(K.RANK) == 1]
     return {"experiments": [beta, law_map], "setup": setup_facts(records), "cells": cell_facts(records),
-            "slope": length_slope(slope_rows).to_dict(),
+            "slope": _slope(rank1, K.DELTA_LOSS, "ΔL"),
+            "slope_drop": _slope(rank1, K.DROP_BELOW_CHANCE, "the drop below chance"),
             "groups": {label: {**g.to_dict(), "drop_fit": drops[label].fit.to_dict()} for label, g in fits.items()},
             "held_out": {"rank": HOLD_OUT_RANK,
                          **held_out(x, ell, y, lf, x < HOLD_OUT_RANK).to_dict()}}
+
+
+def _slope(records: list[TrialRecord], key: str, response: str) -> dict[str, Any]:
+    """β as per-replicate slopes of one response; a replicate is the trial's data seed (fresh targets)."""
+    rows = [((r.config.get("data") or {}).get("seed"), r.metrics.get(K.TARGET_TOKENS), _number(r.metrics.get(key)),
+             _number(r.metrics.get(K.LOSS_FINAL))) for r in records]
+    return {"response": response, **length_slope(rows, response).to_dict()}
 
 
 def cell_facts(records: list[TrialRecord]) -> list[dict[str, Any]]:

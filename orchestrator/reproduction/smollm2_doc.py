@@ -79,15 +79,21 @@ def comparison_lines(facts: dict[str, Any]) -> list[str]:
     if study:
         for label, g in study["groups"].items():
             rows.append(law_row(f"2-D law, {cell(label)} (§6c)", study["setup"], g, "budget ladder in §6"))
-        s = study["slope"]
-        rows.append((f"β alone at rank 1, {_one(study['setup'].get('model'))} (§6b)", model_text(study["setup"]), _one(study["setup"].get("placement")),
-                     f"{_one(study['setup'].get('steps'))} steps", schedule_text(study["setup"]),
-                     f"{len(s['slopes'])} replicate{'s' if len(s['slopes']) != 1 else ''} (one slope each)", "budget ladder in §6", "-", "-",
-                     f"{num(s['beta'])}{interval(s['beta_ci'])}" if s["beta"] is not None else f"none: {s['status']}",
-                     "per-replicate slopes (no b)", "-"))
+        for s in (study["slope"], study.get("slope_drop")):
+            if s:
+                rows.append(_slope_row(study["setup"], s))
     head = ("law", "model (weights)", "placement", "budget", "lr schedule", "replicates per cell", "ΔL settled?",
             "α [95 %]", "α over b's interval", "β [95 %]", "β over b's interval", "R²")
     return [_row(head), "|" + "---|" * len(head), *(_row(r) for r in rows)]
+
+
+def _slope_row(setup: dict[str, Any], s: dict[str, Any]) -> tuple[str, ...]:
+    beta = f"{num(s['beta'])}{interval(s['beta_ci'])}" if s["beta"] is not None else f"none: {s['status']}"
+    n = len(s["slopes"])
+    return (f"β alone at rank 1, {_one(setup.get('model'))}, slope of {s.get('response', 'ΔL')} (§6b)", model_text(setup),
+            _one(setup.get("placement")), f"{_one(setup.get('steps'))} steps", schedule_text(setup),
+            f"{n} replicate{'s' if n != 1 else ''} (one slope each)", "budget ladder in §6", "-", "-", beta,
+            "per-replicate slopes (b taken as 0)", "-")
 
 
 def _range(pair: Any) -> str:
@@ -114,7 +120,8 @@ def smollm2_section(study: dict[str, Any] | None) -> list[str]:
              f"{schedule_text(setup)}, {steps} steps, replicates per cell: {_one(setup.get('replicates'))} (each a "
              f"fresh adapter init and fresh targets); experiments {', '.join(f'`{where(p)}`' for p in study['experiments'])}. "
              f"**ΔL here is ΔL at {steps} steps**: read the budget ladder above before reading the exponents as "
-             "capacity.", "", *cells_lines(study["cells"]), *slope_lines(study["slope"]),
+             "capacity.", "", *cells_lines(study["cells"]),
+             *slope_lines([s for s in (study["slope"], study.get("slope_drop")) if s]),
              *fit_lines(study["groups"]), *held_out_lines(study["held_out"])]
     return lines
 
@@ -135,20 +142,29 @@ def cells_lines(cells: list[dict[str, Any]]) -> list[str]:
     return [*lines, ""]
 
 
-def slope_lines(s: dict[str, Any]) -> list[str]:
+def slope_lines(slopes: list[dict[str, Any]]) -> list[str]:
+    """§6b: β as per-replicate slopes, one row per response (ΔL, then the drop below chance)."""
     lines = ["### 6b. β alone, at rank 1", "",
-             "Each replicate's slope of ln ΔL on ln ℓ over the lengths unsaturated in every replicate; β is minus "
-             "their mean, its interval Student's t over replicates (orchestrator/law/length_slope.py).", "",
-             f"**{s['message']}.**", ""]
-    if s["slopes"]:
-        lines += ["| replicate (data.seed) | slope of ln ΔL on ln ℓ |", "|---|---|",
-                  *(f"| {rep} | {num(v, '.3f')} |" for rep, v in s["slopes"]), ""]
-    if s["saturated"]:
-        bounds = "; ".join(f"replicate {c['replicate']}, ℓ = {c['ell']:g}: ΔL ≥ {num(c['delta_loss'])}"
-                           for c in s["saturated"])
-        lines += [f"Left out as bounds (saturated): {bounds}. Length(s) dropped from every replicate: "
-                  f"{', '.join(f'{v:g}' for v in s['dropped_lengths'])}.", ""]
-    return lines
+             "Each replicate's slope of ln y on ln ℓ over the lengths unsaturated in every replicate; β is minus "
+             "their mean, its interval Student's t over replicates (orchestrator/law/length_slope.py). y is ΔL (the "
+             "paper's response) and the drop below chance L_ref − L_final, which leaves out the part of ΔL that "
+             "undoes the base's overconfidence: that part is paid at every ℓ alike, so it flattens ΔL's slope.", ""]
+    lines += [f"- **{s['response']}: {s['message']}.**" for s in slopes]
+    by_rep = {rep: [] for s in slopes for rep, _ in s["slopes"]}
+    for s in slopes:
+        values = dict(s["slopes"])
+        for rep in by_rep:
+            by_rep[rep].append(num(values.get(rep), ".3f"))
+    if by_rep:
+        lines += ["", "| replicate (data.seed) | " + " | ".join(f"slope of ln y on ln ℓ, y = {s['response']}" for s in slopes)
+                  + " |", "|---|" + "---|" * len(slopes),
+                  *(f"| {rep} | " + " | ".join(v) + " |" for rep, v in by_rep.items())]
+    saturated = slopes[0]["saturated"] if slopes else []
+    if saturated:
+        bounds = "; ".join(f"replicate {c['replicate']}, ℓ = {c['ell']:g}: ΔL ≥ {num(c['delta_loss'])}" for c in saturated)
+        lines += ["", f"Left out as bounds (saturated): {bounds}. Length(s) dropped from every replicate: "
+                  f"{', '.join(f'{v:g}' for v in slopes[0]['dropped_lengths'])}."]
+    return [*lines, ""]
 
 
 def fit_lines(groups: dict[str, Any]) -> list[str]:
