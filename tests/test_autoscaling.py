@@ -82,6 +82,7 @@ def worker_types(head) -> Counter:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # a drill: its own deadline, not the suite default
 def test_a_driver_resource_sweep_scales_up_from_zero_and_back_down(tmp_path, request):
     types = scaled_node_types()
     drivers = [name for name, t in types.items() if "memlaw_driver" in t["resources"]]

@@ -38,6 +38,7 @@ NODE_KILLS_AFTER = (4, 10, 16)
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # a drill: its own deadline, not the suite default
 def test_r2_results_actor_killed_ten_times_loses_and_duplicates_nothing(tmp_path):
     import ray
 
@@ -94,6 +95,7 @@ def test_r2_results_actor_killed_ten_times_loses_and_duplicates_nothing(tmp_path
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # a drill: its own deadline, not the suite default
 def test_r1_worker_node_loss_every_trial_finishes_exactly_once(tmp_path):
     import ray
     from ray.cluster_utils import Cluster
@@ -198,6 +200,7 @@ def _kill_driver_after(experiment, proc, n_records: int, timeout: float = 300) -
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # a drill: its own deadline, not the suite default
 def test_r3_driver_killed_under_optuna_resumes_with_every_trial_once(tmp_path, request):
     import os
     import subprocess
@@ -281,6 +284,7 @@ R4_CATEGORIES = {"nan": "nan", "inf": "inf", "error": "error", "hang": "timeout"
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # a drill: its own deadline, not the suite default
 def test_r4_each_broken_trial_in_its_own_category_none_in_the_fit(tmp_path, request):
     import subprocess
 

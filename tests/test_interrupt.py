@@ -71,6 +71,7 @@ def run(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # a drill: its own deadline, not the suite default
 def test_ctrl_c_then_resume_every_fitted_trial_spent_its_budget_and_a_copy_resumes_in_place(tmp_path, request):
     from conftest import print_figure
 
@@ -144,6 +145,7 @@ def refuses_a_damaged_tune_state(tmp_path: Path, experiment: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # a drill: its own deadline, not the suite default
 def test_asha_stops_are_pruned_not_fitted_and_ctrl_c_under_asha_trains_on(tmp_path, request):
     from conftest import print_figure
 
@@ -173,6 +175,7 @@ def test_asha_stops_are_pruned_not_fitted_and_ctrl_c_under_asha_trains_on(tmp_pa
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # a drill: its own deadline, not the suite default
 def test_two_runs_at_once_and_reruns_are_refused_before_ray_starts(tmp_path, request):
     from conftest import print_figure
 

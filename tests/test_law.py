@@ -71,8 +71,9 @@ def test_covariance_intervals_cover_truth_about_95_percent():
         hits += [fit.alpha_ci[0] <= TRUE["alpha"] <= fit.alpha_ci[1],
                  fit.beta_ci[0] <= TRUE["beta"] <= fit.beta_ci[1]]
     coverage = hits / draws
-    assert np.all(coverage >= 0.85), coverage
-    assert np.all(coverage <= 1.0)
+    # a band about 0.95 for 100 seeded draws (0.93 and 0.94 measured): too narrow an interval fails the
+    # floor, too wide a one the ceiling (at twice the width nearly every draw covers)
+    assert np.all(coverage >= 0.85) and np.all(coverage <= 0.99), coverage
 
 
 def test_shuffling_records_does_not_change_the_fit():

@@ -154,6 +154,7 @@ def _kill_a_rank_after_first_checkpoint(experiment: Path, proc: subprocess.Popen
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # a drill: its own deadline, not the suite default
 def test_zero2_trial_matches_single_process(tmp_path, request):
     """ZeRO-2 through `memlaw sweep`: one trial on 2 gloo ranks equals the same trial in one process.
     The killed-rank drill runs under ZeRO-3 only: the retry and the merged-checkpoint resume are the
@@ -178,6 +179,7 @@ def test_zero2_trial_matches_single_process(tmp_path, request):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1500)  # a drill: its own deadline, not the suite default
 def test_zero3_trials_match_single_process_and_survive_a_killed_rank(tmp_path, request):
     """Two identical zero trials through `memlaw sweep`; a rank of the first is SIGKILLed after its
     first checkpoint, Tune retries it, Ray Train resumes it from the merged checkpoint."""
