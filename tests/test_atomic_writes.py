@@ -396,3 +396,28 @@ def test_sigkill_never_leaves_a_torn_file(writer, tmp_path, request):
     assert check.kills == KILLS
     assert check.seen["A"] and check.seen["B"], f"the kills never let both versions land: {dict(check.seen)}"
 
+
+
+def test_an_object_store_experiment_is_held_by_a_lease_that_a_second_run_respects_and_an_expired_one_yields():
+    """README: on an object store (no flock) a run holds its experiment with a lease object that names
+    the run and expires unless renewed; a second run is refused while it lives, a killed run's expired
+    lease is taken over, and the lease is gone when the run ends. fsspec's memory:// store, in process."""
+    import uuid
+
+    from orchestrator.experiment.folder import LEASE_FILE, ExperimentBusy, exclusive_run, in_use
+    from orchestrator.records.storage import Store
+
+    uri = f"memory://memlaw-lease-{uuid.uuid4().hex}/exp"
+    store = Store(uri)
+    assert not in_use(uri)
+    with exclusive_run(uri) as holder:
+        lease = store.read_json(LEASE_FILE)
+        assert lease["run_id"] == holder["run_id"] and lease["expires_at"] > time.time() and in_use(uri)
+        with pytest.raises(ExperimentBusy, match="in use by another memlaw run"):
+            with exclusive_run(uri):
+                pass
+    assert not store.exists(LEASE_FILE) and not in_use(uri)
+    store.write_json(LEASE_FILE, {"run_id": "killed", "host": "h", "pid": 1, "expires_at": time.time() - 1})
+    assert not in_use(uri)  # a killed run's lease has expired
+    with exclusive_run(uri) as holder:
+        assert store.read_json(LEASE_FILE)["run_id"] == holder["run_id"]  # taken over
