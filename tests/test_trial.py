@@ -308,3 +308,22 @@ def test_the_pure_math_modules_import_neither_ray_nor_deepspeed():
             "print(sorted(m for m, v in sys.modules.items() if m.split('.')[0] in ('ray', 'deepspeed') and v))\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr[-2000:]
+
+
+def test_two_trials_in_the_same_second_get_two_folders(tmp_path, monkeypatch):
+    """`memlaw trial FILE` twice within one second (a fast machine, a script) must not collide on the
+    default folder: the second gets a -2 suffix instead of refusing the first's trial."""
+    import time as time_module
+    from pathlib import Path
+
+    from orchestrator.cli.trial_commands import _default_out
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(time_module, "strftime", lambda fmt, *a: "20261206-200008")
+    first = _default_out("examples/trial_tiny.yaml")
+    assert first == Path("memlaw-runs") / "trial_tiny-20261206-200008"
+    first.mkdir(parents=True)
+    second = _default_out("examples/trial_tiny.yaml")
+    assert second == Path("memlaw-runs") / "trial_tiny-20261206-200008-2" and not second.exists()
+    second.mkdir()
+    assert _default_out("examples/trial_tiny.yaml").name == "trial_tiny-20261206-200008-3"

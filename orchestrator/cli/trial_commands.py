@@ -33,8 +33,14 @@ def _fmt(value: Any) -> str:
 
 
 def _default_out(config_path: str) -> Path:
-    stem = Path(config_path).stem
-    return Path("memlaw-runs") / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    """A new folder per run: two runs in the same second (a fast machine, a script) get -2, -3, ...
+    rather than one refusing the other's folder."""
+    base = Path("memlaw-runs") / f"{Path(config_path).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out, n = base, 1
+    while out.exists():
+        n += 1
+        out = base.with_name(f"{base.name}-{n}")
+    return out
 
 
 # -- trial ---------------------------------------------------------------------------------------
