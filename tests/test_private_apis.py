@@ -181,3 +181,30 @@ def test_tune_puts_the_previous_sigint_handler_back_only_when_interrupted():
     assert caught == {"interrupted": True} and signal.getsignal(signal.SIGINT) is before
     if usr1 is not None:
         signal.signal(signal.SIGUSR1, usr1)  # Tune's handler took SIGUSR1 too
+
+
+def test_tune_snapshot_keys_that_the_ghost_trial_repair_rewrites():
+    """orchestrator/tune/search_counter.py edits Tune's saved search state before a resume: the search
+    generator's `counter` (SearchGenerator.get_state), the ConcurrencyLimiter's `live_trials` and
+    `num_unfinished_live_trials` (saved as its __dict__ under "name:ConcurrencyLimiter"), the file
+    names, and each trial_data entry's first element as the trial's JSON with its trial_id."""
+    from ray.tune.execution.tune_controller import TuneController
+    from ray.tune.search import ConcurrencyLimiter, Searcher
+    from ray.tune.search.search_generator import SearchGenerator
+
+    from orchestrator.tune import search_counter
+
+    class Nothing(Searcher):
+        def suggest(self, trial_id):
+            return None
+
+        def on_trial_complete(self, trial_id, result=None, error=False):
+            pass
+
+    generator = SearchGenerator(ConcurrencyLimiter(Nothing(), max_concurrent=2))
+    assert {"counter", "total_samples", "finished"} <= set(generator.get_state())
+    limiter = generator.searcher
+    assert isinstance(limiter.live_trials, set) and isinstance(limiter.num_unfinished_live_trials, int)
+    assert search_counter.LIMITER == "name:" + type(limiter).__name__
+    assert TuneController.CKPT_FILE_TMPL.format("*") == search_counter.EXPERIMENT_STATE
+    assert SearchGenerator.CKPT_FILE_TMPL.format("*") == search_counter.SEARCH_GENERATOR_STATE

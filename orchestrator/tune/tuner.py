@@ -31,6 +31,7 @@ from orchestrator.config.sweep import SweepConfig
 from orchestrator.experiment.folder import Experiment, exclusive_run, optuna_storage
 from orchestrator.experiment.live_file import clear_live, write_live
 from orchestrator.tune.moved_experiment import repoint_search_state
+from orchestrator.tune.search_counter import reconcile_search_counter
 from orchestrator.tune.ray_session import NAMESPACE, start_ray, token_hint
 from orchestrator.tune.run_provenance import record_this_run
 from orchestrator.records.journal import LAW_FOLDER
@@ -201,6 +202,10 @@ def resume_sweep(experiment: Experiment, address: str | None = None, dashboard: 
         url = start_ray(address, dashboard=dashboard)
         results_actor.get_or_create(sweep.name, experiment.uri, sweep.fit)
         repoint_search_state(experiment.uri)  # a moved or copied experiment: new trials go where it is now
+        ghosts = reconcile_search_counter(experiment.uri)  # trials counted by Tune's snapshot but not saved
+        if ghosts:
+            print(f"memlaw: {len(ghosts)} trial(s) started just before the driver stopped were not in Tune's snapshot "
+                  f"({', '.join(ghosts)}; no result of theirs was recorded): their places are run again", flush=True)
         record_this_run(experiment.uri, resumed=True)
         # resume_errored: a trial stopped by a full disk is an error to Tune; a journaled failure
         # replays as one without training (trainable._replay_journaled), so only the former trains on
