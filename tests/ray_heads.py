@@ -72,7 +72,27 @@ class Head:
 
 def start_head(tmp: Path, env: dict[str, str], *, num_cpus: float = 1, dashboard: bool = False,
                extra: tuple[str, ...] = (), port: int | None = None, timeout: float = 90.0) -> Head:
-    """Start a head on ports chosen free (GCS on `port` if given); wait until Ray says it runs."""
+    """Start a head on ports chosen free (GCS on `port` if given); wait until Ray says it runs.
+
+    A `ray start` that exits before its runtime is up is tried once more on fresh ports, saying why:
+    the ports are chosen free before Ray binds them, and a fresh-clone CI once saw the raylet fail to
+    register in Ray's own 30 s (2026-12-06), where the same test passed alone in 7 s. A head that is
+    still starting when `timeout` ends is not retried: that is a failure."""
+    try:
+        return _start_head(tmp, env, num_cpus=num_cpus, dashboard=dashboard, extra=extra, port=port, timeout=timeout)
+    except HeadExited as first:
+        print(f"[ray_heads] ray start --head exited before its runtime was up; once more on fresh ports:\n"
+              f"{str(first)[-1500:]}", flush=True)
+        return _start_head(tmp, env, num_cpus=num_cpus, dashboard=dashboard, extra=extra, port=port,
+                           timeout=timeout)
+
+
+class HeadExited(AssertionError):
+    """`ray start --head` ended before printing that its runtime started."""
+
+
+def _start_head(tmp: Path, env: dict[str, str], *, num_cpus: float, dashboard: bool, extra: tuple[str, ...],
+                port: int | None, timeout: float) -> Head:
     port, dash = port or free_port(), free_port() if dashboard else None
     args = [RAY, "start", "--head", "--block", f"--port={port}", f"--num-cpus={num_cpus}",
             "--object-store-memory=100000000", f"--ray-client-server-port={free_port()}",
@@ -96,7 +116,9 @@ def start_head(tmp: Path, env: dict[str, str], *, num_cpus: float = 1, dashboard
             head.processes()
             return head
         if proc.poll() is not None:
-            break
+            head.stop()
+            raise HeadExited(f"ray start --head exited ({proc.returncode}) before it was up:\n"
+                             f"{log.read_text(errors='replace')[-3000:]}")
         time.sleep(0.5)
     head.stop()
     raise AssertionError(f"ray start --head did not come up in {timeout:.0f} s:\n{log.read_text()[-3000:]}")
