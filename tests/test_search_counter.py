@@ -42,3 +42,11 @@ def test_a_consistent_snapshot_is_left_byte_for_byte(tmp_path):
     assert reconcile_search_counter(str(tmp_path)) == []
     assert (tmp_path / f"search_gen_state-{STAMP}.json").read_bytes() == before
     assert reconcile_search_counter(str(tmp_path / "missing")) == [] and reconcile_search_counter("s3://b/x") == []
+
+
+def test_a_damaged_snapshot_is_left_for_tune_to_report(tmp_path):
+    _snapshot(tmp_path, ["a", "b", "c"], counter=4, live={"c", "ghost"})
+    (tmp_path / f"experiment_state-{STAMP}.json").write_text('{"trial_data": [["{\\"trial')  # torn write
+    before = (tmp_path / f"search_gen_state-{STAMP}.json").read_bytes()
+    assert reconcile_search_counter(str(tmp_path)) == []
+    assert (tmp_path / f"search_gen_state-{STAMP}.json").read_bytes() == before

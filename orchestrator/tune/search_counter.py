@@ -44,9 +44,12 @@ def reconcile_search_counter(experiment_uri: str) -> list[str]:
     trials_file, search_file = _newest(experiment_uri, EXPERIMENT_STATE), _newest(experiment_uri, SEARCH_GENERATOR_STATE)
     if trials_file is None or search_file is None:
         return []
-    saved = _saved_trial_ids(trials_file)
-    with open(search_file, "rb") as fh:
-        state = cloudpickle.load(fh)
+    try:
+        saved = _saved_trial_ids(trials_file)
+        with open(search_file, "rb") as fh:
+            state = cloudpickle.load(fh)
+    except Exception:  # noqa: BLE001 - a damaged snapshot: leave it untouched; Tuner.restore reports it
+        return []
     limiter = state.get(LIMITER) or {}
     ghosts = sorted(set(limiter.get("live_trials", ())) - saved)
     if state["counter"] <= len(saved) and not ghosts:
